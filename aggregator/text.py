@@ -1,0 +1,85 @@
+"""Plain-text helpers shared by the feed, page and normalisation steps.
+
+Everything that turns markup into text goes through `html_to_text`, so that excerpts,
+titles and linking text are cleaned the same way whatever their origin.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+
+import lxml.html
+from lxml import etree
+
+_WHITESPACE = re.compile(r"\s+")
+_TAG_HINT = re.compile(r"<[A-Za-z!/?]")
+# C0/C1 controls (but tab/newline/CR), bidi overrides and isolates, and non-characters.
+_UNSAFE_CHARS = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff\ufffe\uffff]"
+)
+_SKIP_TAGS = ("script", "style", "noscript", "template", "iframe", "svg", "head")
+_BLOCK_TAGS = frozenset(
+    "p div br li ul ol h1 h2 h3 h4 h5 h6 blockquote tr td th table section article "
+    "header footer figure figcaption pre hr dd dt".split()
+)
+
+
+def strip_unsafe_chars(text: str) -> str:
+    """Remove control, bidi-override and non-characters that break or spoof outputs."""
+    return _UNSAFE_CHARS.sub("", text)
+
+
+def collapse_whitespace(text: str) -> str:
+    """Collapse runs of whitespace into single spaces and trim the ends."""
+    return _WHITESPACE.sub(" ", text).strip()
+
+
+def clean_inline(text: str) -> str:
+    """Decode entities, drop unsafe characters, normalise to NFC and collapse whitespace."""
+    decoded = html.unescape(text)
+    return collapse_whitespace(unicodedata.normalize("NFC", strip_unsafe_chars(decoded)))
+
+
+def html_to_text(markup: str) -> str:
+    """Turn an HTML fragment (or plain text) into one line of clean plain text.
+
+    Scripts, styles and similar elements are dropped with their content; block elements
+    become spaces; entities are decoded. Plain text without tags is only cleaned.
+    """
+    if not markup:
+        return ""
+    if not _TAG_HINT.search(markup):
+        return clean_inline(markup)
+    try:
+        root = lxml.html.fragment_fromstring(strip_unsafe_chars(markup), create_parent="div")
+    except (etree.ParserError, ValueError):
+        return clean_inline(re.sub(r"<[^>]*>", " ", markup))
+    parts: list[str] = []
+    _collect_text(root, parts)
+    return clean_inline(" ".join(parts).replace("\u00a0", " "))
+
+
+def _collect_text(element: etree._Element, parts: list[str]) -> None:
+    """Append the visible text of `element` in document order (iterative: no recursion limit)."""
+    stack: list[etree._Element | str] = [element]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            parts.append(item)
+            continue
+        tag = item.tag.lower() if isinstance(item.tag, str) else ""
+        if tag and tag not in _SKIP_TAGS:
+            if item.text:
+                parts.append(item.text)
+            pending: list[etree._Element | str] = []
+            for child in item:
+                pending.append(child)
+                if child.tail:
+                    pending.append(child.tail)
+            if tag in _BLOCK_TAGS:
+                pending.append(" ")
+            stack.extend(reversed(pending))
+        elif not tag:
+            continue

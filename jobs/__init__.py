@@ -1,0 +1,1 @@
+"""Scheduled job definitions: one module per job, each calling into `aggregator`."""
