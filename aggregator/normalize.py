@@ -1,0 +1,264 @@
+"""Canonical URLs, AMP cache URLs, provider domains and names, and clean excerpts.
+
+Pure functions, no I/O. The public suffix list is the snapshot bundled with tldextract:
+no network call is made and no cache is written.
+
+AMP cache URLs follow the Google AMP Cache format (amp.dev, "AMP Cache URL format", and the
+reference implementation ``@ampproject/toolbox-cache-url``)::
+
+    https://<subdomain>.cdn.ampproject.org/c/[s/]<host><path>[?query]
+
+where ``<subdomain>`` is the host punycode-decoded to Unicode, each ``-`` doubled, each ``.``
+turned into ``-``, wrapped as ``0-…-0`` when characters 3–4 are ``--``, then punycode-encoded.
+Hosts without a dot, longer than 63 characters or mixing left-to-right and right-to-left
+letters fall back to the lower-case base32 SHA-256 of the host. The path part keeps the host
+as written in the AMP URL (``https://點看.com`` → ``…/c/s/點看.com``).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import ipaddress
+import unicodedata
+from functools import cache
+from typing import Any
+from urllib.parse import SplitResult, unquote_plus, urlsplit, urlunsplit
+
+import tldextract
+
+AMP_CACHE_DOMAIN = "cdn.ampproject.org"
+DEFAULT_EXCERPT_LIMIT = 340
+ELLIPSIS = " ..."
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_TRACKING_PREFIXES = ("utm_",)
+# Click ids and campaign/share markers from ad networks, mailers, analytics and social apps.
+_TRACKING_PARAMS = frozenset(
+    """
+    fbclid gclid gclsrc dclid gbraid wbraid msclkid yclid twclid ttclid li_fat_id
+    mc_cid mc_eid _hsenc _hsmi __hssc __hstc __hsfp hsctatracking mkt_tok
+    igshid ref_src ref_url oly_enc_id oly_anon_id vero_id vero_conv __s s_cid s_kwcid
+    cmpid ncid ocid sr_share ito spm _ga _gl ef_id rb_clickid wickedid epik
+    xtor at_medium at_campaign pk_campaign pk_kwd pk_source pk_medium
+    mtm_campaign mtm_source mtm_medium mtm_keyword soc_src soc_trk smid
+    guccounter guce_referrer guce_referrer_sig _openstat hootpostid __twitter_impression
+    usqp amp_js_v amp_gsa
+    """.split()
+)
+_BAD_HOST_CHARS = frozenset(' <>"{}|\\^`')
+_TRAILING_PUNCTUATION = ",;:-–—([{/“‘ "
+_MAX_LABEL = 63
+_EXCERPT_OVERSHOOT = 6
+
+
+@cache
+def _extractor() -> Any:
+    """The offline tldextract instance: bundled suffix list, no fetch, no disk cache."""
+    return tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
+
+
+def is_tracking_param(name: str) -> bool:
+    """True when a query parameter name is a known tracking parameter (case-insensitive)."""
+    lowered = unquote_plus(name).strip().lower()
+    return lowered.startswith(_TRACKING_PREFIXES) or lowered in _TRACKING_PARAMS
+
+
+def _split_http(url: str) -> SplitResult | None:
+    """Split an absolute http(s) URL with a sane host, or None."""
+    try:
+        parts = urlsplit(url.strip())
+        _ = parts.port  # raises ValueError on a bad port
+    except ValueError:
+        return None
+    host = parts.hostname
+    if parts.scheme.lower() not in _DEFAULT_PORTS or not host:
+        return None
+    if any(char in _BAD_HOST_CHARS or char.isspace() for char in host):
+        return None
+    return parts
+
+
+def _netloc(parts: SplitResult) -> str:
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = parts.port
+    if port is None or port == _DEFAULT_PORTS[parts.scheme.lower()]:
+        return host
+    return f"{host}:{port}"
+
+
+def _clean_query(query: str) -> str:
+    """Drop tracking parameters; kept parameters keep their order and their encoding."""
+    kept = [pair for pair in query.split("&") if pair and not is_tracking_param(pair.split("=")[0])]
+    return "&".join(kept)
+
+
+def canonical_url(url: str) -> str:
+    """The canonical form of an http(s) URL, or "" when it is empty, invalid or not http(s).
+
+    Scheme and host are lower-cased (an IDN host stays in Unicode), user info, default ports,
+    the fragment and tracking parameters are dropped; the path and the order and encoding
+    of the remaining query parameters are kept as given.
+    """
+    parts = _split_http(url)
+    if parts is None:
+        return ""
+    scheme = parts.scheme.lower()
+    return urlunsplit((scheme, _netloc(parts), parts.path, _clean_query(parts.query), ""))
+
+
+def _punycode_decode(host: str) -> str | None:
+    labels = []
+    for label in host.split("."):
+        if label.startswith("xn--"):
+            try:
+                label = label[4:].encode("ascii").decode("punycode")
+            except (UnicodeError, ValueError):
+                return None
+        labels.append(label)
+    return ".".join(labels)
+
+
+def _mixes_directions(text: str) -> bool:
+    kinds = {unicodedata.bidirectional(char) for char in text}
+    return "L" in kinds and bool(kinds & {"R", "AL"})
+
+
+def _hashed_subdomain(host: str) -> str:
+    digest = hashlib.sha256(host.encode("utf-8")).digest()
+    return base64.b32encode(digest).decode("ascii").lower().rstrip("=")
+
+
+def amp_cache_subdomain(host: str) -> str:
+    """The Google AMP Cache subdomain label for `host` (see the module docstring)."""
+    host = host.lower()
+    ascii_host = _to_ascii(host)
+    unicode_host = _punycode_decode(ascii_host)
+    if unicode_host is None or "." not in host or len(ascii_host) > _MAX_LABEL:
+        return _hashed_subdomain(ascii_host)
+    if _mixes_directions(unicode_host):
+        return _hashed_subdomain(ascii_host)
+    label = unicode_host.replace("-", "--").replace(".", "-")
+    if label[2:4] == "--":
+        label = f"0-{label}-0"
+    if not label.isascii():
+        label = "xn--" + label.encode("punycode").decode("ascii")
+    return label if len(label) <= _MAX_LABEL else _hashed_subdomain(ascii_host)
+
+
+def amp_cache_url(amp_url: str) -> str:
+    """The Google AMP Cache URL of an AMP document URL; "" for "" or a non-http(s) URL.
+
+    Documents only (``/c/``); ``s/`` is added for https URLs; the query is kept, the fragment,
+    user info and port are not (as in the reference implementation).
+    """
+    parts = _split_http(amp_url)
+    if parts is None or parts.hostname is None:
+        return ""
+    host = parts.hostname
+    secure = "s/" if parts.scheme.lower() == "https" else ""
+    query = f"?{parts.query}" if parts.query else ""
+    subdomain = amp_cache_subdomain(host)
+    return f"https://{subdomain}.{AMP_CACHE_DOMAIN}/c/{secure}{host}{parts.path}{query}"
+
+
+def _to_ascii(host: str) -> str:
+    """The punycode (IDNA) form of a host, or the host itself when it cannot be encoded."""
+    try:
+        return host.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        return host.lower()
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def registrable_domain(host: str) -> str:
+    """The eTLD+1 of a host; the host itself for IPs, localhost and unknown suffixes."""
+    host = host.strip().rstrip(".").lower()
+    if not host or _is_ip(host):
+        return host
+    parts = _extractor()(host)
+    if parts.domain and parts.suffix:
+        return f"{parts.domain}.{parts.suffix}"
+    return host
+
+
+def provider_domain(url: str) -> str:
+    """The registrable domain (eTLD+1) of a URL's host, "" when the URL has no http(s) host."""
+    parts = _split_http(url)
+    if parts is None or parts.hostname is None:
+        return ""
+    return registrable_domain(parts.hostname)
+
+
+def provider_name_from_domain(domain: str) -> str:
+    """A readable outlet name made from a domain: its registrable label, capitalised.
+
+    ``clickorlando.com`` → ``Clickorlando``, ``news.bbc.co.uk`` → ``Bbc``,
+    ``fox-news.com`` → ``Fox News``, ``xn--bcher-kva.de`` → ``Bücher``; IPs are returned as is.
+    """
+    domain = domain.strip().rstrip(".").lower()
+    if not domain or _is_ip(domain):
+        return domain
+    label = _extractor()(domain).domain or domain.split(".")[0]
+    label = _punycode_decode(label) or label
+    return " ".join(word[:1].upper() + word[1:] for word in label.split("-") if word)
+
+
+def same_site(url_a: str, url_b: str) -> bool:
+    """True when both URLs have the same registrable domain (IDN and punycode compare equal)."""
+    domain_a, domain_b = provider_domain(url_a), provider_domain(url_b)
+    return bool(domain_a) and _to_ascii(domain_a) == _to_ascii(domain_b)
+
+
+def _word_ends(text: str) -> list[int]:
+    """Indices where a word ends and whitespace starts."""
+    return [i for i in range(1, len(text)) if text[i].isspace() and not text[i - 1].isspace()]
+
+
+def _choose_cut(text: str, limit: int) -> int:
+    """The word end nearest `limit` (earlier on ties, at most `limit` + 6, at least half of it).
+
+    Falls back to a hard cut at `limit` that does not split a combining sequence or a
+    surrogate pair when no word end is in range.
+    """
+    ends = [i for i in _word_ends(text) if limit // 2 <= i <= limit + _EXCERPT_OVERSHOOT]
+    if ends:
+        return min(ends, key=lambda i: (abs(i - limit), i))
+    cut = limit
+    while cut > 1 and (_joins_previous(text[cut]) or text[cut - 1] == "\u200d"):
+        cut -= 1
+    return cut
+
+
+def _joins_previous(char: str) -> bool:
+    """True for marks, joiners, variation selectors, skin tones and low surrogates."""
+    return (
+        unicodedata.category(char) in ("Mn", "Mc", "Me")
+        or "\udc00" <= char <= "\udfff"
+        or "\U0001f3fb" <= char <= "\U0001f3ff"
+        or char in "\u200d\ufe0e\ufe0f"
+    )
+
+
+def make_excerpt(text: str, limit: int = DEFAULT_EXCERPT_LIMIT) -> str:
+    """Shorten clean plain text to about `limit` characters, ending in " ..." when cut.
+
+    A text of at most `limit` characters is returned unchanged. A longer one is cut at the
+    word end nearest to `limit` (never more than 6 past it, so the result is at most
+    `limit` + 10 characters), trailing ",;:" and dashes are removed, and " ..." is appended
+    (a text of only spaces and punctuation gives "").
+    The seed's excerpts (337–342 characters before " ...") follow this rule for limit 340.
+    """
+    if len(text) <= limit:
+        return text
+    head = text[: _choose_cut(text, limit)].rstrip().rstrip(_TRAILING_PUNCTUATION)
+    return f"{head}{ELLIPSIS}" if head else ""
