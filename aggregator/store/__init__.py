@@ -1,0 +1,26 @@
+"""Persistence: the only package that imports sqlmodel/SQLAlchemy.
+
+    Store(url)                      open/create the database (SQLite WAL, or PostgreSQL)
+      .upsert_records(records)      → UpsertCounts(new, updated, unchanged), one transaction
+      .get_record(id | url)         → StoredRecord | None
+      .iter_records(filters…)       → StoredRecord… newest first, streamed in pages
+      .known_guids / .find_by_urls  identity look-ups for the crawler and the linker
+      .get/save_source_state        → SourceState (conditional GET, health, schedule)
+      .set_related/topics/quality/story/heat   small updaters for the tracking layer
+
+Modules: tables (rows), convert (rows ↔ models, content hash), identity (upsert matching),
+upsert, tracking (updaters), queries (bulk loading, paging), engine (pragmas, transactions).
+"""
+
+from aggregator.store.convert import content_hash
+from aggregator.store.store import Store
+from aggregator.store.values import SOURCE_STATES, SourceState, StoredRecord, UpsertCounts
+
+__all__ = [
+    "SOURCE_STATES",
+    "SourceState",
+    "Store",
+    "StoredRecord",
+    "UpsertCounts",
+    "content_hash",
+]

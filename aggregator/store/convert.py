@@ -1,0 +1,262 @@
+"""Conversions between the frozen model values and database rows, and the content hash.
+
+Upsert policy (see `apply_record`): the incoming record wins for every public field and
+for its provenance; `story_id`, `created_at` and computed related links are kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, fields
+from datetime import UTC, datetime
+from typing import Any
+
+from aggregator.models import Image, Provenance, Provider, QualityReason, Record, RelatedRecord
+from aggregator.store.tables import ImageRow, RecordRow, SourceRow, TopicRow
+from aggregator.store.values import SourceState, StoredRecord
+
+
+def utc(value: datetime | None) -> datetime | None:
+    """`value` as an aware UTC datetime (naive means UTC); None stays None."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _iso(value: datetime | None) -> str | None:
+    aware = utc(value)
+    return aware.isoformat() if aware else None
+
+
+def _image_dict(image: Image) -> dict[str, Any]:
+    return {"url": image.url, "width": image.width, "height": image.height, "title": image.title}
+
+
+def snapshot_of(entry: RelatedRecord) -> dict[str, Any]:
+    """A JSON-ready snapshot of an imported related entry."""
+    return {
+        "title": entry.title,
+        "excerpt": entry.excerpt,
+        "published": _iso(entry.published),
+        "web_url": entry.web_url,
+        "amp_web_url": entry.amp_web_url,
+        "cdn_amp_web_url": entry.cdn_amp_web_url,
+        "type": entry.type,
+        "provider": {"name": entry.provider.name, "domain": entry.provider.domain},
+        "quality": entry.quality,
+        "images": [_image_dict(image) for image in entry.images],
+    }
+
+
+def related_from_snapshot(data: dict[str, Any]) -> RelatedRecord:
+    """Rebuild an imported related entry from its snapshot."""
+    published = data.get("published")
+    return RelatedRecord(
+        title=data["title"],
+        excerpt=data["excerpt"],
+        published=datetime.fromisoformat(published) if published else None,
+        web_url=data["web_url"],
+        amp_web_url=data["amp_web_url"],
+        cdn_amp_web_url=data["cdn_amp_web_url"],
+        type=data["type"],
+        provider=Provider(**data["provider"]),
+        quality=data["quality"],
+        images=tuple(Image(**image) for image in data["images"]),
+    )
+
+
+def related_from_row(row: RecordRow, images: Sequence[ImageRow]) -> RelatedRecord:
+    """Render a stored record as a related entry, from its current row."""
+    return RelatedRecord(
+        title=row.title,
+        excerpt=row.excerpt,
+        published=row.published_at,
+        web_url=row.web_url,
+        amp_web_url=row.amp_web_url,
+        cdn_amp_web_url=row.cdn_amp_web_url,
+        type=row.type,
+        provider=Provider(name=row.provider_name, domain=row.provider_domain),
+        quality=row.quality,
+        images=images_from_rows(images),
+    )
+
+
+def content_hash(record: Record) -> str:
+    """sha256 (hex) of the public fields of `record`: what a reader of the export sees."""
+    public = {
+        "category": record.category,
+        "title": record.title,
+        "excerpt": record.excerpt,
+        "published": _iso(record.published),
+        "web_url": record.web_url,
+        "amp_web_url": record.amp_web_url,
+        "cdn_amp_web_url": record.cdn_amp_web_url,
+        "type": record.type,
+        "quality": record.quality,
+        "heat": record.heat,
+        "is_published": record.is_published,
+        "provider": {"name": record.provider.name, "domain": record.provider.domain},
+        "topics": list(record.topics),
+        "images": [_image_dict(image) for image in record.images],
+        "related": [snapshot_of(entry) for entry in record.related],
+    }
+    encoded = json.dumps(public, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(encoded.encode("utf-8")).hexdigest()
+
+
+def new_record_row(record: Record, digest: str, now: datetime) -> RecordRow:
+    """A fresh row for `record` (no id yet)."""
+    row = RecordRow(
+        web_url=record.web_url,
+        title=record.title,
+        provider_name=record.provider.name,
+        provider_domain=record.provider.domain,
+        content_hash=digest,
+        created_at=now,
+        updated_at=now,
+    )
+    apply_record(row, record, digest, now)
+    return row
+
+
+def apply_record(
+    row: RecordRow,
+    record: Record,
+    digest: str,
+    now: datetime,
+    *,
+    keep_web_url: bool = False,
+    keep_identity: bool = False,
+) -> None:
+    """Copy `record` onto `row`: the incoming record wins for public fields and provenance.
+
+    `keep_web_url` keeps the row's web_url when another row owns the incoming one;
+    `keep_identity` keeps the row's source_name, guid, feed_url and entry_hash.
+    """
+    if not keep_web_url:
+        row.web_url = record.web_url
+    if not keep_identity:
+        row.source_name = record.provenance.source_name
+        row.guid = record.provenance.guid or None
+        row.feed_url = record.provenance.feed_url
+        row.entry_hash = record.provenance.entry_hash
+    row.amp_web_url = record.amp_web_url
+    row.cdn_amp_web_url = record.cdn_amp_web_url
+    row.category = record.category
+    row.title = record.title
+    row.excerpt = record.excerpt
+    row.published_at = utc(record.published)
+    row.type = record.type
+    row.quality = record.quality
+    row.heat = record.heat
+    row.is_published = record.is_published
+    row.provider_name = record.provider.name
+    row.provider_domain = record.provider.domain
+    row.secured = record.secured
+    row.fetched_at = utc(record.provenance.fetched_at)
+    row.text = record.text
+    row.quality_reasons = reasons_to_json(record.quality_reasons)
+    row.content_hash = digest
+    row.updated_at = now
+
+
+def reasons_to_json(reasons: Iterable[QualityReason]) -> list[dict[str, Any]]:
+    """Quality reasons as a JSON list of {name, points, detail}."""
+    return [{"name": r.name, "points": r.points, "detail": r.detail} for r in reasons]
+
+
+def image_rows(record_id: int, images: Iterable[Image]) -> list[dict[str, Any]]:
+    """Column values of a record's image rows, in order (for a bulk insert)."""
+    return [
+        {"record_id": record_id, "position": position, **_image_dict(image)}
+        for position, image in enumerate(images)
+    ]
+
+
+def topic_rows(record_id: int, topics: Iterable[str]) -> list[dict[str, Any]]:
+    """Column values of a record's topic rows, best first (for a bulk insert)."""
+    return [
+        {"record_id": record_id, "position": position, "topic": topic}
+        for position, topic in enumerate(topics)
+    ]
+
+
+def snapshot_rows(record_id: int, related: Iterable[RelatedRecord]) -> list[dict[str, Any]]:
+    """Column values of imported related entries, stored as snapshots (for a bulk insert)."""
+    return [
+        {
+            "record_id": record_id,
+            "position": position,
+            "related_record_id": None,
+            "snapshot": snapshot_of(entry),
+        }
+        for position, entry in enumerate(related)
+    ]
+
+
+def images_from_rows(rows: Iterable[ImageRow]) -> tuple[Image, ...]:
+    """Image values from rows (callers pass them in position order)."""
+    return tuple(Image(url=r.url, width=r.width, height=r.height, title=r.title) for r in rows)
+
+
+def _provenance(row: RecordRow) -> Provenance:
+    return Provenance(
+        source_name=row.source_name,
+        feed_url=row.feed_url,
+        guid=row.guid or "",
+        fetched_at=row.fetched_at,
+        entry_hash=row.entry_hash,
+    )
+
+
+def stored_from_row(
+    row: RecordRow,
+    images: Sequence[ImageRow],
+    topics: Sequence[TopicRow],
+    related: Sequence[RelatedRecord],
+) -> StoredRecord:
+    """Assemble the StoredRecord for `row` from its already-loaded children."""
+    assert row.id is not None
+    record = Record(
+        title=row.title,
+        web_url=row.web_url,
+        provider=Provider(name=row.provider_name, domain=row.provider_domain),
+        category=row.category,
+        excerpt=row.excerpt,
+        published=row.published_at,
+        amp_web_url=row.amp_web_url,
+        cdn_amp_web_url=row.cdn_amp_web_url,
+        type=row.type,
+        quality=row.quality,
+        heat=row.heat,
+        is_published=row.is_published,
+        topics=tuple(t.topic for t in topics),
+        images=images_from_rows(images),
+        related=tuple(related),
+        secured=row.secured,
+        provenance=_provenance(row),
+        text=row.text,
+        quality_reasons=tuple(QualityReason(**reason) for reason in row.quality_reasons),
+    )
+    return StoredRecord(
+        id=row.id,
+        record=record,
+        story_id=row.story_id,
+        content_hash=row.content_hash,
+        updated_at=row.updated_at,
+    )
+
+
+def source_values(state: SourceState) -> dict[str, Any]:
+    """The column values of a sources row for `state` (datetimes in UTC)."""
+    values = asdict(state)
+    for key in ("last_fetch_at", "next_check_at"):
+        values[key] = utc(values[key])
+    return values
+
+
+def source_from_row(row: SourceRow) -> SourceState:
+    """The SourceState held in a sources row."""
+    return SourceState(**{f.name: getattr(row, f.name) for f in fields(SourceState)})

@@ -1,0 +1,229 @@
+"""`Store`: the persistence API the pipeline and the tracking jobs use.
+
+Every public method runs in one transaction and raises `StorageError` on any database
+failure; nothing SQLAlchemy-shaped leaves this package. Values in and out are the frozen
+models (`Record`) plus the store's own `StoredRecord` / `SourceState` / `UpsertCounts`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from types import TracebackType
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session, SQLModel, col, func, or_, select
+
+from aggregator.errors import StorageError
+from aggregator.models import QualityReason, Record
+from aggregator.store.convert import reasons_to_json, source_from_row, source_values
+from aggregator.store.engine import create_store_engine, transaction, writer
+from aggregator.store.identity import chunked
+from aggregator.store.queries import RecordFilter, iter_stored, load_stored
+from aggregator.store.tables import RecordRow, SourceRow
+from aggregator.store.tracking import replace_related, replace_topics
+from aggregator.store.upsert import upsert_batch
+from aggregator.store.values import SourceState, StoredRecord, UpsertCounts
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Store:
+    """Records, their images/topics/related entries, and source state, in one database."""
+
+    def __init__(self, url: str, *, busy_timeout_seconds: float = 30.0) -> None:
+        """Open (and create if needed) the database at `url`, e.g. ``sqlite:///data/a.db``."""
+        self._engine = create_store_engine(url, busy_timeout_seconds)
+        self._writer = writer(self._engine)
+        try:
+            SQLModel.metadata.create_all(self._engine)
+        except SQLAlchemyError as exc:
+            self._engine.dispose()
+            raise StorageError(f"cannot create tables at {url!r}: {exc}") from exc
+
+    def close(self) -> None:
+        """Release every pooled connection."""
+        self._engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def upsert_records(self, records: Sequence[Record]) -> UpsertCounts:
+        """Insert or update `records` in ONE transaction; see `aggregator.store.upsert`."""
+        outcomes: Counter[str] = Counter()
+        with transaction(self._writer, "upsert_records") as session:
+            outcomes.update(upsert_batch(session, records, _now()))
+        return UpsertCounts(outcomes["new"], outcomes["updated"], outcomes["unchanged"])
+
+    def get_record(self, key: int | str) -> StoredRecord | None:
+        """The record with id `key`, or whose web_url (else amp_web_url) is `key`."""
+        with transaction(self._engine, "get_record") as session:
+            row = self._find_row(session, key)
+            return load_stored(session, [row])[0] if row else None
+
+    @staticmethod
+    def _find_row(session: Session, key: int | str) -> RecordRow | None:
+        if isinstance(key, int):
+            return session.get(RecordRow, key)
+        by_url = select(RecordRow).where(col(RecordRow.web_url) == key)
+        by_amp = select(RecordRow).where(col(RecordRow.amp_web_url) == key)
+        return (
+            session.exec(by_url).first()
+            or session.exec(by_amp.order_by(col(RecordRow.id)).limit(1)).first()
+        )
+
+    def iter_records(
+        self,
+        *,
+        topic: str | None = None,
+        since: datetime | None = None,
+        published_only: bool = False,
+        updated_after: datetime | None = None,
+    ) -> Iterator[StoredRecord]:
+        """Matching records, newest published first (undated last), streamed in pages.
+
+        `since` keeps records published at or after it; `updated_after` those whose row
+        changed strictly after it. Safe to write to the store while iterating.
+        """
+        flt = RecordFilter(topic, since, published_only, updated_after)
+        return iter_stored(self._engine, flt)
+
+    def known_guids(self, source_name: str, guids: Iterable[str]) -> set[str]:
+        """The subset of `guids` already stored for `source_name`."""
+        found: set[str] = set()
+        with transaction(self._engine, "known_guids") as session:
+            for part in chunked({g for g in guids if g}):
+                statement = select(RecordRow.guid).where(
+                    col(RecordRow.source_name) == source_name, col(RecordRow.guid).in_(part)
+                )
+                found.update(g for g in session.exec(statement) if g is not None)
+        return found
+
+    def entry_hashes(self, source_name: str, guids: Iterable[str]) -> dict[str, str]:
+        """guid → stored feed-entry fingerprint, for the `guids` stored for `source_name`."""
+        found: dict[str, str] = {}
+        with transaction(self._engine, "entry_hashes") as session:
+            for part in chunked({g for g in guids if g}):
+                statement = select(RecordRow.guid, RecordRow.entry_hash).where(
+                    col(RecordRow.source_name) == source_name, col(RecordRow.guid).in_(part)
+                )
+                found.update((g, h) for g, h in session.exec(statement) if g is not None)
+        return found
+
+    def find_by_urls(self, urls: Iterable[str]) -> dict[str, int]:
+        """Map each of `urls` that a record has as web_url (preferred) or amp_web_url to its id."""
+        wanted = {u for u in urls if u}
+        by_web: dict[str, int] = {}
+        by_amp: dict[str, int] = {}
+        with transaction(self._engine, "find_by_urls") as session:
+            for part in chunked(wanted):
+                statement = select(RecordRow.id, RecordRow.web_url, RecordRow.amp_web_url).where(
+                    or_(col(RecordRow.web_url).in_(part), col(RecordRow.amp_web_url).in_(part))
+                )
+                for row_id, web_url, amp_url in session.exec(statement.order_by(col(RecordRow.id))):
+                    assert row_id is not None
+                    by_web[web_url] = row_id
+                    by_amp.setdefault(amp_url, row_id)
+        return {
+            u: by_web[u] if u in by_web else by_amp[u] for u in wanted if u in by_web or u in by_amp
+        }
+
+    def count_records(self) -> int:
+        """How many records are stored."""
+        with transaction(self._engine, "count_records") as session:
+            return session.exec(select(func.count()).select_from(RecordRow)).one()
+
+    def get_source_state(self, name: str) -> SourceState | None:
+        """The saved state of source `name`, or None when it was never saved."""
+        with transaction(self._engine, "get_source_state") as session:
+            row = session.exec(select(SourceRow).where(col(SourceRow.name) == name)).first()
+            return source_from_row(row) if row else None
+
+    def save_source_state(self, state: SourceState) -> None:
+        """Insert or replace the row of `state.name`."""
+        values = source_values(state)
+        with transaction(self._writer, "save_source_state") as session:
+            row = session.exec(select(SourceRow).where(col(SourceRow.name) == state.name)).first()
+            if row is None:
+                session.add(SourceRow(**values))
+                return
+            for key, value in values.items():
+                setattr(row, key, value)
+
+    def set_related(self, record_id: int, related_ids: Sequence[int]) -> None:
+        """Replace the related entries of a record by links to `related_ids`, best first.
+
+        The record itself and repeated ids are dropped. Linked entries are rendered from
+        the linked record's current row each time the record is read.
+        """
+        self._update(record_id, "set_related", lambda s, r: replace_related(s, r, related_ids))
+
+    def set_topics(self, record_id: int, topics: Sequence[str]) -> None:
+        """Replace the topics of a record (best first)."""
+        self._update(record_id, "set_topics", lambda s, r: replace_topics(s, r, topics))
+
+    def set_quality(
+        self,
+        record_id: int,
+        quality: int,
+        reasons: Sequence[QualityReason],
+        is_published: bool,
+    ) -> None:
+        """Set the quality score, its reasons and the published flag of a record."""
+        reasons_json = reasons_to_json(reasons)
+
+        def mutate(_session: Session, row: RecordRow) -> bool:
+            new = (quality, reasons_json, is_published)
+            if (row.quality, row.quality_reasons, row.is_published) == new:
+                return False
+            row.quality, row.quality_reasons, row.is_published = new
+            return True
+
+        self._update(record_id, "set_quality", mutate)
+
+    def set_secured(self, web_url: str, secured: str) -> None:
+        """Store the seal of the record at `web_url` (does not bump updated_at)."""
+        with transaction(self._writer, "set_secured") as session:
+            row = session.exec(select(RecordRow).where(col(RecordRow.web_url) == web_url)).first()
+            if row is None:
+                raise StorageError(f"set_secured: no record with web_url {web_url!r}")
+            row.secured = secured
+
+    def set_story(self, record_id: int, story_id: str | None) -> None:
+        """Attach a record to a story cluster (None detaches it)."""
+        self._set_field(record_id, "story_id", story_id)
+
+    def set_heat(self, record_id: int, heat: int) -> None:
+        """Set the heat of a record (-1 when unknown)."""
+        self._set_field(record_id, "heat", heat)
+
+    def _set_field(self, record_id: int, name: str, value: object) -> None:
+        def mutate(_session: Session, row: RecordRow) -> bool:
+            if getattr(row, name) == value:
+                return False
+            setattr(row, name, value)
+            return True
+
+        self._update(record_id, f"set_{name}", mutate)
+
+    def _update(
+        self, record_id: int, action: str, mutate: Callable[[Session, RecordRow], bool]
+    ) -> None:
+        """Apply `mutate` to a record row in one transaction; bump updated_at if it changed."""
+        with transaction(self._writer, action) as session:
+            row = session.get(RecordRow, record_id)
+            if row is None:
+                raise StorageError(f"{action}: no record with id {record_id}")
+            if mutate(session, row):
+                row.updated_at = _now()

@@ -1,0 +1,122 @@
+"""Database rows (SQLModel tables). They never leave `aggregator.store`.
+
+    sources        one row per configured feed: conditional-GET state and health
+    records        one row per story; identity (source_name, guid), web_url, amp_web_url
+    images         records.id → ordered lead images
+    record_topics  records.id → ordered topic names
+    related        records.id → ordered related entries: a link to another record
+                   (computed) or a JSON snapshot of an entry we only imported
+
+Datetimes are stored in UTC and come back aware (SQLModel's ``UTCDateTime``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import JSON, CheckConstraint, Field, SQLModel, UniqueConstraint
+
+
+class SourceRow(SQLModel, table=True):
+    """A feed and what the crawler knows about it."""
+
+    __tablename__ = "sources"
+    __table_args__ = (
+        CheckConstraint("state IN ('ok', 'erroring', 'dead', 'retired')", name="ck_source_state"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True)
+    url: str
+    final_url: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    last_status: int | None = None
+    last_fetch_at: datetime | None = None
+    last_error: str | None = None
+    error_count: int = 0
+    not_modified_count: int = 0
+    fetch_count: int = 0
+    next_check_at: datetime | None = Field(default=None, index=True)
+    state: str = "ok"
+    body_hash: str | None = None
+
+
+class RecordRow(SQLModel, table=True):
+    """A story: the public fields, its provenance, and tracking state."""
+
+    __tablename__ = "records"
+    __table_args__ = (
+        UniqueConstraint("source_name", "guid", name="uq_records_source_guid"),
+        CheckConstraint("quality BETWEEN 0 AND 100", name="ck_records_quality"),
+        CheckConstraint("heat >= -1", name="ck_records_heat"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    source_name: str = Field(default="", index=True)
+    guid: str | None = None
+    web_url: str = Field(unique=True)
+    amp_web_url: str = Field(default="", index=True)
+    cdn_amp_web_url: str = ""
+    category: str = "news"
+    title: str
+    excerpt: str = ""
+    published_at: datetime | None = Field(default=None, index=True)
+    type: str = "article"
+    quality: int = 0
+    heat: int = -1
+    is_published: bool = Field(default=False, index=True)
+    provider_name: str
+    provider_domain: str
+    secured: str = ""
+    feed_url: str = ""
+    entry_hash: str = ""
+    fetched_at: datetime | None = None
+    text: str = ""
+    quality_reasons: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON)
+    story_id: str | None = Field(default=None, index=True)
+    content_hash: str
+    created_at: datetime
+    updated_at: datetime = Field(index=True)
+
+
+class ImageRow(SQLModel, table=True):
+    """One lead image of a record, in order."""
+
+    __tablename__ = "images"
+
+    record_id: int = Field(foreign_key="records.id", ondelete="CASCADE", primary_key=True)
+    position: int = Field(primary_key=True)
+    url: str
+    width: int | None = None
+    height: int | None = None
+    title: str | None = None
+
+
+class TopicRow(SQLModel, table=True):
+    """One topic of a record, best first."""
+
+    __tablename__ = "record_topics"
+
+    record_id: int = Field(foreign_key="records.id", ondelete="CASCADE", primary_key=True)
+    position: int = Field(primary_key=True)
+    topic: str = Field(index=True)
+
+
+class RelatedRow(SQLModel, table=True):
+    """One related entry: a link to a stored record, or a snapshot of an imported one."""
+
+    __tablename__ = "related"
+    __table_args__ = (
+        CheckConstraint(
+            "related_record_id IS NOT NULL OR snapshot IS NOT NULL", name="ck_related_target"
+        ),
+    )
+
+    record_id: int = Field(foreign_key="records.id", ondelete="CASCADE", primary_key=True)
+    position: int = Field(primary_key=True)
+    related_record_id: int | None = Field(
+        default=None, foreign_key="records.id", ondelete="CASCADE", index=True
+    )
+    snapshot: dict[str, Any] | None = Field(default=None, sa_type=JSON(none_as_null=True))

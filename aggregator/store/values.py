@@ -1,0 +1,55 @@
+"""The values the store returns: frozen, library-free, safe to pass between steps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from aggregator.models import Record
+
+SOURCE_STATES = ("ok", "erroring", "dead", "retired")
+
+
+@dataclass(frozen=True, slots=True)
+class UpsertCounts:
+    """How a batch landed: one count per incoming record, so they add up to the batch size."""
+
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRecord:
+    """A record as stored, with its row id and tracking state.
+
+    `content_hash` is the sha256 of the public fields of the record as last upserted;
+    the tracking updaters (`set_quality`, `set_heat`, ...) leave it alone, so a re-crawl
+    of an unchanged page stays `unchanged`.
+    """
+
+    id: int
+    record: Record
+    story_id: str | None
+    content_hash: str
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SourceState:
+    """What the crawler knows about one feed (mirrors the ``sources`` row)."""
+
+    name: str
+    url: str = ""
+    final_url: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    last_status: int | None = None
+    last_fetch_at: datetime | None = None
+    last_error: str | None = None
+    error_count: int = 0
+    not_modified_count: int = 0
+    fetch_count: int = 0
+    next_check_at: datetime | None = None
+    state: str = "ok"
+    body_hash: str | None = None
