@@ -1,0 +1,42 @@
+"""Exports: a Record becomes public files, and public files become Records again.
+
+    fields.py    Record ⇄ public dict (the seed's keys, in the seed's order)
+    markdown.py  the seed's Markdown + YAML front matter, byte for byte
+    jsonl.py     one JSON record per line
+    seal.py      `secured`: AES-GCM sealed provenance and per-field hashes
+    files.py     atomic writes, safe file names, the incremental ExportWriter
+
+The package namespace re-exports the public functions of those modules.
+"""
+
+from aggregator.export.fields import public_to_record, record_to_public
+from aggregator.export.files import ExportStats, ExportWriter, atomic_write, safe_filename
+from aggregator.export.jsonl import iter_jsonl, record_to_json_line
+from aggregator.export.markdown import parse_markdown, render_markdown
+from aggregator.export.seal import (
+    VerifyResult,
+    instance_id,
+    load_or_create_key,
+    public_hash,
+    seal_record,
+    verify_record,
+)
+
+__all__ = [
+    "ExportStats",
+    "ExportWriter",
+    "VerifyResult",
+    "atomic_write",
+    "instance_id",
+    "iter_jsonl",
+    "load_or_create_key",
+    "parse_markdown",
+    "public_hash",
+    "public_to_record",
+    "record_to_json_line",
+    "record_to_public",
+    "render_markdown",
+    "safe_filename",
+    "seal_record",
+    "verify_record",
+]
