@@ -1,0 +1,248 @@
+"""Topic rules (declarative, from config) → the topics a record belongs to, best first.
+
+    TopicMatcher(settings.topics)           compile every rule once
+      .match(title=, excerpt=, body=, …)    → [TopicMatch(topic, score, hits)], best first
+    assign_topics(matcher, record)          → ("AI", "Computer Vision")
+
+How a keyword or phrase matches (see ``docs/quality.md`` → Topics):
+
+* On word boundaries, Unicode-aware: ``(?<!\\w)`` before and ``(?!\\w)`` after, so "ai" never
+  matches inside "Shanghai" or "said".
+* Case-insensitive, except short all-caps acronyms (2–5 characters, e.g. ``AI``, ``OCR``,
+  ``LLM``, ``5G``), which match only in capitals: "AI" matches "AI" and "AI's" but not "Ai"
+  ("Ai Weiwei" is not AI) nor "ai". Write a keyword in lower case to match it in any case.
+* Words inside a phrase may be separated by spaces or hyphens ("self-driving" ≈ "self driving";
+  a hyphen in the keyword also allows no separator: "e-mail" ≈ "email").
+* Inflection on the last word, if it is written in lower case: plural -s/-es/-ies, possessive
+  's; single words also take -ed/-ing ("election" → "elections", "vote" → "voting",
+  "ban" → "banned"). Capitalised names and acronyms only take plural -s and possessive 's.
+
+Score = Σ over fields (title, excerpt, body) of field weight × Σ over distinct keywords of
+(1 + ½ + ¼ + … for each repeat, so at most 2 per keyword), plus the category weight once when a
+feed category maps to the topic. Regex rules count like keywords. Any exclusion hit in any field
+vetoes the topic; a non-empty ``sources`` list restricts the topic to those sources. A topic is
+kept when it has at least one hit and its score reaches its threshold.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from aggregator.models import Record
+from aggregator.settings import TopicSettings
+
+BODY_LIMIT = 5000
+"""Only the first characters of the body are searched: cheap and enough for the lede."""
+
+_FIELDS = ("title", "excerpt", "body")
+_SEPARATOR = r"[\s\-\u2010\u2011\u2012\u2013]+"
+_HYPHEN_SEPARATOR = r"[\s\-\u2010\u2011\u2012\u2013]?"
+_POSSESSIVE = r"(?:['\u2019]s|s['\u2019])?"
+_VOWELS = frozenset("aeiou")
+_ACRONYM = re.compile(r"^[A-Z0-9&]{2,5}$")
+
+
+@dataclass(frozen=True)
+class TopicMatch:
+    """One topic a text matched: its score and the hits that made it (``title:lidar``)."""
+
+    topic: str
+    score: float
+    hits: tuple[str, ...]
+
+
+def is_acronym(word: str) -> bool:
+    """True for short all-caps tokens that must match case-sensitively (AI, OCR, LLM, 5G)."""
+    return bool(_ACRONYM.match(word)) and any(ch.isalpha() for ch in word)
+
+
+def inflections(word: str, *, verbs: bool) -> list[str]:
+    """The regular forms of a lower-case word: plural, and with `verbs` also -ed/-ing."""
+    consonant_y = len(word) > 2 and word.endswith("y") and word[-2] not in _VOWELS
+    forms = [word, word[:-1] + "ies" if consonant_y else word + "s"]
+    if word.endswith(("s", "x", "z", "ch", "sh", "o")):
+        forms.append(word + "es")
+    if not verbs or len(word) < 3 or word.endswith(("ing", "ed")):
+        return forms
+    if consonant_y:
+        forms += [word[:-1] + "ied", word + "ing"]
+    elif word.endswith("e"):
+        forms += [word + "d", word + "ing" if word.endswith("ee") else word[:-1] + "ing"]
+    else:
+        forms += [word + "ed", word + "ing"]
+    if _doubles_final_consonant(word):
+        forms += [word + word[-1] + "ed", word + word[-1] + "ing"]
+    return forms
+
+
+def _doubles_final_consonant(word: str) -> bool:
+    """Short consonant-vowel-consonant words double before -ed/-ing (ban → banned)."""
+    if not 3 <= len(word) <= 4 or not word.isalpha():
+        return False
+    a, b, c = word[-3], word[-2], word[-1]
+    return a not in _VOWELS and b in _VOWELS and c not in _VOWELS and c not in "wxy"
+
+
+def _word_pattern(word: str, *, last: bool, verbs: bool) -> str:
+    if is_acronym(word):
+        suffix = r"s?" + _POSSESSIVE if last else ""
+        return f"(?-i:{re.escape(word)}){suffix}"
+    if not last:
+        return re.escape(word)
+    if word.isalpha() and word == word.lower():
+        forms = sorted(set(inflections(word, verbs=verbs)), key=len, reverse=True)
+        return "(?:" + "|".join(map(re.escape, forms)) + ")" + _POSSESSIVE
+    return re.escape(word) + r"s?" + _POSSESSIVE
+
+
+def phrase_pattern(phrase: str) -> str:
+    """The regex source (without boundaries) for one keyword or phrase."""
+    phrase = unicodedata.normalize("NFC", " ".join(phrase.split()))
+    pieces = re.split(r"(\s+|-)", phrase)
+    words = [p for p in pieces[::2] if p]
+    separators = pieces[1::2]
+    out: list[str] = []
+    for index, word in enumerate(words):
+        if index:
+            out.append(_HYPHEN_SEPARATOR if separators[index - 1] == "-" else _SEPARATOR)
+        out.append(_word_pattern(word, last=index == len(words) - 1, verbs=len(words) == 1))
+    return "".join(out)
+
+
+def _longest_first(phrase: str) -> tuple[int, str]:
+    return (-len(phrase), phrase)
+
+
+def ordered_phrases(phrases: Iterable[str]) -> list[str]:
+    """Distinct, trimmed phrases, longest first, so a phrase wins over a word inside it."""
+    return sorted({" ".join(p.split()) for p in phrases if p.strip()}, key=_longest_first)
+
+
+def compile_phrases(phrases: Iterable[str]) -> re.Pattern[str] | None:
+    """One case-insensitive alternation, group ``k<i>`` for the i-th of `ordered_phrases`."""
+    unique = ordered_phrases(phrases)
+    if not unique:
+        return None
+    groups = [f"(?P<k{i}>{phrase_pattern(p)})" for i, p in enumerate(unique)]
+    # A leading class of possible first characters lets the engine skip most positions fast.
+    first = "".join(sorted({ch for p in unique for ch in (p[0].lower(), p[0].upper())}))
+    return re.compile(
+        f"(?=[{re.escape(first)}])" + r"(?<!\w)(?:" + "|".join(groups) + r")(?!\w)",
+        re.IGNORECASE,
+    )
+
+
+def _repeat_value(count: int) -> float:
+    """1 for the first occurrence, then ½, ¼, … for repeats (at most 2 in all)."""
+    return 2.0 - 2.0 ** (1 - count)
+
+
+class _CompiledTopic:
+    """One topic's rules, compiled once."""
+
+    def __init__(self, settings: TopicSettings) -> None:
+        self.name = settings.name
+        self.settings = settings
+        self.labels = ordered_phrases(settings.keywords)
+        self.keywords = compile_phrases(self.labels)
+        self.regexes = tuple((r, re.compile(r, re.IGNORECASE)) for r in settings.regex)
+        self.exclude = compile_phrases(settings.exclude)
+        self.sources = frozenset(s.casefold() for s in settings.sources)
+        self.categories = frozenset(c.strip().casefold() for c in settings.categories)
+        self.field_weights = {
+            "title": settings.weights.title,
+            "excerpt": settings.weights.excerpt,
+            "body": settings.weights.body,
+        }
+
+    def counts(self, text: str) -> Counter[str]:
+        """How often each keyword (by its configured spelling) and regex occurs in `text`."""
+        found: Counter[str] = Counter()
+        if not text:
+            return found
+        if self.keywords is not None:
+            for m in self.keywords.finditer(text):
+                if m.lastgroup:
+                    found[self.labels[int(m.lastgroup[1:])]] += 1
+        for source, pattern in self.regexes:
+            hits = sum(1 for _ in pattern.finditer(text))
+            if hits:
+                found[f"/{source}/"] += hits
+        return found
+
+    def excluded(self, texts: Iterable[str]) -> bool:
+        """True when any exclusion phrase occurs in any of `texts`."""
+        return self.exclude is not None and any(self.exclude.search(t) for t in texts if t)
+
+
+class TopicMatcher:
+    """Topic rules compiled once from settings; cheap to apply to each record."""
+
+    def __init__(self, topics: Sequence[TopicSettings]) -> None:
+        self._topics = tuple(_CompiledTopic(t) for t in topics)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The configured topic names, in config order."""
+        return tuple(t.name for t in self._topics)
+
+    def match(
+        self,
+        *,
+        title: str,
+        excerpt: str,
+        body: str,
+        categories: Sequence[str],
+        source: str,
+    ) -> list[TopicMatch]:
+        """Every topic whose score reaches its threshold, best first (ties: config order)."""
+        texts = {"title": title, "excerpt": excerpt, "body": body[:BODY_LIMIT]}
+        folded = {c.strip().casefold() for c in categories}
+        ranked: list[tuple[float, int, TopicMatch]] = []
+        for index, topic in enumerate(self._topics):
+            if topic.sources and source.casefold() not in topic.sources:
+                continue
+            if topic.excluded(texts.values()):
+                continue
+            result = _score_topic(topic, texts, folded)
+            if result.hits and result.score >= topic.settings.threshold:
+                ranked.append((-result.score, index, result))
+        return [m for _, _, m in sorted(ranked, key=lambda r: (r[0], r[1]))]
+
+
+def _score_topic(topic: _CompiledTopic, texts: dict[str, str], categories: set[str]) -> TopicMatch:
+    score = 0.0
+    hits: list[str] = []
+    for field in _FIELDS:
+        counts = topic.counts(texts[field])
+        weight = topic.field_weights[field]
+        for label in sorted(counts, key=_longest_first):
+            score += weight * _repeat_value(counts[label])
+            hits.append(f"{field}:{label}")
+    matched = sorted(categories & topic.categories)
+    if matched:
+        score += topic.settings.weights.category
+        hits.append(f"category:{matched[0]}")
+    return TopicMatch(topic=topic.name, score=round(score, 4), hits=tuple(hits))
+
+
+def assign_topics(
+    matcher: TopicMatcher, record: Record, categories: Sequence[str] = ()
+) -> tuple[str, ...]:
+    """The names of the topics `record` belongs to, best first.
+
+    The body is the record's extracted text; the source is its provenance source name,
+    falling back to the provider name.
+    """
+    matches = matcher.match(
+        title=record.title,
+        excerpt=record.excerpt,
+        body=record.text,
+        categories=categories,
+        source=record.provenance.source_name or record.provider.name,
+    )
+    return tuple(m.topic for m in matches)

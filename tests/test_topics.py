@@ -1,0 +1,247 @@
+"""Topic rules: inflection, acronyms, phrases, exclusions, sources, categories, weighting."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from aggregator.models import Provenance, Provider, Record
+from aggregator.settings import TopicSettings, TopicWeights
+from aggregator.topics import TopicMatch, TopicMatcher, assign_topics, inflections
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def topic(name: str = "T", **rules: Any) -> TopicSettings:
+    """A topic with a threshold of 3 (one title hit passes) unless given."""
+    rules.setdefault("threshold", 3)
+    return TopicSettings(name=name, **rules)
+
+
+def match_title(
+    settings: TopicSettings | Sequence[TopicSettings], title: str, **kw: Any
+) -> list[TopicMatch]:
+    topics = [settings] if isinstance(settings, TopicSettings) else list(settings)
+    fields: dict[str, Any] = {"excerpt": "", "body": "", "categories": (), "source": "S"}
+    fields.update(kw)
+    return TopicMatcher(topics).match(title=title, **fields)
+
+
+@pytest.mark.parametrize(
+    ("keyword", "text", "matches"),
+    [
+        ("election", "Elections loom", True),
+        ("election", "The election's result", True),
+        ("chatbot", "New chatbots arrive", True),
+        ("company", "Companies react", True),
+        ("tax", "New taxes planned", True),
+        ("vote", "Voting begins today", True),
+        ("vote", "Parliament voted", True),
+        ("ban", "City banned drones", True),
+        ("launch", "It launched on Monday", True),
+        ("language model", "Large language models grow", True),
+        ("AI agent", "AI agents take over", True),
+        ("junior doctor", "Junior doctors strike", True),
+        ("election", "Electioneering nonsense", False),
+        ("art", "Artists gather", False),
+        ("cat", "A category error", False),
+        ("lidar", "LIDAR on every car", True),
+        ("C++", "Learn C++ today", True),
+        ("#MeToo", "The #MeToo movement", True),
+    ],
+)
+def test_inflection(keyword: str, text: str, matches: bool) -> None:
+    assert bool(match_title(topic(keywords=(keyword,)), text)) is matches
+
+
+@pytest.mark.parametrize(
+    ("text", "matches"),
+    [
+        ("AI is everywhere", True),
+        ("The AI's new rules", True),
+        ("AI-powered cameras", True),
+        ("(AI) research", True),
+        ("Police said it was fine", False),
+        ("Shanghai stocks fall", False),
+        ("ai lowercase is not the acronym", False),
+        ("Ai Weiwei opens a show", False),
+        ("J'ai faim", False),
+        ("MAIL for you", False),
+    ],
+)
+def test_acronyms_match_case_sensitively(text: str, matches: bool) -> None:
+    assert bool(match_title(topic(keywords=("AI",)), text)) is matches
+
+
+@pytest.mark.parametrize(
+    ("keyword", "text"),
+    [("LLM", "LLMs are large"), ("OCR", "OCR's accuracy"), ("GPU cluster", "GPU clusters")],
+)
+def test_acronym_plural_and_possessive(keyword: str, text: str) -> None:
+    assert match_title(topic(keywords=(keyword,)), text)
+
+
+@pytest.mark.parametrize(
+    ("keyword", "text"),
+    [
+        ("self-driving", "Self-driving cars"),
+        ("self-driving", "Self driving cars"),
+        ("self-driving", "Selfdriving cars"),
+        ("self driving", "Self-driving cars"),
+        ("open-weights model", "open weights models"),
+        ("fine-tuning", "Fine\u2011tuning is hard"),
+        ("machine learning", "machine\nlearning"),
+    ],
+)
+def test_phrase_hyphen_and_space_variants(keyword: str, text: str) -> None:
+    assert match_title(topic(keywords=(keyword,)), text)
+
+
+def test_unicode_word_boundaries() -> None:
+    rules = topic(keywords=("Zürich",))
+    assert match_title(rules, "Zürich votes")
+    assert not match_title(rules, "Oberzürich votes")
+
+
+@pytest.mark.parametrize(
+    ("field", "text"),
+    [("title", "Allen Iverson"), ("excerpt", "Allen Iverson"), ("body", "allen iverson")],
+)
+def test_exclusion_in_any_field_vetoes(field: str, text: str) -> None:
+    rules = topic(keywords=("AI",), exclude=("Allen Iverson",))
+    fields = {"excerpt": "", "body": "", field: text}
+    title = fields.pop("title", "")
+    assert not match_title(rules, f"AI news {title}", **fields)
+    assert match_title(rules, "AI news")
+
+
+@pytest.mark.parametrize(
+    ("source", "matches"),
+    [("arXiv cs.CV", True), ("ARXIV CS.CV", True), ("Hacker News", False)],
+)
+def test_sources_restrict(source: str, matches: bool) -> None:
+    rules = topic(keywords=("vision",), sources=("arXiv cs.CV",))
+    assert bool(match_title(rules, "vision paper", source=source)) is matches
+
+
+def test_no_sources_means_every_source() -> None:
+    assert match_title(topic(keywords=("vision",)), "vision", source="anything")
+
+
+@pytest.mark.parametrize(
+    ("categories", "matches"),
+    [(["cs.CV"], True), (["CS.cv "], True), (["Tech"], False), ([], False)],
+)
+def test_category_mapping(categories: list[str], matches: bool) -> None:
+    rules = topic(categories=("cs.CV",))
+    result = match_title(rules, "A paper", categories=categories)
+    assert bool(result) is matches
+    if matches:
+        assert result[0].score == 3.0
+        assert result[0].hits[-1].startswith("category:")
+
+
+@pytest.mark.parametrize(
+    ("title", "excerpt", "body", "passes"),
+    [
+        ("Lidar news", "", "", True),  # title 3
+        ("News", "lidar here", "", False),  # excerpt 2
+        ("News", "", "lidar and lidar", False),  # body 1.5
+        ("News", "lidar here", "lidar", True),  # 2 + 1
+        ("News", "", "lidar, radar and sonar", True),  # 3 distinct body hits
+    ],
+)
+def test_title_weighs_more_than_excerpt_and_body(
+    title: str, excerpt: str, body: str, passes: bool
+) -> None:
+    rules = topic(keywords=("lidar", "radar", "sonar"))
+    assert bool(match_title(rules, title, excerpt=excerpt, body=body)) is passes
+
+
+def test_repeats_have_diminishing_returns() -> None:
+    rules = topic(keywords=("lidar",), threshold=0)
+    scores = [match_title(rules, "x", body=" lidar" * n)[0].score for n in (1, 2, 3, 10)]
+    assert scores[:3] == [1.0, 1.5, 1.75]
+    assert scores[3] < 2.0
+
+
+def test_custom_weights_and_threshold() -> None:
+    rules = topic(keywords=("lidar",), weights=TopicWeights(body=5.0), threshold=5)
+    assert match_title(rules, "x", body="lidar")
+
+
+def test_regex_counts_like_a_keyword() -> None:
+    rules = topic(regex=(r"\bGPT-\d+\b",))
+    result = match_title(rules, "GPT-5 launches")
+    assert result
+    assert result[0].hits == ("title:/\\bGPT-\\d+\\b/",)
+
+
+def test_phrase_counts_once_not_with_its_inner_word() -> None:
+    rules = topic(keywords=("AI", "AI safety"), threshold=0)
+    assert match_title(rules, "AI safety")[0].hits == ("title:AI safety",)
+
+
+def test_body_is_limited() -> None:
+    rules = topic(keywords=("lidar",), threshold=1)
+    assert not match_title(rules, "x", body="word " * 5000 + "lidar")
+
+
+def test_ordering_best_first_then_config_order() -> None:
+    topics = [
+        topic("Weak", keywords=("camera",)),
+        topic("Strong", keywords=("lidar", "camera")),
+        topic("Tie", keywords=("camera",)),
+    ]
+    names = [m.topic for m in match_title(topics, "Lidar camera")]
+    assert names == ["Strong", "Weak", "Tie"]
+
+
+def test_no_hits_never_passes_even_with_zero_threshold() -> None:
+    assert match_title(topic(keywords=("lidar",), threshold=0), "nothing") == []
+
+
+def _record(title: str, excerpt: str = "", text: str = "", source: str = "S") -> Record:
+    return Record(
+        title=title,
+        web_url="https://example.com/a",
+        provider=Provider("Example", "example.com"),
+        excerpt=excerpt,
+        text=text,
+        provenance=Provenance(source_name=source),
+    )
+
+
+def _default_matcher() -> TopicMatcher:
+    data = yaml.safe_load((REPO_ROOT / "config.yaml").read_text(encoding="utf-8"))
+    return TopicMatcher([TopicSettings(**t) for t in data["topics"]])
+
+
+def test_seed_record_gets_ai_and_computer_vision() -> None:
+    record = _record(
+        "City police eye use of facial recognition technology to fight crime",
+        "City police are assessing the potential to use facial recognition technology to "
+        "battle crime — and the privacy and security implications of such a move.",
+    )
+    topics = assign_topics(_default_matcher(), record)
+    assert {"AI", "Computer Vision"} <= set(topics)
+
+
+def test_assign_topics_uses_source_and_categories() -> None:
+    matcher = TopicMatcher(
+        [topic("CV", categories=("cs.CV",), sources=("arXiv",)), topic("X", keywords=("x",))]
+    )
+    assert assign_topics(matcher, _record("Paper", source="arXiv"), ["cs.CV"]) == ("CV",)
+    assert assign_topics(matcher, _record("Paper", source="Other"), ["cs.CV"]) == ()
+
+
+@pytest.mark.parametrize(
+    ("word", "form"),
+    [("policy", "policies"), ("match", "matches"), ("stop", "stopping"), ("agree", "agreed")],
+)
+def test_inflections_table(word: str, form: str) -> None:
+    assert form in inflections(word, verbs=True)
