@@ -86,3 +86,86 @@ def first_plausible(
         if candidate is not None and is_plausible(candidate, now, skew):
             return to_utc(candidate)
     return None
+
+
+_MONTHS = {
+    name: number
+    for number, names in enumerate(
+        (
+            ("jan", "january"),
+            ("feb", "february"),
+            ("mar", "march"),
+            ("apr", "april"),
+            ("may",),
+            ("jun", "june"),
+            ("jul", "july"),
+            ("aug", "august"),
+            ("sep", "sept", "september"),
+            ("oct", "october"),
+            ("nov", "november"),
+            ("dec", "december"),
+        ),
+        start=1,
+    )
+    for name in names
+}
+_MONTH = (
+    r"(jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
+    r"|sept?(?:ember)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?"
+)
+_YEAR = r"((?:19|20)\d{2})"
+_CLOCK = r"(?:\D{1,6}?(\d{1,2})[:.](\d{2})(?::(\d{2}))?\s*([ap])?\.?m?\.?)?"
+_TEXT_MDY = re.compile(rf"\b{_MONTH}\s+(\d{{1,2}})(?:st|nd|rd|th)?,?\s+{_YEAR}\b{_CLOCK}", re.I)
+_TEXT_DMY = re.compile(rf"\b(\d{{1,2}})(?:st|nd|rd|th)?\.?\s+{_MONTH},?\s+{_YEAR}\b{_CLOCK}", re.I)
+_ZONED = re.compile(r"(?:Z|UTC|GMT|[+-]\d{2}(?::?\d{2})?)$")
+_ISO_INSIDE = re.compile(
+    r"\b((?:19|20)\d{2}-\d{2}-\d{2}(?:[T ]\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?"
+    r"(?:\s*(?:Z|UTC|GMT|[+-]\d{2}(?::?\d{2})?))?)?)(?!\d)"
+)
+_NUMERIC_YMD = re.compile(
+    r"(?<!\d)((?:19|20)\d{2})\s*[/.年]\s*(\d{1,2})\s*[/.月]\s*(\d{1,2})(?!\d)日?"
+    r"(?:\s*(\d{1,2})[:時](\d{2}))?"
+)
+_TEXT_PATTERNS = ((_TEXT_MDY, (3, 1, 2)), (_TEXT_DMY, (3, 2, 1)), (_NUMERIC_YMD, (1, 2, 3)))
+
+
+def parse_date_text(
+    text: str | None, *, limit: int = 200, offset: timedelta = timedelta(0)
+) -> datetime | None:
+    """The first date inside free text ("Dec. 9, 2016 9:13 AM", "9 December 2016",
+    2016/12/09, 2019年4月4日), searching the first `limit` characters.
+
+    A date or time without a zone is local time at `offset` from UTC. None when no whole
+    date is found.
+    """
+    if not text:
+        return None
+    text = text[:limit]
+    matches: list[tuple[int, datetime | None]] = []
+    iso = _ISO_INSIDE.search(text)
+    if iso:
+        zoned = _ZONED.search(iso.group(1))
+        value = parse_datetime(iso.group(1))
+        shift = timedelta(0) if zoned or value is None else offset
+        matches.append((iso.start(), value - shift if value else None))
+    for pattern, order in _TEXT_PATTERNS:
+        match = pattern.search(text)
+        if match:
+            year, month, day = (match.group(i) for i in order)
+            number = int(month) if month.isdigit() else _MONTHS[month.lower().rstrip(".")]
+            built = _build(year, number, day, match.groups()[3:])
+            matches.append((match.start(), built - offset if built else None))
+    found = [item for item in matches if item[1] is not None]
+    return min(found, key=lambda item: item[0])[1] if found else None
+
+
+def _build(year: str, month: int, day: str, clock: tuple[str | None, ...]) -> datetime | None:
+    hour, minute, second, meridiem = (*clock, None, None, None, None)[:4]
+    try:
+        hours = int(hour or 0)
+        if meridiem:
+            hours = hours % 12 + (12 if meridiem.lower() == "p" else 0)
+        value = datetime(int(year), month, int(day), hours, int(minute or 0), int(second or 0))
+    except ValueError:
+        return None
+    return to_utc(value)

@@ -1,0 +1,376 @@
+"""Tests for aggregator.extract: each fallback chain, decoding, robustness, eval floors."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from aggregator.errors import ExtractError
+from aggregator.extract import extract_page
+from aggregator.models import Image
+
+PAGES = Path(__file__).parent / "data" / "pages"
+URL = "https://www.example.com/news/story.html"
+NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
+
+
+def page(head: str = "", body: str = "", lang: str = "en") -> str:
+    """A minimal HTML document with `head` and `body` markup."""
+    return f'<!DOCTYPE html><html lang="{lang}"><head>{head}</head><body>{body}</body></html>'
+
+
+def meta(key: str, value: str, attr: str = "property") -> str:
+    """One `<meta>` tag."""
+    return f'<meta {attr}="{key}" content="{value}">'
+
+
+def jsonld(data: object) -> str:
+    """One JSON-LD script block."""
+    return f'<script type="application/ld+json">{json.dumps(data)}</script>'
+
+
+def extract(html: str | bytes, url: str = URL, **kwargs: object) -> object:
+    """`extract_page` with a fixed clock."""
+    return extract_page(html, url, now=NOW, **kwargs)  # type: ignore[arg-type]
+
+
+ARTICLE = {"@context": "https://schema.org", "@type": "NewsArticle", "headline": "LD headline"}
+PARAGRAPH = "<p>" + "This paragraph is long enough to count as the lead of the article. " * 2
+
+
+# --- title ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("head", "body", "expected"),
+    [
+        (meta("og:title", "OG title") + meta("twitter:title", "TW", "name"), "", "OG title"),
+        (meta("twitter:title", "TW title", "name") + jsonld(ARTICLE), "", "TW title"),
+        (jsonld(ARTICLE) + "<title>LD headline - Example</title>", "", "LD headline"),
+        ("<title>Doc title - Example</title>", "<h1>H1 title</h1>", "Doc title"),
+        ("", "<h1>  H1 \n title </h1>", "H1 title"),
+        (
+            meta("og:title", "OG &amp; title | Example") + meta("og:site_name", "Example"),
+            "",
+            "OG & title",
+        ),
+        (
+            meta("og:title", "Example")
+            + meta("og:site_name", "Example")
+            + "<title>Real one</title>",
+            "",
+            "Real one",
+        ),
+        ("", "", None),
+    ],
+)
+def test_title_chain(head: str, body: str, expected: str | None) -> None:
+    assert extract(page(head, body)).title == expected  # type: ignore[attr-defined]
+
+
+def test_title_strips_the_domain_when_the_site_name_is_unknown() -> None:
+    assert extract(page("<title>Storm hits coast | Example</title>")).title == "Storm hits coast"  # type: ignore[attr-defined]
+
+
+def test_jsonld_headline_unrelated_to_title_and_h1_is_skipped() -> None:
+    head = jsonld({**ARTICLE, "headline": "a short description"}) + "<title>New Zealand</title>"
+    assert extract(page(head)).title == "New Zealand"  # type: ignore[attr-defined]
+
+
+# --- excerpt -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("head", "body", "expected"),
+    [
+        (meta("og:description", "OG desc") + meta("description", "Meta", "name"), "", "OG desc"),
+        (meta("description", "Meta &lt;b&gt;desc&lt;/b&gt;", "name"), "", "Meta desc"),
+        (jsonld({**ARTICLE, "description": "LD desc"}), "", "LD desc"),
+        (
+            "",
+            "<div class='cookie-banner'><p>We use cookies to improve your experience on this site, "
+            "please accept them all now.</p></div><p>Short line.</p>" + PARAGRAPH + "</p>",
+            PARAGRAPH[3:].strip(),
+        ),
+        ("", "<nav><p>" + "Menu item words " * 10 + "</p></nav>", None),
+    ],
+)
+def test_excerpt_chain(head: str, body: str, expected: str | None) -> None:
+    assert extract(page(head, body)).excerpt == expected  # type: ignore[attr-defined]
+
+
+# --- published -----------------------------------------------------------------------
+
+PUBLISHED_CASES = [
+    (meta("article:published_time", "2020-02-05T10:00:00+01:00"), "", URL, "2020-02-05T09:00:00"),
+    (jsonld({**ARTICLE, "datePublished": "2020-02-06T10:00:00Z"}), "", URL, "2020-02-06T10:00:00"),
+    (
+        "",
+        '<article><time datetime="2020-02-07T08:00:00Z">x</time></article>',
+        URL,
+        "2020-02-07T08:00:00",
+    ),
+    (
+        "",
+        '<time datetime="2019-01-01T00:00:00Z">sidebar</time>'
+        '<article><time datetime="2020-02-08T08:00:00Z">x</time></article>',
+        URL,
+        "2020-02-08T08:00:00",
+    ),
+    ("", '<time pubdate datetime="2020-02-09">x</time>', URL, "2020-02-09T00:00:00"),
+    (meta("sailthru.date", "2020-02-10 11:12:13", "name"), "", URL, "2020-02-10T11:12:13"),
+    (meta("parsely-pub-date", "2020-02-11T00:00:00Z", "name"), "", URL, "2020-02-11T00:00:00"),
+    (meta("dc.date", "2020-02-12", "name"), "", URL, "2020-02-12T00:00:00"),
+    (
+        "",
+        '<span itemprop="datePublished" content="2020-02-13T01:02:03Z"></span>',
+        URL,
+        "2020-02-13T01:02:03",
+    ),
+    ("", "", "https://x.com/2020/02/14/story", "2020-02-14T00:00:00"),
+    ("", "", "https://x.com/news/2020-02-15-story", "2020-02-15T00:00:00"),
+    ("", "", "https://x.com/a/20200216/story", "2020-02-16T00:00:00"),
+    ("", "<h1>Head</h1><p>Published Dec. 9, 2016 9:13 AM</p>", URL, "2016-12-09T09:13:00"),
+    ("", "", URL, None),
+]
+
+
+@pytest.mark.parametrize(("head", "body", "url", "expected"), PUBLISHED_CASES)
+def test_published_chain(head: str, body: str, url: str, expected: str | None) -> None:
+    got = extract(page(head, body), url).published  # type: ignore[attr-defined]
+    assert (got.strftime("%Y-%m-%dT%H:%M:%S") if got else None) == expected
+
+
+def test_future_date_falls_through_to_the_next_candidate() -> None:
+    head = meta("article:published_time", "2030-01-01T00:00:00Z") + jsonld(
+        {**ARTICLE, "datePublished": "2024-05-01T00:00:00Z"}
+    )
+    assert extract(page(head)).published == datetime(2024, 5, 1, tzinfo=UTC)  # type: ignore[attr-defined]
+
+
+def test_updated_time_is_not_taken_for_publication() -> None:
+    body = '<article><div class="updated"><time datetime="2024-05-02T00:00:00Z">u</time></div>'
+    body += '<time datetime="2024-05-01T00:00:00Z">p</time></article>'
+    assert extract(page("", body)).published == datetime(2024, 5, 1, tzinfo=UTC)  # type: ignore[attr-defined]
+
+
+def test_zone_less_dates_on_japanese_pages_are_japan_time() -> None:
+    body = "<h1>見出し</h1><p>2019年04月04日 09:00 公開</p>"
+    got = extract(page("", body, lang="ja")).published  # type: ignore[attr-defined]
+    assert got == datetime(2019, 4, 4, 0, 0, tzinfo=UTC)
+
+
+# --- images --------------------------------------------------------------------------
+
+
+def test_og_image_with_structured_properties() -> None:
+    head = (
+        meta("og:image", "http://cdn.example.com/a.jpg")
+        + meta("og:image:secure_url", "https://cdn.example.com/a.jpg")
+        + meta("og:image:width", "1200")
+        + meta("og:image:height", "630px")
+        + meta("og:image:alt", "A &amp; B")
+        + meta("og:image", "/b.jpg")
+        + meta("twitter:image", "http://cdn.example.com/a.jpg", "name")
+    )
+    assert extract(page(head)).images == (  # type: ignore[attr-defined]
+        Image("http://cdn.example.com/a.jpg", 1200, 630, "A & B"),
+        Image("https://www.example.com/b.jpg"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("image", "expected"),
+    [
+        ("https://e.com/1.jpg", [Image("https://e.com/1.jpg")]),
+        (
+            ["//e.com/1.jpg", "https://e.com/2.jpg"],
+            [Image("https://e.com/1.jpg"), Image("https://e.com/2.jpg")],
+        ),
+        (
+            {"@type": "ImageObject", "url": "img/3.jpg", "width": 800, "height": "450"},
+            [Image("https://www.example.com/news/img/3.jpg", 800, 450)],
+        ),
+    ],
+)
+def test_jsonld_image_forms(image: object, expected: list[Image]) -> None:
+    html = page(jsonld({**ARTICLE, "image": image}))
+    assert list(extract(html).images) == expected  # type: ignore[attr-defined]
+
+
+def test_image_fallbacks_and_filters() -> None:
+    head = (
+        meta("og:image", "javascript:alert(1)")
+        + meta("twitter:image:src", "data:image/png;base64,AAAA", "name")
+        + '<base href="https://static.example.org/assets/">'
+        + '<link rel="image_src" href="lead.png">'
+    )
+    assert extract(page(head)).images == (Image("https://static.example.org/assets/lead.png"),)  # type: ignore[attr-defined]
+
+
+# --- urls, site, type, lang, text ----------------------------------------------------
+
+
+def test_canonical_amp_site_type_lang() -> None:
+    head = (
+        '<link rel="canonical" href="/news/story">'
+        '<link rel="amphtml" href="https://amp.example.com/news/story">'
+        + meta("og:url", "https://other.example.com/x")
+        + meta("og:type", "News Article")
+        + meta("application-name", "App Name", "name")
+    )
+    got = extract(page(head, lang="en-GB"))
+    assert got.canonical_url == "https://www.example.com/news/story"  # type: ignore[attr-defined]
+    assert got.amp_url == "https://amp.example.com/news/story"  # type: ignore[attr-defined]
+    assert got.type == "article"  # type: ignore[attr-defined]
+    assert got.site_name == "App Name"  # type: ignore[attr-defined]
+    assert got.lang == "en-GB"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("head", "canonical", "kind", "site"),
+    [
+        (
+            meta("og:url", "https://cross.example.net/a") + meta("og:type", "VIDEO"),
+            "https://cross.example.net/a",
+            "video",
+            None,
+        ),
+        (
+            meta("og:site_name", "OG Site") + jsonld({**ARTICLE, "publisher": {"name": "Pub"}}),
+            None,
+            None,
+            "OG Site",
+        ),
+        (jsonld({**ARTICLE, "publisher": {"name": "Pub"}}), None, None, "Pub"),
+    ],
+)
+def test_canonical_type_site_fallbacks(
+    head: str, canonical: str | None, kind: str | None, site: str | None
+) -> None:
+    got = extract(page(head))
+    assert (got.canonical_url, got.type, got.site_name) == (canonical, kind, site)  # type: ignore[attr-defined]
+
+
+def test_text_comes_from_the_article_paragraphs_and_is_bounded() -> None:
+    body = (
+        "<nav><p>" + "Navigation link text here. " * 5 + "</p></nav>"
+        "<article>"
+        + ("<p>" + "Article sentence number one goes on. " * 5 + "</p>")
+        * 30
+        + "</article>"
+        "<footer><p>" + "Footer copyright notice text. " * 5 + "</p></footer>"
+    )
+    text = extract(page("", body)).text  # type: ignore[attr-defined]
+    assert text.startswith("Article sentence")
+    assert "Navigation" not in text and "Footer" not in text
+    assert 1900 <= len(text) <= 2000
+
+
+# --- documents and decoding -----------------------------------------------------------
+
+
+def test_jsonld_graph_fixture() -> None:
+    got = extract((PAGES / "jsonld-graph.html").read_bytes(), "https://example.com/story")
+    assert got.title == "Graph headline & more"  # type: ignore[attr-defined]
+    assert got.excerpt == "Graph description."  # type: ignore[attr-defined]
+    assert got.published == datetime(2021, 3, 4, 4, 6, 7, tzinfo=UTC)  # type: ignore[attr-defined]
+    assert got.images == (Image("https://example.com/img/lead.jpg", 1600, 900),)  # type: ignore[attr-defined]
+    assert got.site_name == "Example Times"  # type: ignore[attr-defined]
+
+
+def test_windows_1252_page_decoded_from_meta_charset() -> None:
+    got = extract((PAGES / "windows-1252.html").read_bytes())
+    assert got.title == "Café crème – « déjà vu »"  # type: ignore[attr-defined]
+    assert got.excerpt is not None and "qu’à Lyon" in got.excerpt  # type: ignore[attr-defined]
+    assert got.lang == "fr"  # type: ignore[attr-defined]
+
+
+def test_header_charset_wins_over_meta() -> None:
+    html = page('<meta charset="utf-8"><title>Ærø island</title>').encode("iso-8859-1")
+    got = extract(html, headers={"Content-Type": "text/html; charset=ISO-8859-1"})
+    assert got.title == "Ærø island"  # type: ignore[attr-defined]
+
+
+def test_valid_utf8_wins_over_a_wrong_label() -> None:
+    html = page('<meta charset="shift_jis"><title>日本語の見出し</title>').encode()
+    assert extract(html).title == "日本語の見出し"  # type: ignore[attr-defined]
+
+
+def test_undeclared_bytes_are_utf8_with_replacement() -> None:
+    html = page("<title>caf\xe9 ok</title>").encode("latin-1")
+    assert extract(html).title == "caf\ufffd ok"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        b"",
+        b"   \n",
+        b"%PDF-1.4\x00\x01\x02",
+        '{"a": [1, 2]}',
+        "just some plain text",
+        '<?xml version="1.0"?><!-- c --><rss version="2.0"><channel></channel></rss>',
+    ],
+)
+def test_non_html_raises_extract_error(document: str | bytes) -> None:
+    with pytest.raises(ExtractError):
+        extract(document)
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        "<html><head><title>Broken</title><meta property='og:title' content=\"x</head>"
+        "<body><p><<<>>></p>",
+        "<div><p>unclosed <b>tags <i>everywhere</div></span></html></body>",
+        "<html>\x00\x01<title>nul bytes</title>",
+        "<p>" + "<span>" * 300 + "text",
+        '<script type="application/ld+json">{not json</script><p>hi</p>',
+    ],
+)
+def test_garbage_html_does_not_crash(document: str) -> None:
+    assert extract(document).url == URL  # type: ignore[attr-defined]
+
+
+def test_huge_attribute_values() -> None:
+    head = meta("og:description", "a" * 12_000_000) + "<title>Still here ok</title>"
+    got = extract(page(head))
+    assert got.title == "Still here ok"  # type: ignore[attr-defined]
+    assert got.excerpt is not None and len(got.excerpt) == 12_000_000  # type: ignore[attr-defined]
+
+
+def test_deeply_nested_markup_keeps_head_metadata() -> None:
+    body = "<div>" * 50_000 + "<p>deep</p>" + "</div>" * 50_000
+    got = extract(page(meta("og:title", "Deep page"), body))
+    assert got.title == "Deep page"  # type: ignore[attr-defined]
+
+
+def test_moderately_nested_markup_keeps_paragraphs() -> None:
+    body = "<div>" * 1000 + PARAGRAPH + "</p>" + "</div>" * 1000
+    assert "lead of the article" in extract(page("", body)).text  # type: ignore[attr-defined]
+
+
+# --- accuracy floors on the shared labeled sets ---------------------------------------
+
+FLOORS = {"title": 0.80, "excerpt": 0.72, "date": 0.92, "image": 0.93, "site_name": 0.90}
+
+
+@pytest.mark.eval
+def test_accuracy_stays_above_floors(eval_dir: Path) -> None:
+    path = Path(__file__).resolve().parents[1] / "bench" / "eval_extract.py"
+    spec = importlib.util.spec_from_file_location("eval_extract", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["eval_extract"] = module
+    spec.loader.exec_module(module)
+    scores, _ = module.evaluate(eval_dir)
+    total = module.overall(scores)
+    rates = {name: hits / count for name, (hits, count) in total.items() if count}
+    for name, floor in FLOORS.items():
+        assert rates[name] >= floor, f"{name}: {rates[name]:.3f} < {floor}"
