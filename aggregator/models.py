@@ -123,6 +123,7 @@ class Provenance:
     feed_url: str = ""
     guid: str = ""
     fetched_at: datetime | None = None
+    entry_hash: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -17,10 +17,15 @@ from sqlmodel import Session, SQLModel, col, func, or_, select
 
 from aggregator.errors import StorageError
 from aggregator.models import QualityReason, Record
+from aggregator.store import claims, imported, retention
+from aggregator.store.claims import SourceClaim
 from aggregator.store.convert import reasons_to_json, source_from_row, source_values
 from aggregator.store.engine import create_store_engine, transaction, writer
 from aggregator.store.identity import chunked
+from aggregator.store.imported import ImportCounts, ImportedSource
 from aggregator.store.queries import RecordFilter, iter_stored, load_stored
+from aggregator.store.retention import ChangeMarker
+from aggregator.store.story_queries import StorySummary, story_summaries
 from aggregator.store.tables import RecordRow, SourceRow
 from aggregator.store.tracking import replace_related, replace_topics
 from aggregator.store.upsert import upsert_batch
@@ -139,6 +144,11 @@ class Store:
             u: by_web[u] if u in by_web else by_amp[u] for u in wanted if u in by_web or u in by_amp
         }
 
+    def story_summaries(self, story_ids: Iterable[str]) -> dict[str, StorySummary]:
+        """Size, providers and first-seen time of each given story."""
+        with transaction(self._engine, "story_summaries") as session:
+            return story_summaries(session, story_ids)
+
     def count_records(self) -> int:
         """How many records are stored."""
         with transaction(self._engine, "count_records") as session:
@@ -160,6 +170,36 @@ class Store:
                 return
             for key, value in values.items():
                 setattr(row, key, value)
+
+    def list_source_states(self) -> list[SourceState]:
+        """The saved state of every source, by name."""
+        with transaction(self._engine, "list_source_states") as session:
+            return imported.load_source_states(session)
+
+    def count_records_by_source(self, since: datetime) -> dict[str, int]:
+        """source name → records published (else first stored) at or after `since`."""
+        with transaction(self._engine, "count_records_by_source") as session:
+            return imported.count_records_since(session, since)
+
+    def imported_sources(self) -> list[ImportedSource]:
+        """The sources imported from OPML, in import order."""
+        with transaction(self._engine, "imported_sources") as session:
+            return imported.load_imported(session)
+
+    def save_imported_sources(self, sources: Iterable[ImportedSource]) -> ImportCounts:
+        """Insert or update imported sources by name, in one transaction."""
+        with transaction(self._writer, "save_imported_sources") as session:
+            return imported.save_imported(session, sources, _now())
+
+    def delete_imported_sources(self, names: Iterable[str]) -> int:
+        """Forget the imported sources called `names`; return how many were removed."""
+        with transaction(self._writer, "delete_imported_sources") as session:
+            return imported.delete_imported(session, names)
+
+    def ping(self) -> None:
+        """Raise StorageError unless the database answers a trivial query."""
+        with transaction(self._engine, "ping") as session:
+            imported.ping(session)
 
     def set_related(self, record_id: int, related_ids: Sequence[int]) -> None:
         """Replace the related entries of a record by links to `related_ids`, best first.
@@ -227,3 +267,48 @@ class Store:
                 raise StorageError(f"{action}: no record with id {record_id}")
             if mutate(session, row):
                 row.updated_at = _now()
+
+    # -- scheduling, claims and retention (used by the daemon and the crawl) --
+
+    def set_next_check(self, name: str, at: datetime | None) -> None:
+        """Set when source `name` is next due (creates its row if needed)."""
+        with transaction(self._writer, "set_next_check") as session:
+            row = session.exec(select(SourceRow).where(col(SourceRow.name) == name)).first()
+            if row is None:
+                session.add(SourceRow(name=name, url="", next_check_at=at))
+            else:
+                row.next_check_at = at
+
+    def claim_source(self, name: str, owner: str, ttl_seconds: float) -> bool:
+        """Atomically lease source `name` to `owner`; False while another owner's lease runs."""
+        now = _now()
+        until = now + timedelta(seconds=ttl_seconds)
+        with transaction(self._writer, "claim_source") as session:
+            return claims.claim(session, name, owner, now, until)
+
+    def renew_claim(self, name: str, owner: str, ttl_seconds: float) -> bool:
+        """Extend `owner`'s lease on `name`; False when it no longer holds it."""
+        until = _now() + timedelta(seconds=ttl_seconds)
+        with transaction(self._writer, "renew_claim") as session:
+            return claims.renew(session, name, owner, until)
+
+    def release_source(self, name: str, owner: str) -> None:
+        """End `owner`'s lease on `name` (a lease held by someone else is left alone)."""
+        with transaction(self._writer, "release_source") as session:
+            claims.release(session, name, owner)
+
+    def get_claim(self, name: str) -> SourceClaim | None:
+        """The lease row of source `name` (possibly expired), or None."""
+        with transaction(self._engine, "get_claim") as session:
+            return claims.get(session, name)
+
+    def change_marker(self) -> ChangeMarker:
+        """(latest record updated_at, record count): changes whenever records do."""
+        with transaction(self._engine, "change_marker") as session:
+            return retention.change_marker(session)
+
+    def prune_older_than(self, cutoff: datetime) -> tuple[str, ...]:
+        """Delete records dated before `cutoff` (published, else first stored) with their
+        images, topics and related entries, and links to them; return their web URLs."""
+        with transaction(self._writer, "prune_older_than") as session:
+            return retention.prune(session, cutoff)

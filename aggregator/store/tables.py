@@ -6,6 +6,7 @@
     record_topics  records.id → ordered topic names
     related        records.id → ordered related entries: a link to another record
                    (computed) or a JSON snapshot of an entry we only imported
+    source_claims  source name → lease (owner, claimed_until) held while it is crawled
 
 Datetimes are stored in UTC and come back aware (SQLModel's ``UTCDateTime``).
 """
@@ -120,3 +121,14 @@ class RelatedRow(SQLModel, table=True):
         default=None, foreign_key="records.id", ondelete="CASCADE", index=True
     )
     snapshot: dict[str, Any] | None = Field(default=None, sa_type=JSON(none_as_null=True))
+
+
+class SourceClaimRow(SQLModel, table=True):
+    """A lease on a source: `owner` may fetch it until `claimed_until` (UTC)."""
+
+    __tablename__ = "source_claims"
+
+    source_name: str = Field(primary_key=True)
+    owner: str
+    claimed_at: datetime
+    claimed_until: datetime = Field(index=True)

@@ -1,0 +1,89 @@
+"""Source claims: short leases that keep two processes from crawling one source at once.
+
+    claim(name, owner, until)   atomic: INSERT … ON CONFLICT DO UPDATE … WHERE the old
+                                lease expired; the caller holds the claim iff the row
+                                then names it as owner
+    renew(name, owner, until)   push the expiry of a claim we hold
+    release(name, owner)        delete our claim (someone else's is left alone)
+
+A lease lives in the database, so it works across processes and hosts, and a crashed
+holder's claim simply expires. Owners are unique per process (`aggregator.locks`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, col, delete, select, update
+
+from aggregator.store.convert import utc
+from aggregator.store.tables import SourceClaimRow
+
+
+@dataclass(frozen=True, slots=True)
+class SourceClaim:
+    """Who holds a source, since when, and until when."""
+
+    source_name: str
+    owner: str
+    claimed_at: datetime
+    claimed_until: datetime
+
+
+def _upsert(session: Session) -> Any:
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(SourceClaimRow)
+    return sqlite.insert(SourceClaimRow)
+
+
+def claim(session: Session, name: str, owner: str, now: datetime, until: datetime) -> bool:
+    """Take the claim on `name` unless another owner holds an unexpired one."""
+    values = {"source_name": name, "owner": owner, "claimed_at": now, "claimed_until": until}
+    table = SourceClaimRow.__table__  # type: ignore[attr-defined]
+    statement = (
+        _upsert(session)
+        .values(**values)
+        .on_conflict_do_update(
+            index_elements=["source_name"],
+            set_={"owner": owner, "claimed_at": now, "claimed_until": until},
+            where=table.c.claimed_until < now,
+        )
+    )
+    session.execute(statement)
+    holder = session.exec(
+        select(SourceClaimRow.owner).where(col(SourceClaimRow.source_name) == name)
+    ).one()
+    return holder == owner
+
+
+def renew(session: Session, name: str, owner: str, until: datetime) -> bool:
+    """Extend our claim on `name`; False when we no longer hold it."""
+    statement = (
+        update(SourceClaimRow)
+        .where(col(SourceClaimRow.source_name) == name, col(SourceClaimRow.owner) == owner)
+        .values(claimed_until=until)
+    )
+    return bool(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+
+
+def release(session: Session, name: str, owner: str) -> None:
+    """Drop our claim on `name`, if we still hold it."""
+    session.exec(
+        delete(SourceClaimRow).where(
+            col(SourceClaimRow.source_name) == name, col(SourceClaimRow.owner) == owner
+        )
+    )
+
+
+def get(session: Session, name: str) -> SourceClaim | None:
+    """The claim row of `name` (possibly expired), or None."""
+    row = session.get(SourceClaimRow, name)
+    if row is None:
+        return None
+    claimed_at, claimed_until = utc(row.claimed_at), utc(row.claimed_until)
+    assert claimed_at is not None and claimed_until is not None
+    return SourceClaim(row.source_name, row.owner, claimed_at, claimed_until)
