@@ -116,8 +116,23 @@ class ExportSettings(_Strict):
     """Where and what to export."""
 
     dir: str = "data/export"
-    formats: tuple[Literal["md", "jsonl"], ...] = ("md", "jsonl")
+    formats: tuple[Literal["md", "jsonl", "feeds"], ...] = ("md", "jsonl", "feeds")
     feed_size: int = Field(default=50, ge=1, le=10_000)
+    base_url: HttpUrl = "http://127.0.0.1:8080/"
+
+
+class SchedulerSettings(_Strict):
+    """The daemon's job schedule (seconds), see `aggregator.daemon.DaemonSettings`."""
+
+    mode: Literal["local"] = "local"
+    crawl_tick: float = Field(default=30, gt=0)
+    default_interval: float = Field(default=1800, gt=0)
+    export_debounce: float = Field(default=30, ge=0)
+    prune_every: float = Field(default=21600, gt=0)
+    retention_days: int | None = Field(default=90, ge=1)
+    heartbeat_every: float = Field(default=60, gt=0)
+    grace_period: float = Field(default=20, ge=0)
+    misfire_grace_time: float = Field(default=60, gt=0)
 
 
 class Settings(_Strict):
@@ -131,6 +146,7 @@ class Settings(_Strict):
     quality: QualitySettings = QualitySettings()
     stories: StorySettings = StorySettings()
     export: ExportSettings = ExportSettings()
+    scheduler: SchedulerSettings = SchedulerSettings()
 
     @model_validator(mode="after")
     def _unique_names(self) -> Settings:

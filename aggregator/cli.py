@@ -1,0 +1,281 @@
+"""Thin typer commands over the same functions the scheduled jobs use.
+
+Exit status: 0 success; 1 a verified record was altered; 2 usage or configuration error;
+3 some sources failed (what succeeded is stored and exported).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+
+from aggregator import inspection, operations
+from aggregator.daemon import run_command
+from aggregator.errors import AggregatorError, ConfigError
+from aggregator.pipeline import CrawlOptions, crawl
+from aggregator.progress import CrawlProgress, print_explanation, print_summary
+from aggregator.serve import serve_command
+from aggregator.settings import Settings, load_settings
+from aggregator.sources import export_opml_command, import_opml_command, sources_command
+from aggregator.store import Store
+
+EXIT_OK = 0
+EXIT_ALTERED = 1
+EXIT_USAGE = 2
+EXIT_SOURCES_FAILED = 3
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Topic-tracking news aggregator: crawl feeds into seed-shaped records and export them.",
+)
+console = Console(stderr=True)
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", "-c", help="Config file (default: $AGGREGATOR_CONFIG or config.yaml)."
+    ),
+]
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    """Print one clear error line and exit with `code`."""
+    console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    raise typer.Exit(code)
+
+
+def settings_or_exit(config: Path | None) -> Settings:
+    """Load settings, turning a ConfigError into one line and exit status 2."""
+    try:
+        return load_settings(config)
+    except ConfigError as exc:
+        fail(str(exc))
+
+
+@app.command()
+def fetch(
+    config: ConfigOption = None,
+    source: Annotated[
+        list[str] | None, typer.Option("--source", "-s", help="Only this source (repeatable).")
+    ] = None,
+    no_pages: Annotated[
+        bool, typer.Option("--no-pages", help="Feeds only: do not fetch article pages.")
+    ] = False,
+    no_export: Annotated[
+        bool, typer.Option("--no-export", help="Do not refresh the export directory.")
+    ] = False,
+) -> None:
+    """Crawl all (or the named) sources once, store the records and refresh the exports.
+
+    Example: aggregator fetch --source "Ars Technica" --no-pages
+    """
+    settings = settings_or_exit(config)
+    options = CrawlOptions(source_names=tuple(source or ()), fetch_pages=not no_pages)
+    try:
+        with Store(
+            settings.storage.url, busy_timeout_seconds=settings.storage.busy_timeout_seconds
+        ) as store:
+            with CrawlProgress(
+                console, total=len(options.source_names or settings.sources)
+            ) as progress:
+                reports = asyncio.run(
+                    crawl(settings, store, options=options, on_report=progress.advance)
+                )
+            if not no_export:
+                operations.export_configured(settings, store)
+    except ConfigError as exc:
+        fail(str(exc))
+    except AggregatorError as exc:
+        fail(str(exc), EXIT_SOURCES_FAILED)
+    print_summary(Console(), reports)
+    if any(report.failed for report in reports):
+        raise typer.Exit(EXIT_SOURCES_FAILED)
+
+
+@app.command()
+def extract(
+    url: Annotated[str, typer.Argument(help="The article URL (used to resolve relative links).")],
+    html: Annotated[
+        Path | None, typer.Option("--html", help="Read the page from this file; fetch nothing.")
+    ] = None,
+    output_format: Annotated[str, typer.Option("--format", "-f", help="json or md.")] = "json",
+    config: ConfigOption = None,
+) -> None:
+    """Turn one article page into one record and print it.
+
+    Example: aggregator extract https://example.com/story --html saved.html --format md
+    """
+    if output_format not in ("json", "md"):
+        fail(f"--format: expected json or md, got {output_format!r}")
+    settings = settings_or_exit(config)
+    try:
+        record = operations.extract_one(settings, url, html)
+    except AggregatorError as exc:
+        fail(str(exc), EXIT_SOURCES_FAILED)
+    typer.echo(operations.render(record, output_format), nl=False)
+
+
+@app.command("import")
+def import_(
+    paths: Annotated[list[Path], typer.Argument(help="Markdown (front matter) or .jsonl files.")],
+    config: ConfigOption = None,
+    recompute: Annotated[
+        bool, typer.Option("--recompute", help="Recompute topics, quality, heat and related.")
+    ] = False,
+) -> None:
+    """Import records from Markdown-with-front-matter or JSONL files; idempotent.
+
+    Example: aggregator import ../shared/seed/000_f39ce92c9ebe8ec3.txt
+    """
+    settings = settings_or_exit(config)
+    try:
+        with Store(
+            settings.storage.url, busy_timeout_seconds=settings.storage.busy_timeout_seconds
+        ) as store:
+            summary = operations.import_paths(settings, store, paths, recompute=recompute)
+    except AggregatorError as exc:
+        fail(str(exc))
+    Console().print(
+        f"imported {summary.records} record(s) from {summary.files} file(s): "
+        f"{summary.new} new, {summary.updated} updated, {summary.unchanged} unchanged"
+    )
+
+
+@app.command()
+def export(
+    output_format: Annotated[str, typer.Option("--format", "-f", help="md or jsonl.")] = "md",
+    out: Annotated[
+        str | None,
+        typer.Option("--out", "-o", help="Directory, or - for stdout (default: export.dir)."),
+    ] = None,
+    topic: Annotated[
+        str | None, typer.Option("--topic", help="Only records with this topic.")
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="Only records published at or after this ISO date."),
+    ] = None,
+    published_only: Annotated[
+        bool, typer.Option("--published-only", help="Only records marked published.")
+    ] = False,
+    extended: Annotated[
+        bool, typer.Option("--extended", help="JSONL only: add story and qualityReasons.")
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Export stored records as Markdown files or JSON Lines.
+
+    Example: aggregator export --format jsonl --out - --topic AI --since 2026-01-01 --extended
+    """
+    if output_format not in ("md", "jsonl"):
+        fail(f"--format: expected md or jsonl, got {output_format!r}")
+    settings = settings_or_exit(config)
+    try:
+        since_at = operations.parse_since(since)
+        with Store(
+            settings.storage.url, busy_timeout_seconds=settings.storage.busy_timeout_seconds
+        ) as store:
+            request = operations.ExportRequest(
+                output_format,
+                out,
+                topic,
+                since_at,
+                published_only=published_only,
+                extended=extended,
+            )
+            summary = operations.export_records(settings, store, request, stdout=sys.stdout)
+    except AggregatorError as exc:
+        fail(str(exc))
+    if out != "-":
+        Console().print(summary)
+
+
+@app.command()
+def verify(
+    paths: Annotated[list[Path], typer.Argument(help="Exported .md or .jsonl files.")],
+    config: ConfigOption = None,
+) -> None:
+    """Check each record's seal against its public fields; exit 1 if any was altered.
+
+    Example: aggregator verify data/export/*.md
+    """
+    settings = settings_or_exit(config)
+    try:
+        outcomes = operations.verify_paths(settings, paths)
+    except AggregatorError as exc:
+        fail(str(exc))
+    out = Console()
+    for outcome in outcomes:
+        colour = "green" if outcome.ok else "red"
+        out.print(
+            f"[{colour}]{'ok' if outcome.ok else 'ALTERED'}[/] {outcome.where}: {outcome.message}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if not outcomes or not all(outcome.ok for outcome in outcomes):
+        raise typer.Exit(EXIT_ALTERED)
+
+
+@app.command()
+def retag(config: ConfigOption = None) -> None:
+    """Re-apply the configured topic rules to every stored record, without fetching.
+
+    Example: aggregator retag --config config.yaml
+    """
+    settings = settings_or_exit(config)
+    try:
+        with open_store(settings) as store:
+            summary = inspection.retag(settings, store)
+    except AggregatorError as exc:
+        fail(str(exc))
+    Console().print(f"retagged {summary.total} record(s): {summary.changed} changed")
+
+
+@app.command()
+def explain(
+    key: Annotated[str, typer.Argument(help="A record id or its webUrl / ampWebUrl.")],
+    config: ConfigOption = None,
+) -> None:
+    """Show why a record has its quality score, topics and story.
+
+    Example: aggregator explain https://example.com/news/story
+    """
+    settings = settings_or_exit(config)
+    try:
+        with open_store(settings) as store:
+            explanation = inspection.explain(settings, store, key)
+    except AggregatorError as exc:
+        fail(str(exc))
+    if explanation is None:
+        fail(f"no record with id or URL {key!r}", EXIT_ALTERED)
+    print_explanation(Console(), explanation)
+
+
+def open_store(settings: Settings) -> Store:
+    """The configured store."""
+    return Store(settings.storage.url, busy_timeout_seconds=settings.storage.busy_timeout_seconds)
+
+
+app.command("run")(run_command)
+app.command("serve")(serve_command)
+sources_app = typer.Typer(help="Source health, and OPML import/export.")
+sources_app.callback(invoke_without_command=True)(sources_command)
+sources_app.command("import-opml")(import_opml_command)
+sources_app.command("export-opml")(export_opml_command)
+app.add_typer(sources_app, name="sources")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app()
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        sys.exit(130)

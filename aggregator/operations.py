@@ -1,0 +1,272 @@
+"""The operations behind the CLI commands, shared with the scheduled jobs.
+
+extract one page · import files · export records · verify seals. Each takes settings and a
+store explicitly and raises only `AggregatorError`s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
+from datetime import datetime
+from itertools import islice
+from pathlib import Path
+from typing import TextIO
+
+from aggregator.dates import parse_datetime
+from aggregator.errors import AggregatorError, ConfigError, ExportError, ExtractError
+from aggregator.export.feeds import write_feeds
+from aggregator.export.files import ExportWriter, atomic_write
+from aggregator.export.jsonl import iter_jsonl, record_to_json_line
+from aggregator.export.markdown import parse_markdown, render_markdown
+from aggregator.export.seal import instance_id, load_or_create_key, seal_record, verify_record
+from aggregator.extract import extract_page
+from aggregator.fetch import Fetcher
+from aggregator.inspection import extended_lines
+from aggregator.models import Record
+from aggregator.normalize import amp_cache_url, canonical_url, provider_domain
+from aggregator.records import build_record
+from aggregator.settings import Settings, SourceSettings
+from aggregator.store import Store, StoredRecord
+from aggregator.tracking import Tracker
+
+_FEED_WINDOW = 5000  # newest published records considered for the topic feeds
+
+
+@dataclass(frozen=True, slots=True)
+class ImportSummary:
+    """What an import did."""
+
+    files: int
+    records: int
+    new: int
+    updated: int
+    unchanged: int
+
+
+@dataclass(frozen=True, slots=True)
+class ExportRequest:
+    """What to export and where (`out` None means the configured directory, "-" stdout)."""
+
+    format: str
+    out: str | None = None
+    topic: str | None = None
+    since: datetime | None = None
+    published_only: bool = False
+    extended: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyOutcome:
+    """The verdict on one record read from a file."""
+
+    where: str
+    ok: bool
+    message: str
+
+
+def parse_since(value: str | None) -> datetime | None:
+    """Parse the --since option; a ConfigError naming the option when it is not a date."""
+    if value is None:
+        return None
+    parsed = parse_datetime(value)
+    if parsed is None:
+        raise ConfigError("--since", f"not an ISO date: {value!r}")
+    return parsed
+
+
+def extract_one(settings: Settings, url: str, html_file: Path | None) -> Record:
+    """One page → one record: read `html_file`, or fetch `url` when no file is given."""
+    if html_file is not None:
+        try:
+            content = html_file.read_bytes()
+        except OSError as exc:
+            raise ExtractError(str(html_file), f"cannot read: {exc.strerror}") from None
+        headers: dict[str, str] = {}
+    else:
+        content, headers, url = asyncio.run(_fetch_page(settings, url))
+    from aggregator.pipeline import utc_now
+
+    now = utc_now()
+    page = extract_page(content, url, headers=headers, now=now)
+    source = SourceSettings(name="extract", url=url if url.startswith("http") else "http://x/")
+    record = build_record(None, page, source, feed_url="", fetched_at=now, now=now)
+    if record is None:
+        raise ExtractError(url, "no title or URL could be extracted")
+    return Tracker(settings, None).enrich([record], now=now)[0]
+
+
+async def _fetch_page(settings: Settings, url: str) -> tuple[bytes, dict[str, str], str]:
+    async with Fetcher(settings.fetch) as fetcher:
+        result = await fetcher.fetch(url, kind="page")
+    return result.content, dict(result.headers), result.final_url
+
+
+def render(record: Record, output_format: str) -> str:
+    """A record as Markdown front matter or as one JSON document."""
+    if output_format == "md":
+        return render_markdown(record)
+    return json.dumps(json.loads(record_to_json_line(record)), indent=2, ensure_ascii=False) + "\n"
+
+
+def read_records(path: Path) -> Iterator[tuple[str, Record]]:
+    """Records from a .jsonl file or a Markdown file, each with where it came from."""
+    if path.suffix == ".jsonl":
+        for index, record in enumerate(iter_jsonl(path), start=1):
+            yield f"{path}:{index}", record
+        return
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ExportError(str(path), f"cannot read: {exc}") from None
+    yield str(path), parse_markdown(text)
+
+
+def normalise_imported(record: Record) -> Record:
+    """Apply the crawl's normalisation to an imported record without changing given values."""
+    web_url = canonical_url(record.web_url) or record.web_url
+    amp = canonical_url(record.amp_web_url) if record.amp_web_url else ""
+    domain = record.provider.domain or provider_domain(web_url)
+    return replace(
+        record,
+        web_url=web_url,
+        amp_web_url=amp,
+        cdn_amp_web_url=record.cdn_amp_web_url or amp_cache_url(amp),
+        provider=replace(record.provider, domain=domain),
+    )
+
+
+def import_paths(
+    settings: Settings, store: Store, paths: Iterable[Path], *, recompute: bool = False
+) -> ImportSummary:
+    """Import files into the store; values the files give are kept unless `recompute`."""
+    from aggregator.pipeline import utc_now
+
+    files = 0
+    records: list[Record] = []
+    for path in paths:
+        files += 1
+        records.extend(normalise_imported(record) for _, record in read_records(path))
+    now = utc_now()
+    tracker = Tracker(settings, store)
+    records = tracker.enrich_imported(records, now=now, recompute=recompute)
+    counts = store.upsert_records(records)
+    tracker.after_upsert(records, now=now, keep_given=not recompute)
+    return ImportSummary(files, len(records), counts.new, counts.updated, counts.unchanged)
+
+
+def _sealed(settings: Settings, store: Store | None, records: Iterable[Record]) -> Iterator[Record]:
+    data_dir = Path(settings.data_dir)
+    key = load_or_create_key(data_dir)
+    instance = instance_id(data_dir)
+    for record in records:
+        if record.secured and verify_record(record, key).ok:
+            yield record
+            continue
+        sealed = replace(record, secured=seal_record(record, key, instance))
+        if store is not None:
+            store.set_secured(sealed.web_url, sealed.secured)
+        yield sealed
+
+
+def export_records(
+    settings: Settings, store: Store, request: ExportRequest, *, stdout: TextIO
+) -> str:
+    """Export the selected records; returns a one-line summary."""
+
+    def select() -> Iterator[StoredRecord]:
+        return store.iter_records(
+            topic=request.topic, since=request.since, published_only=request.published_only
+        )
+
+    records = _sealed(settings, store, (item.record for item in select()))
+    if request.extended:
+        out_dir = Path(request.out or settings.export.dir)
+        return _export_extended(store, select(), records, request, stdout, out_dir)
+    if request.out == "-":
+        return _export_to_stream(records, request.format, stdout)
+    out_dir = Path(request.out or settings.export.dir)
+    writer = ExportWriter(out_dir)
+    if request.format == "md":
+        stats = writer.write_markdown(records)
+        return (
+            f"markdown → {out_dir}: {stats.written} written, "
+            f"{stats.unchanged} unchanged, {stats.removed} removed"
+        )
+    changed = writer.write_jsonl(records)
+    return f"jsonl → {out_dir / 'records.jsonl'}: {'written' if changed else 'unchanged'}"
+
+
+def _export_extended(
+    store: Store,
+    stored: Iterable[StoredRecord],
+    records: Iterable[Record],
+    request: ExportRequest,
+    stdout: TextIO,
+    out_dir: Path,
+) -> str:
+    if request.format != "jsonl":
+        raise ConfigError("--extended", "only available with --format jsonl")
+    lines = extended_lines(store, stored, records)
+    if request.out == "-":
+        count = sum(stdout.write(line + "\n") > 0 for line in lines)
+        return f"{count} record(s)"
+    path = out_dir / "records.extended.jsonl"
+    changed = atomic_write(path, "".join(line + "\n" for line in lines))
+    return f"extended jsonl → {path}: {'written' if changed else 'unchanged'}"
+
+
+def _export_to_stream(records: Iterable[Record], output_format: str, stdout: TextIO) -> str:
+    count = 0
+    for record in records:
+        count += 1
+        stdout.write(
+            render_markdown(record) if output_format == "md" else record_to_json_line(record) + "\n"
+        )
+    return f"{count} record(s)"
+
+
+def export_configured(settings: Settings, store: Store) -> list[str]:
+    """Refresh the public export tree: published records in every configured format."""
+    summaries = []
+    for fmt in settings.export.formats:
+        if fmt == "feeds":
+            summaries.append(export_feeds(settings, store))
+        else:
+            request = ExportRequest(fmt, published_only=True)
+            summaries.append(export_records(settings, store, request, stdout=io.StringIO()))
+    return summaries
+
+
+def export_feeds(settings: Settings, store: Store) -> str:
+    """Write RSS, Atom and JSON Feed files for all published records and for each topic."""
+    from aggregator.pipeline import utc_now
+
+    newest = list(islice(store.iter_records(published_only=True), _FEED_WINDOW))
+    records = list(_sealed(settings, store, (item.record for item in newest)))
+    stats = write_feeds(
+        Path(settings.export.dir),
+        records,
+        [topic.name for topic in settings.topics],
+        size=settings.export.feed_size,
+        base_url=settings.export.base_url,
+        now=utc_now(),
+    )
+    return f"feeds: {stats.written} written, {stats.unchanged} unchanged, {stats.removed} removed"
+
+
+def verify_paths(settings: Settings, paths: Iterable[Path]) -> list[VerifyOutcome]:
+    """Verify the seal of every record in the given files."""
+    key = load_or_create_key(Path(settings.data_dir))
+    outcomes: list[VerifyOutcome] = []
+    for path in paths:
+        try:
+            for where, record in read_records(path):
+                result = verify_record(record, key)
+                outcomes.append(VerifyOutcome(where, result.ok, result.message))
+        except AggregatorError as exc:
+            outcomes.append(VerifyOutcome(str(path), False, str(exc)))
+    return outcomes

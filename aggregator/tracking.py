@@ -1,0 +1,161 @@
+"""The tracking layer between records and the store: topics → quality, then stories.
+
+    enrich(records)        topics (rules from config) and quality with its reasons
+    after_upsert(records)  link each stored record into a story (online, windowed index),
+                           then refresh heat, related lists and corroboration for every
+                           record whose story changed
+
+The story index is held in memory and covers only the story window: after a restart it is
+rebuilt from the window's stored records, so its cost follows the window, not the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from aggregator.models import Record
+from aggregator.quality import is_publishable, score_quality
+from aggregator.settings import Settings
+from aggregator.store import Store, StoredRecord
+from aggregator.stories import LinkItem, StoryIndex
+from aggregator.topics import TopicMatcher, assign_topics
+
+
+class Tracker:
+    """Applies topics, quality, stories, heat and related for one settings + store pair."""
+
+    def __init__(self, settings: Settings, store: Store | None) -> None:
+        self.settings = settings
+        self.store = store
+        self.matcher = TopicMatcher(settings.topics)
+        self.window = timedelta(hours=settings.stories.window_hours)
+        self._index: StoryIndex | None = None
+
+    # ------------------------------------------------------------- topics, quality
+
+    def enrich(
+        self,
+        records: Sequence[Record],
+        *,
+        now: datetime,
+        categories: Mapping[str, Sequence[str]] | None = None,
+    ) -> list[Record]:
+        """Give each record its topics, quality score, reasons and published flag."""
+        by_guid = categories or {}
+        enriched = []
+        for record in records:
+            topics = assign_topics(self.matcher, record, by_guid.get(record.provenance.guid, ()))
+            enriched.append(self._scored(replace(record, topics=topics), now=now))
+        return enriched
+
+    def enrich_imported(
+        self, records: Sequence[Record], *, now: datetime, recompute: bool
+    ) -> list[Record]:
+        """Compute what imported records lack (all of it with `recompute`); keep the rest."""
+        result = []
+        for record in records:
+            if recompute or not record.topics:
+                record = replace(record, topics=assign_topics(self.matcher, record, ()))
+            if recompute or (record.quality == 0 and not record.quality_reasons):
+                record = self._scored(record, now=now)
+            result.append(record)
+        return result
+
+    def _scored(self, record: Record, *, now: datetime, providers: int = 1) -> Record:
+        weight = self._source_weight(record.provenance.source_name)
+        score = score_quality(record, now=now, source_weight=weight, providers_in_story=providers)
+        threshold = self.settings.quality.threshold
+        return replace(
+            record,
+            quality=score.score,
+            quality_reasons=score.reasons,
+            is_published=is_publishable(score, threshold=threshold, is_duplicate=False),
+        )
+
+    def _source_weight(self, source_name: str) -> float:
+        source = self.settings.source(source_name)
+        return source.weight if source is not None else 1.0
+
+    # ------------------------------------------------------------- stories
+
+    def after_upsert(
+        self, records: Sequence[Record], *, now: datetime, keep_given: bool = False
+    ) -> None:
+        """Link freshly stored records into stories and refresh what their stories touch."""
+        if self.store is None or not records:
+            return
+        ids = self.store.find_by_urls(record.web_url for record in records)
+        index = self._story_index(now)
+        touched: set[int] = set()
+        for record in sorted(records, key=_arrival_order):
+            key = ids.get(record.web_url)
+            if key is None:
+                continue
+            result = index.add(_link_item(key, record), now=_when(record, now))
+            self.store.set_story(key, result.story_id)
+            for moved in result.moved_keys:
+                self.store.set_story(moved, index.story_of(moved))
+            touched.update(result.touched_keys)
+            touched.add(key)
+        given = {ids[r.web_url] for r in records if keep_given and r.web_url in ids}
+        self._refresh(index, touched - given, now=now)
+
+    def _refresh(self, index: StoryIndex, keys: Iterable[int], *, now: datetime) -> None:
+        assert self.store is not None
+        limit = self.settings.stories.related_max
+        for key in sorted(keys):
+            if key not in index:
+                continue
+            story = index.story_of(key)
+            providers = len({item.provider for item in index.members(story)})
+            self.store.set_heat(key, index.heat(story, now=now))
+            self.store.set_related(key, index.related(key, limit=limit))
+            self._rescore(key, providers, now=now)
+
+    def _rescore(self, key: int, providers: int, *, now: datetime) -> None:
+        assert self.store is not None
+        stored = self.store.get_record(key)
+        if stored is None or stored.record.quality_reasons == ():
+            return
+        scored = self._scored(stored.record, now=now, providers=providers)
+        if scored.quality != stored.record.quality:
+            self.store.set_quality(key, scored.quality, scored.quality_reasons, scored.is_published)
+
+    def _story_index(self, now: datetime) -> StoryIndex:
+        if self._index is None:
+            self._index = StoryIndex(window=self.window)
+            if self.store is not None:
+                for stored in self.store.iter_records(since=now - self.window):
+                    self._restore(self._index, stored, now=now)
+        return self._index
+
+    @staticmethod
+    def _restore(index: StoryIndex, stored: StoredRecord, *, now: datetime) -> None:
+        item = _link_item(stored.id, stored.record)
+        if stored.story_id:
+            index.restore(item, stored.story_id, now=now)
+        else:
+            index.add(item, now=now)
+
+
+def _when(record: Record, now: datetime) -> datetime:
+    return record.published or record.provenance.fetched_at or now
+
+
+def _arrival_order(record: Record) -> tuple[datetime, str]:
+    return (_when(record, datetime.min.replace(tzinfo=UTC)), record.web_url)
+
+
+def _link_item(key: int, record: Record) -> LinkItem:
+    return LinkItem(
+        key=key,
+        provider=record.provider.domain or record.provider.name,
+        web_url=record.web_url,
+        published=record.published,
+        title=record.title,
+        excerpt=record.excerpt,
+        text=record.text,
+        topics=record.topics,
+    )

@@ -1,0 +1,113 @@
+"""End to end: `aggregator fetch` on a generated corpus served by a real loopback web server."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from aggregator.cli import app
+from aggregator.normalize import amp_cache_url, make_excerpt
+from aggregator.store import Store
+from tests.loopback import StaticWeb, free_port, generate_corpus, serve_corpus
+
+FEEDS, ITEMS = 6, 5
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, StaticWeb]]:
+    port = free_port("127.0.0.2")
+    root = generate_corpus(
+        tmp_path_factory.mktemp("corpus") / "web", feeds=FEEDS, items=ITEMS, port=port
+    )
+    with serve_corpus(root, port) as server:
+        yield root, server
+
+
+def write_config(tmp_path: Path, corpus_root: Path) -> Path:
+    feeds = (corpus_root / "feeds.txt").read_text().split()
+    config = {
+        "data_dir": str(tmp_path / "data"),
+        "storage": {"url": f"sqlite:///{tmp_path / 'data' / 'agg.db'}"},
+        "fetch": {"allow_private_networks": True, "respect_robots": True, "retries": 0},
+        "export": {"dir": str(tmp_path / "export")},
+        "sources": [{"name": f"outlet {i}", "url": url} for i, url in enumerate(feeds)],
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def truth(corpus_root: Path) -> list[dict[str, Any]]:
+    lines = (corpus_root / "truth.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def page_meta(corpus_root: Path, url: str, prop: str) -> str:
+    path = corpus_root / url.split("/", 3)[3]
+    match = re.search(rf'<meta (?:property|name)="{prop}" content="([^"]*)"', path.read_text())
+    assert match, f"{prop} missing in {path}"
+    return html.unescape(match.group(1))
+
+
+def test_fetch_builds_one_complete_record_per_article(
+    corpus: tuple[Path, StaticWeb], tmp_path: Path
+) -> None:
+    root, _ = corpus
+    config = write_config(tmp_path, root)
+    result = CliRunner().invoke(app, ["fetch", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    articles = truth(root)
+    with Store(f"sqlite:///{tmp_path / 'data' / 'agg.db'}") as store:
+        assert store.count_records() == len(articles)
+        for article in articles:
+            stored = store.get_record(article["url"])
+            assert stored is not None, article["url"]
+            record = stored.record
+            assert record.title == article["title"]
+            assert record.web_url == article["url"]
+            assert record.amp_web_url == article["amp"]
+            assert record.cdn_amp_web_url == amp_cache_url(article["amp"])
+            assert record.published is not None
+            assert record.published.strftime("%Y-%m-%dT%H:%M:%SZ") == article["published"]
+            description = page_meta(root, article["url"], "og:description")
+            assert record.excerpt == make_excerpt(description)
+            assert record.provider.name == article["outlet"]
+            assert record.provider.domain == article["url"].split("/")[2].split(":")[0]
+            image = record.images[0]
+            assert image.url == article["image"]
+            assert (image.width, image.height) == (
+                int(page_meta(root, article["url"], "og:image:width")),
+                int(page_meta(root, article["url"], "og:image:height")),
+            )
+    exported = sorted((tmp_path / "export").glob("*.md"))
+    assert len(exported) == len(articles)
+
+
+def test_second_fetch_gets_only_304s_and_changes_nothing(
+    corpus: tuple[Path, StaticWeb], tmp_path: Path
+) -> None:
+    root, server = corpus
+    config = write_config(tmp_path, root)
+    runner = CliRunner()
+    assert runner.invoke(app, ["fetch", "--config", str(config)]).exit_code == 0
+    db = tmp_path / "data" / "agg.db"
+    export_dir = tmp_path / "export"
+    before = {p.name: p.stat().st_mtime_ns for p in export_dir.iterdir()}
+    server.requests.clear()
+    second = runner.invoke(app, ["fetch", "--config", str(config)])
+    assert second.exit_code == 0, second.output
+    feed_statuses = [status for _, path, status in server.requests if path.endswith("feed.xml")]
+    assert feed_statuses == [304] * FEEDS
+    assert not [path for _, path, _ in server.requests if path.endswith(".html")]
+    after = {p.name: p.stat().st_mtime_ns for p in export_dir.iterdir()}
+    assert after == before
+    with Store(f"sqlite:///{db}") as store:
+        assert store.count_records() == FEEDS * ITEMS
