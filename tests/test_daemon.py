@@ -1,0 +1,268 @@
+"""The daemon end to end (a subprocess against a loopback corpus), its jobs, claims and pruning."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+import yaml
+
+from aggregator.daemon import Daemon, DaemonSettings, JobContext, JobSpec
+from aggregator.daemon_ops import prune_records
+from aggregator.daemon_status import read_heartbeat
+from aggregator.export.files import ExportWriter, safe_filename
+from aggregator.models import Image, Provenance, Provider, Record
+from aggregator.pipeline import CrawlOptions, crawl
+from aggregator.settings import Settings, parse_settings
+from aggregator.store import Store
+from tests.loopback import REPO_ROOT, StaticWeb, free_port, generate_corpus, serve_corpus
+
+FEEDS, ITEMS = 3, 3
+FAST = DaemonSettings(
+    crawl_tick=0.2,
+    default_interval=1.0,
+    export_debounce=0.3,
+    heartbeat_every=0.3,
+    grace_period=5.0,
+    retention_days=None,
+)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, StaticWeb]]:
+    port = free_port("127.0.0.2")
+    root = generate_corpus(
+        tmp_path_factory.mktemp("corpus") / "web", feeds=FEEDS, items=ITEMS, port=port
+    )
+    with serve_corpus(root, port) as server:
+        yield root, server
+
+
+def config_data(tmp_path: Path, corpus_root: Path | None) -> dict[str, Any]:
+    feeds = (corpus_root / "feeds.txt").read_text().split() if corpus_root else []
+    return {
+        "data_dir": str(tmp_path / "data"),
+        "storage": {"url": f"sqlite:///{tmp_path / 'data' / 'agg.db'}"},
+        "fetch": {"allow_private_networks": True, "retries": 0},
+        "export": {"dir": str(tmp_path / "export")},
+        "sources": [{"name": f"outlet {i}", "url": url} for i, url in enumerate(feeds)],
+    }
+
+
+def write_config(tmp_path: Path, corpus_root: Path | None) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config_data(tmp_path, corpus_root)))
+    return path
+
+
+def start_daemon(config: Path, daemon: DaemonSettings = FAST) -> subprocess.Popen[str]:
+    code = (
+        "import sys; from pathlib import Path; "
+        "from aggregator.daemon import DaemonSettings, run_process; "
+        f"sys.exit(run_process(Path({str(config)!r}), DaemonSettings(**{daemon_kwargs(daemon)})))"
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def daemon_kwargs(daemon: DaemonSettings) -> dict[str, float | None]:
+    names = ("crawl_tick", "default_interval", "export_debounce", "heartbeat_every")
+    return {name: getattr(daemon, name) for name in (*names, "grace_period", "retention_days")}
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def feed_statuses(server: StaticWeb, host_paths: list[tuple[str, str]]) -> dict[str, list[int]]:
+    statuses: dict[str, list[int]] = {f"{h}{p}": [] for h, p in host_paths}
+    for host, path, status in list(server.requests):
+        key = f"{host.split(':')[0]}{path}"
+        if key in statuses:
+            statuses[key].append(status)
+    return statuses
+
+
+def test_daemon_polls_again_with_304s_exports_and_stops_on_sigterm(
+    corpus: tuple[Path, StaticWeb], tmp_path: Path
+) -> None:
+    root, server = corpus
+    config = write_config(tmp_path, root)
+    feeds = [url.split("/", 3) for url in (root / "feeds.txt").read_text().split()]
+    keys = [(parts[2].split(":")[0], "/" + parts[3]) for parts in feeds]
+    export_dir = tmp_path / "export"
+    server.requests.clear()
+    daemon = start_daemon(config)
+    try:
+        wait_for(lambda: all(len(s) >= 2 for s in feed_statuses(server, keys).values()))
+        wait_for(lambda: len(list(export_dir.glob("*.md"))) == FEEDS * ITEMS)
+        daemon.send_signal(signal.SIGTERM)
+        _, stderr = daemon.communicate(timeout=15)
+    finally:
+        daemon.kill()
+    assert daemon.returncode == 0, stderr
+    for statuses in feed_statuses(server, keys).values():
+        assert statuses[0] == 200
+        assert set(statuses[1:]) == {304}
+    assert not [p for p in export_dir.iterdir() if p.name.endswith(".tmp")]
+    assert (export_dir / "records.jsonl").read_text().count("\n") == FEEDS * ITEMS
+    with Store(f"sqlite:///{tmp_path / 'data' / 'agg.db'}") as store:
+        assert store.count_records() == FEEDS * ITEMS
+        for index in range(FEEDS):
+            state = store.get_source_state(f"outlet {index}")
+            assert state is not None and state.next_check_at is not None
+            assert state.last_fetch_at is not None
+            assert state.next_check_at > state.last_fetch_at
+            assert store.get_claim(f"outlet {index}") is None  # released
+
+
+def test_second_daemon_is_refused_and_a_killed_one_leaves_no_stale_lock(tmp_path: Path) -> None:
+    config = write_config(tmp_path, None)
+    data_dir = tmp_path / "data"
+    first = start_daemon(config)
+    try:
+        wait_for(lambda: read_heartbeat(data_dir) is not None)
+        second = start_daemon(config)
+        _, stderr = second.communicate(timeout=20)
+        assert second.returncode == 2
+        assert f"another aggregator daemon (pid {first.pid}) owns {data_dir}; stop it" in stderr
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+    finally:
+        first.kill()
+        first.communicate()
+    third = start_daemon(config)
+    try:
+        wait_for(lambda: getattr(read_heartbeat(data_dir), "pid", None) == third.pid)
+    finally:
+        third.send_signal(signal.SIGTERM)
+        third.communicate(timeout=15)
+    assert third.returncode == 0
+
+
+def test_crawl_skips_a_source_claimed_by_another_owner_and_takes_an_expired_claim(
+    corpus: tuple[Path, StaticWeb], tmp_path: Path
+) -> None:
+    root, server = corpus
+    settings = parse_settings(config_data(tmp_path, root))
+    options = CrawlOptions(fetch_pages=False)
+    busy_url = settings.sources[0].url
+    with Store(settings.storage.url) as store:
+        assert store.claim_source("outlet 0", "someone else", 60)
+        server.requests.clear()
+        reports = asyncio.run(crawl(settings, store, options=options))
+        assert (reports[0].source, reports[0].status) == ("outlet 0", "busy")
+        assert not reports[0].failed
+        assert [r.status for r in reports[1:]] == ["ok", "ok"]
+        assert not [p for _, p, _ in server.requests if busy_url.endswith(p)]
+        assert store.get_source_state("outlet 0") is None  # untouched
+        store.release_source("outlet 0", "someone else")
+        assert store.claim_source("outlet 0", "crashed", -1)  # a lease that has run out
+        reports = asyncio.run(crawl(settings, store, options=options))
+        assert reports[0].status == "ok" and reports[0].new == ITEMS
+        assert store.get_claim("outlet 0") is None
+
+
+def _record(n: int, published: datetime) -> Record:
+    return Record(
+        title=f"Story {n}",
+        web_url=f"https://news.example/{n}",
+        provider=Provider("News", "news.example"),
+        published=published,
+        images=(Image(f"https://news.example/{n}.jpg", 10, 10),),
+        topics=("AI",),
+        provenance=Provenance("src", "https://news.example/feed", f"g{n}"),
+    )
+
+
+def test_prune_removes_old_records_their_links_and_files(tmp_path: Path) -> None:
+    settings = parse_settings(config_data(tmp_path, None))
+    now = datetime.now(UTC).replace(microsecond=0)
+    old, fresh = _record(1, now - timedelta(days=100)), _record(2, now - timedelta(days=1))
+    with Store(settings.storage.url) as store:
+        store.upsert_records([old, fresh])
+        old_id = _id(store, old)
+        fresh_id = _id(store, fresh)
+        store.set_related(fresh_id, [old_id])
+        store.set_related(old_id, [fresh_id])
+        ExportWriter(Path(settings.export.dir)).write_markdown([old, fresh])
+        assert prune_records(settings, store, now - timedelta(days=90)) == 1
+        assert store.get_record(old.web_url) is None
+        kept = store.get_record(fresh.web_url)
+        assert kept is not None and kept.record.related == ()
+    export_dir = Path(settings.export.dir)
+    assert not (export_dir / safe_filename(old)).exists()
+    assert (export_dir / safe_filename(fresh)).exists()
+    db = sqlite3.connect(tmp_path / "data" / "agg.db")
+    for table in ("images", "record_topics", "related"):
+        query = f"SELECT count(*) FROM {table} WHERE record_id = ?"
+        assert db.execute(query, (old_id,)).fetchone() == (0,)
+    assert db.execute("SELECT count(*) FROM related").fetchone() == (0,)
+
+
+def _id(store: Store, record: Record) -> int:
+    stored = store.get_record(record.web_url)
+    assert stored is not None
+    return stored.id
+
+
+def _settings(tmp_path: Path) -> Settings:
+    return parse_settings(config_data(tmp_path, None))
+
+
+def test_daemon_survives_failing_jobs_and_cancels_stuck_ones_after_grace(tmp_path: Path) -> None:
+    runs: list[str] = []
+
+    async def broken(_context: JobContext) -> None:
+        runs.append("broken")
+        raise RuntimeError("a bug")
+
+    async def stuck(_context: JobContext) -> None:
+        runs.append("stuck")
+        await asyncio.sleep(3600)
+
+    async def scenario() -> float:
+        jobs = [JobSpec("broken", broken, 0.05), JobSpec("stuck", stuck, 0.05)]
+        daemon = Daemon(_settings(tmp_path), replace(FAST, grace_period=0.3), jobs)
+        task = asyncio.create_task(daemon.run())
+        await asyncio.sleep(0.5)
+        started = time.monotonic()
+        daemon.request_stop()
+        await asyncio.wait_for(task, timeout=5)
+        return time.monotonic() - started
+
+    took = asyncio.run(scenario())
+    assert runs.count("broken") >= 3  # kept running after failing
+    assert runs.count("stuck") == 1  # never overlapped itself
+    assert 0.25 <= took < 3
+
+
+def test_daemon_settings_come_from_a_scheduler_section_when_there_is_one(tmp_path: Path) -> None:
+    class Section:
+        def model_dump(self) -> dict[str, Any]:
+            return {"crawl_tick": 5.0, "retention_days": None, "min_interval": "ignored"}
+
+    class WithScheduler:
+        scheduler = Section()
+
+    assert DaemonSettings.from_settings(_settings(tmp_path)) == DaemonSettings()
+    chosen = DaemonSettings.from_settings(cast(Settings, WithScheduler()))
+    assert chosen == DaemonSettings(crawl_tick=5.0, retention_days=None)
