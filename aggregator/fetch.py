@@ -33,6 +33,7 @@ import httpcore
 import httpx
 from protego import Protego
 
+from aggregator import metrics
 from aggregator.errors import (
     BlockedAddressError,
     BodyTooLargeError,
@@ -202,7 +203,14 @@ class Fetcher:
         if last_modified:
             headers["If-Modified-Since"] = last_modified
         started = time.monotonic()
-        result = await self._fetch_with_retries(url, headers)
+        host = urlsplit(url).hostname or ""
+        try:
+            result = await self._fetch_with_retries(url, headers)
+        except FetchError:
+            metrics.record_fetch(host, "error", time.monotonic() - started)
+            raise
+        outcome = "not_modified" if result.not_modified else "ok"
+        metrics.record_fetch(host, outcome, time.monotonic() - started)
         if result.not_modified:  # servers may omit validators on a 304: keep the ones we sent
             etag, last_modified = result.etag or etag, result.last_modified or last_modified
             result = dataclasses.replace(result, etag=etag, last_modified=last_modified)
