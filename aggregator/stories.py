@@ -1,0 +1,348 @@
+"""Stories: group records from different outlets that cover the same event, online.
+
+    add(item, now)
+      → evict items older than now - window        (memory bounded by the window)
+      → weighted terms + entity-like tokens        (aggregator.stories_features)
+      → TF-IDF with online document frequencies    (aggregator.stories_index)
+      → candidates from capped posting lists       (bounded work, whatever the store size)
+      → cosine to candidates, grouped by story     (single-link: best member)
+      → join the best story above `join_threshold`, or start a new one
+      → stories the item links to above `merge_threshold` merge; the oldest id survives
+
+The index is an explicit state object: the pipeline rebuilds it after a restart by
+`restore()`-ing the records of the window with their stored story ids, or by re-adding them
+in the same order (same items in the same order give the same ids). Heat is in
+`aggregator.stories_heat`; related lists in `aggregator.stories_related`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import heapq
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from aggregator.stories_features import cosine, extract_terms
+from aggregator.stories_heat import story_heat
+from aggregator.stories_index import TermIndex, Vector
+
+DEFAULT_WINDOW = timedelta(hours=72)
+
+
+@dataclass(frozen=True, slots=True)
+class LinkItem:
+    """What the linker needs to know about one record."""
+
+    key: int
+    provider: str
+    web_url: str
+    published: datetime | None
+    title: str
+    excerpt: str = ""
+    text: str = ""
+    topics: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AddResult:
+    """The outcome of `StoryIndex.add`.
+
+    `merged_from`: story ids absorbed into `story_id` by this add (rewrite them in storage);
+    `moved_keys`: keys whose story id changed because of those merges;
+    `touched_keys`: keys whose heat or related list may have changed (re-query them).
+    """
+
+    story_id: str
+    merged_from: tuple[str, ...] = ()
+    moved_keys: tuple[int, ...] = ()
+    touched_keys: tuple[int, ...] = ()
+
+
+@dataclass(slots=True)
+class _Entry:
+    item: LinkItem
+    time: datetime
+    counts: dict[str, float]
+    story: str
+    background: float = 0.0
+
+
+@dataclass(slots=True)
+class _Story:
+    id: str
+    seq: int
+    first_time: datetime
+    members: list[int] = field(default_factory=list)
+    centroid: dict[str, float] = field(default_factory=dict)
+    absorbed: list[str] = field(default_factory=list)
+
+
+class StoryIndex:
+    """Online story clustering over a sliding time window."""
+
+    def __init__(
+        self,
+        *,
+        window: timedelta = DEFAULT_WINDOW,
+        join_threshold: float = 0.25,
+        merge_threshold: float = 0.4,
+        same_provider_factor: float = 0.85,
+        related_threshold: float = 0.15,
+        candidate_limit: int = 40,
+        posting_cap: int = 200,
+        idf_power: float = 1.0,
+        linkage: str = "single",
+        background_weight: float = 0.0,
+        ratio: float = 1.0,
+    ) -> None:
+        self.window = window
+        self.join_threshold = join_threshold
+        self.merge_threshold = merge_threshold
+        self.same_provider_factor = same_provider_factor
+        self.related_threshold = related_threshold
+        self.candidate_limit = candidate_limit
+        self.linkage = linkage
+        self.background_weight = background_weight
+        self.ratio = ratio
+        self.terms = TermIndex(posting_cap=posting_cap, idf_power=idf_power)
+        self._entries: dict[int, _Entry] = {}
+        self._stories: dict[str, _Story] = {}
+        self._aliases: dict[str, str] = {}
+        self._by_url: dict[str, int] = {}
+        self._expiry: list[tuple[datetime, int]] = []
+        self._seq = 0
+
+    # ----------------------------------------------------------------- queries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._entries
+
+    def story_of(self, key: int) -> str:
+        """The story id of an item in the index (KeyError when absent or evicted)."""
+        return self._entries[key].story
+
+    def members(self, story_id: str) -> list[LinkItem]:
+        """The items of a story (old ids resolve), in the order they joined."""
+        story = self._stories.get(self.resolve(story_id))
+        if story is None:
+            return []
+        return [self._entries[key].item for key in story.members]
+
+    def resolve(self, story_id: str) -> str:
+        """The live id for `story_id`: itself, or the story that absorbed it."""
+        return self._aliases.get(story_id, story_id)
+
+    def aliases(self) -> dict[str, str]:
+        """Absorbed story id → surviving story id, for stories still in the window."""
+        return dict(self._aliases)
+
+    def story_ids(self) -> list[str]:
+        """The ids of live stories, oldest first."""
+        return [s.id for s in sorted(self._stories.values(), key=lambda s: s.seq)]
+
+    def heat(self, story_id: str, *, now: datetime) -> int:
+        """Story heat 0–100 at `now`; -1 when the story is unknown or has no dated item."""
+        story = self._stories.get(self.resolve(story_id))
+        if story is None:
+            return -1
+        items = [self._entries[key].item for key in story.members]
+        return story_heat([(i.published, i.provider) for i in items], now=now)
+
+    def similarity(self, a: int, b: int) -> float:
+        """Cosine similarity of two indexed items under the current statistics."""
+        va = self.terms.vector(self._entries[a].counts)
+        vb = self.terms.vector(self._entries[b].counts)
+        return cosine(va.weights, vb.weights, va.norm, vb.norm)
+
+    def related(self, key: int, *, limit: int = 6) -> list[int]:
+        """Up to `limit` related keys, best first (see `aggregator.stories_related`)."""
+        from aggregator.stories_related import related_keys
+
+        return related_keys(self, key, limit=limit)
+
+    # ----------------------------------------------------------------- updates
+
+    def add(self, item: LinkItem, *, now: datetime) -> AddResult:
+        """Link one item into a story; returns the story id and what changed."""
+        if item.key in self._entries:
+            story = self._entries[item.key].story
+            return AddResult(story, touched_keys=(item.key,))
+        self.evict_older_than(now - self.window)
+        entry = self._insert(item, now)
+        vector = self.terms.vector(entry.counts)
+        sims = self._candidate_sims(entry, vector)
+        scores = self._story_scores(sims, vector)
+        best = min(scores.items(), key=lambda kv: (-kv[1], self._stories[kv[0]].seq), default=None)
+        duplicate = self._by_url.get(item.web_url)
+        if duplicate is not None and duplicate != item.key:
+            best = (self._entries[duplicate].story, 1.0)
+        if best is not None and best[1] < self.merge_threshold and duplicate is None:
+            second = max([sc for sid, sc in scores.items() if sid != best[0]] + [entry.background])
+            if best[1] < self.ratio * second:
+                best = None
+        if best is None or best[1] < self.join_threshold:
+            story_id = self._new_story(entry)
+            return AddResult(story_id, touched_keys=self._touched(entry, sims, story_id))
+        linked = {best[0]} | {sid for sid, score in scores.items() if score >= self.merge_threshold}
+        survivor, merged, moved = self._merge(linked)
+        self._join(entry, survivor)
+        touched = self._touched(entry, sims, survivor)
+        return AddResult(survivor, tuple(merged), tuple(moved), touched)
+
+    def restore(self, item: LinkItem, story_id: str, *, now: datetime) -> None:
+        """Put an item back into a known story (rebuilding the index after a restart)."""
+        if item.key in self._entries:
+            return
+        entry = self._insert(item, now)
+        story_id = self.resolve(story_id)
+        if story_id not in self._stories:
+            self._seq += 1
+            self._stories[story_id] = _Story(story_id, self._seq, entry.time)
+        self._join(entry, story_id)
+
+    def evict_older_than(self, cutoff: datetime) -> None:
+        """Forget items dated before `cutoff`, and stories left empty (with their aliases)."""
+        while self._expiry and self._expiry[0][0] < cutoff:
+            _, key = heapq.heappop(self._expiry)
+            entry = self._entries.pop(key, None)
+            if entry is None:
+                continue
+            self.terms.remove(key, entry.counts)
+            if self._by_url.get(entry.item.web_url) == key:
+                del self._by_url[entry.item.web_url]
+            story = self._stories[entry.story]
+            story.members.remove(key)
+            if not story.members:
+                for alias in story.absorbed:
+                    self._aliases.pop(alias, None)
+                del self._stories[story.id]
+
+    # ----------------------------------------------------------------- internals
+
+    def _insert(self, item: LinkItem, now: datetime) -> _Entry:
+        when = now if item.published is None else min(item.published, now)
+        counts = extract_terms(item.title, item.excerpt, item.text)
+        entry = _Entry(item, when, counts, "")
+        self._entries[item.key] = entry
+        self.terms.add(item.key, counts)
+        self._by_url.setdefault(item.web_url, item.key)
+        heapq.heappush(self._expiry, (when, item.key))
+        return entry
+
+    def _candidate_sims(self, entry: _Entry, vector: Vector) -> dict[int, float]:
+        """Cosine similarity to candidates within the window of the item's time."""
+        sims: dict[int, float] = {}
+        for other in self.terms.candidates(entry.item.key, vector, self.candidate_limit):
+            cand = self._entries[other]
+            if abs(cand.time - entry.time) > self.window:
+                continue
+            ov = self.terms.vector(cand.counts)
+            sim = cosine(vector.weights, ov.weights, vector.norm, ov.norm)
+            if cand.item.provider == entry.item.provider:
+                sim *= self.same_provider_factor
+            sims[other] = sim
+        ranked = sorted(sims.values(), reverse=True)
+        ranked += [0.0] * (self.candidate_limit - len(ranked))
+        entry.background = ranked[len(ranked) // 2]
+        if self.background_weight:
+            bw = self.background_weight
+            for other in sims:
+                bg = 0.5 * (entry.background + self._entries[other].background)
+                sims[other] = sims[other] - bw * bg
+        return sims
+
+    def _story_scores(self, sims: dict[int, float], vector: Vector) -> dict[str, float]:
+        """Single-link: a story scores its best member's similarity."""
+        scores: dict[str, float] = {}
+        total: dict[str, float] = {}
+        for other, sim in sims.items():
+            story = self._entries[other].story
+            total[story] = total.get(story, 0.0) + sim
+            if sim > scores.get(story, -1.0):
+                scores[story] = sim
+        if self.linkage == "single":
+            return scores
+        out = {}
+        for sid, best in scores.items():
+            st = self._stories[sid]
+            if self.linkage == "average":
+                out[sid] = total[sid] / len(st.members)
+            else:
+                cen = st.centroid
+                norm = math.sqrt(sum(w * w for w in cen.values()))
+                c = cosine(vector.weights, cen, vector.norm, norm)
+                out[sid] = c if self.linkage == "centroid" else 0.5 * (c + best)
+        return out
+
+    def _new_story(self, entry: _Entry) -> str:
+        story_id = _story_id(entry.item.web_url)
+        salt = 0
+        while story_id in self._stories or story_id in self._aliases:
+            salt += 1
+            story_id = _story_id(f"{entry.item.web_url}\n{entry.item.key}\n{salt}")
+        self._seq += 1
+        self._stories[story_id] = _Story(story_id, self._seq, entry.time)
+        self._join(entry, story_id)
+        return story_id
+
+    def _join(self, entry: _Entry, story_id: str) -> None:
+        story = self._stories[story_id]
+        entry.story = story_id
+        story.members.append(entry.item.key)
+        story.first_time = min(story.first_time, entry.time)
+        if self.linkage in ("centroid", "mixed"):
+            v = self.terms.vector(entry.counts)
+            for t, w in v.weights.items():
+                story.centroid[t] = story.centroid.get(t, 0.0) + w / v.norm
+
+    def _merge(self, linked: Iterable[str]) -> tuple[str, list[str], list[int]]:
+        """Merge stories into the oldest; returns (survivor, absorbed ids, moved keys)."""
+        ordered = sorted((self._stories[s] for s in linked), key=lambda s: (s.first_time, s.seq))
+        survivor = ordered[0]
+        merged: list[str] = []
+        moved: list[int] = []
+        for story in ordered[1:]:
+            for key in story.members:
+                self._entries[key].story = survivor.id
+            moved.extend(story.members)
+            survivor.members.extend(story.members)
+            for t, w in story.centroid.items():
+                survivor.centroid[t] = survivor.centroid.get(t, 0.0) + w
+            survivor.first_time = min(survivor.first_time, story.first_time)
+            for alias in [story.id, *story.absorbed]:
+                self._aliases[alias] = survivor.id
+                survivor.absorbed.append(alias)
+            merged.append(story.id)
+            del self._stories[story.id]
+        return survivor.id, merged, moved
+
+    def _touched(self, entry: _Entry, sims: dict[int, float], story_id: str) -> tuple[int, ...]:
+        """The new item, its story's members, and topic-sharing items similar enough."""
+        keys = set(self._stories[story_id].members)
+        topics = set(entry.item.topics)
+        for other, sim in sims.items():
+            if sim >= self.related_threshold and topics & set(self._entries[other].item.topics):
+                keys.add(other)
+        return tuple(sorted(keys))
+
+    def entry_time(self, key: int) -> datetime:
+        """The time an item counts at in the window (published, or when it was added)."""
+        return self._entries[key].time
+
+    def item(self, key: int) -> LinkItem:
+        """The indexed item for `key`."""
+        return self._entries[key].item
+
+    def candidate_keys(self, key: int) -> list[int]:
+        """Keys sharing significant terms with item `key` (bounded list, rough order)."""
+        vector = self.terms.vector(self._entries[key].counts)
+        return self.terms.candidates(key, vector, self.candidate_limit)
+
+
+def _story_id(seed: str) -> str:
+    return "s-" + hashlib.sha1(seed.encode("utf-8")).hexdigest()[:12]

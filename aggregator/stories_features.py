@@ -1,0 +1,143 @@
+"""Text features for story linking: weighted terms and named-entity-like tokens.
+
+    title / excerpt / text → tokens → stopwords dropped, light stemming
+                           → entity-like tokens (capitalised runs, numbers with units) boosted
+                           → {term: weighted count}
+
+Weights are raw counts here; `TermStats` turns them into TF-IDF with document frequencies
+estimated online from the items currently in the index (see `aggregator.stories_index`).
+Pure functions, no I/O, no downloads.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+
+TITLE_WEIGHT = 3.0
+EXCERPT_WEIGHT = 2.0
+TEXT_WEIGHT = 1.0
+ENTITY_BOOST = 1.5
+TEXT_CHARS = 2000
+MAX_TERMS = 120
+
+# A compact English stopword list, plus words every news article uses.
+STOPWORDS = frozenset(
+    """a about above after again against all almost also although always am among an and
+    another any are around as at be because been before being below between both but by can
+    cannot could did do does doing done down during each either else even ever every few for
+    from further get gets got had has have having he her here hers herself him himself his how
+    however i if in into is it its itself just least less like made make many may me might
+    more most much must my myself never no nor not now of off often on once one only or other
+    others our ours ourselves out over own per quite rather same she should since so some
+    still such than that the their theirs them themselves then there these they this those
+    though through thus to too under until up upon us very was we were what when where whether
+    which while who whom whose why will with within without would yet you your yours yourself
+    yourselves said says say saying told tell according told year years new day days time
+    week weeks month months today yesterday tomorrow monday tuesday wednesday thursday friday
+    saturday sunday people percent mr mrs ms dr two three first last next well back way
+    including including news report reported reports added via amp read more updated""".split()
+)
+
+_SENTENCE_SPLIT = re.compile(r"(?<=[.!?:;\"“”])\s+|\n+")
+_WORD = re.compile(
+    r"[£$€¥]?\d+(?:[.,]\d+)*(?:%|[a-zA-Z]{1,3}\b)?|[^\W\d_]+(?:[’'][^\W\d_]+)*(?:-[^\W\d_]+)*"
+)
+_NUMBER = re.compile(r"[£$€¥]?\d")
+
+
+def _stem(word: str) -> str:
+    """Light, deterministic suffix stripping: possessives and regular plurals."""
+    for suffix in ("'s", "’s"):
+        if word.endswith(suffix):
+            word = word[: -len(suffix)]
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return word
+
+
+def _is_capitalised(token: str) -> bool:
+    return token[:1].isupper() and not _NUMBER.match(token)
+
+
+def _is_title_case(tokens: list[str]) -> bool:
+    """True when most words are capitalised (headline style): capitals carry no signal."""
+    words = [t for t in tokens if not _NUMBER.match(t) and len(t) > 3]
+    return bool(words) and sum(1 for t in words if t[:1].isupper()) > 0.6 * len(words)
+
+
+def _normalise(token: str) -> str | None:
+    """The term for a token, or None for stopwords and noise."""
+    low = token.lower().replace("’", "'")
+    if _NUMBER.match(low):
+        return low if len(low) >= 2 else None
+    term = _stem(low)
+    if len(term) < 2 or term in STOPWORDS or low in STOPWORDS:
+        return None
+    return term
+
+
+def _sentence_terms(sentence: str, detect_entities: bool) -> Iterable[tuple[str, bool]]:
+    """(term, entity-like) pairs of one sentence, plus joined capitalised runs."""
+    tokens = _WORD.findall(sentence)
+    run: list[str] = []
+    for index, token in enumerate(tokens):
+        term = _normalise(token)
+        capital = detect_entities and _is_capitalised(token)
+        entity = bool(_NUMBER.match(token)) or (capital and index > 0)
+        if capital and term is not None:
+            run.append(term)
+        else:
+            if len(run) >= 2:
+                yield "_".join(run[:4]), True
+            run = []
+        if term is not None:
+            yield term, entity
+    if len(run) >= 2:
+        yield "_".join(run[:4]), True
+
+
+def field_terms(text: str, weight: float, out: dict[str, float]) -> None:
+    """Add the weighted terms of one field of text into `out`."""
+    for sentence in _SENTENCE_SPLIT.split(text):
+        tokens = _WORD.findall(sentence)
+        detect = not _is_title_case(tokens)
+        for term, entity in _sentence_terms(sentence, detect):
+            out[term] = out.get(term, 0.0) + weight * (ENTITY_BOOST if entity else 1.0)
+
+
+def extract_terms(title: str, excerpt: str, text: str) -> dict[str, float]:
+    """Weighted term counts of an item: title counts most, then excerpt, then body start.
+
+    Only the `MAX_TERMS` heaviest terms are kept (ties broken by the term) so that the
+    cost of linking one item is bounded whatever its length.
+    """
+    counts: dict[str, float] = {}
+    field_terms(title, TITLE_WEIGHT, counts)
+    field_terms(excerpt, EXCERPT_WEIGHT, counts)
+    body = text[:TEXT_CHARS]
+    if excerpt and body.startswith(excerpt[:80]):
+        body = body[len(excerpt) :]
+    field_terms(body, TEXT_WEIGHT, counts)
+    if len(counts) > MAX_TERMS:
+        ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_TERMS]
+        counts = dict(ranked)
+    return counts
+
+
+def tf_weight(count: float) -> float:
+    """Sublinear term frequency: 1 + log(count) for counts above one."""
+    return 1.0 + math.log(count) if count > 1.0 else count
+
+
+def cosine(a: Mapping[str, float], b: Mapping[str, float], norm_a: float, norm_b: float) -> float:
+    """Cosine similarity of two sparse vectors with known norms (0.0 when either is empty)."""
+    if norm_a <= 0.0 or norm_b <= 0.0:
+        return 0.0
+    if len(a) > len(b):
+        a, b = b, a
+    dot = sum(value * b[term] for term, value in a.items() if term in b)
+    return dot / (norm_a * norm_b)

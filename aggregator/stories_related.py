@@ -1,0 +1,78 @@
+"""Related lists: same-story coverage from other providers first, then similar records.
+
+    related(key)
+      1. members of the record's story from other providers, one per provider,
+         most similar first
+      2. records that share a topic with it, are similar above `related_threshold`
+         and lie within the window of its time, most similar first
+    never the record itself, never a webUrl twice (its own included), never the same
+    story twice from the same provider (its own story and provider included), at most `limit`.
+
+Lists are computed from the current index state, so they follow new coverage: re-query the
+`touched_keys` an `add()` reports.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from aggregator.stories import StoryIndex
+
+
+def related_keys(index: StoryIndex, key: int, *, limit: int = 6) -> list[int]:
+    """Up to `limit` keys related to `key`, best first."""
+    if limit <= 0:
+        return []
+    own = index.item(key)
+    story = index.story_of(key)
+    seen_urls = {own.web_url}
+    seen_pairs = {(story, own.provider)}
+    chosen: list[int] = []
+    for other in _ranked(index, key, [m.key for m in index.members(story)]):
+        _take(index, other, chosen, seen_urls, seen_pairs)
+    if len(chosen) < limit and own.topics:
+        for other in _ranked(index, key, _similar_by_topic(index, key)):
+            _take(index, other, chosen, seen_urls, seen_pairs)
+    return chosen[:limit]
+
+
+def _ranked(index: StoryIndex, key: int, keys: list[int]) -> list[int]:
+    """Keys other than `key`, most similar first (ties by key)."""
+    scored = [(index.similarity(key, other), other) for other in keys if other != key]
+    scored.sort(key=lambda so: (-so[0], so[1]))
+    return [other for _, other in scored]
+
+
+def _similar_by_topic(index: StoryIndex, key: int) -> list[int]:
+    """Candidates sharing a topic, similar enough, within the window of the record."""
+    own = index.item(key)
+    topics = set(own.topics)
+    when = index.entry_time(key)
+    found: list[int] = []
+    for other in index.candidate_keys(key):
+        item = index.item(other)
+        if not topics & set(item.topics):
+            continue
+        if abs(index.entry_time(other) - when) > index.window:
+            continue
+        if index.similarity(key, other) >= index.related_threshold:
+            found.append(other)
+    return found
+
+
+def _take(
+    index: StoryIndex,
+    other: int,
+    chosen: list[int],
+    seen_urls: set[str],
+    seen_pairs: set[tuple[str, str]],
+) -> None:
+    """Append `other` unless its webUrl or its (story, provider) pair is already there."""
+    item = index.item(other)
+    pair = (index.story_of(other), item.provider)
+    if item.web_url in seen_urls or pair in seen_pairs:
+        return
+    seen_urls.add(item.web_url)
+    seen_pairs.add(pair)
+    chosen.append(other)
