@@ -18,8 +18,8 @@ in the same order (same items in the same order give the same ids). Heat is in
 from __future__ import annotations
 
 import hashlib
-import math
 import heapq
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -178,10 +178,10 @@ class StoryIndex:
         sims = self._candidate_sims(entry, vector)
         scores = self._story_scores(sims, vector)
         best = min(scores.items(), key=lambda kv: (-kv[1], self._stories[kv[0]].seq), default=None)
-        duplicate = self._by_url.get(item.web_url)
-        if duplicate is not None and duplicate != item.key:
+        duplicate = self._by_url.get(item.web_url, item.key)
+        if duplicate != item.key:
             best = (self._entries[duplicate].story, 1.0)
-        if best is not None and best[1] < self.merge_threshold and duplicate is None:
+        if best is not None and best[1] < self.merge_threshold:
             second = max([sc for sid, sc in scores.items() if sid != best[0]] + [entry.background])
             if best[1] < self.ratio * second:
                 best = None
@@ -345,4 +345,4 @@ class StoryIndex:
 
 
 def _story_id(seed: str) -> str:
-    return "s-" + hashlib.sha1(seed.encode("utf-8")).hexdigest()[:12]
+    return "s-" + hashlib.sha1(seed.encode("utf-8"), usedforsecurity=False).hexdigest()[:12]

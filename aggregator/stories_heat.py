@@ -42,4 +42,5 @@ def story_heat(
     raw = COVERAGE_SHARE * breadth + (1.0 - COVERAGE_SHARE) * speed
     age_hours = max(0.0, (now - latest).total_seconds() / 3600.0)
     decay = 0.5 ** (age_hours / (half_life.total_seconds() / 3600.0))
-    return max(0, min(100, round(100.0 * raw * decay)))
+    score: float = 100.0 * raw * decay
+    return max(0, min(100, round(score)))

@@ -58,14 +58,14 @@ class TermIndex:
     @property
     def n_docs(self) -> float:
         """The decayed number of documents seen."""
-        return (1.0 - self._ratio**self.added) / (1.0 - self._ratio)
+        return float((1.0 - self._ratio**self.added) / (1.0 - self._ratio))
 
     def df(self, term: str) -> float:
         """The decayed document frequency of `term` (0.0 when unseen)."""
         entry = self._df.get(term)
         if entry is None:
             return 0.0
-        return entry[0] * self._ratio ** (self.added - entry[1])
+        return float(entry[0] * self._ratio ** (self.added - entry[1]))
 
     def add(self, key: int, counts: Mapping[str, float]) -> None:
         """Count an item's terms and append its key to their posting lists."""
@@ -99,7 +99,7 @@ class TermIndex:
     def idf(self, term: str) -> float:
         """BM25-style IDF (raised to `idf_power`), always positive; unseen counts as once."""
         df = max(1.0, self.df(term))
-        return math.log(1.0 + (self.n_docs - df + 0.5) / (df + 0.5)) ** self.idf_power
+        return float(math.log(1.0 + (self.n_docs - df + 0.5) / (df + 0.5)) ** self.idf_power)
 
     def vector(self, counts: Mapping[str, float]) -> Vector:
         """The TF-IDF vector of raw weighted counts under the current statistics."""

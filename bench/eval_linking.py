@@ -235,7 +235,7 @@ def topic_f1(data: Sequence[Labeled]) -> str:
 
 
 def _match_topics(matcher: object, item: LinkItem) -> list[str]:
-    match = getattr(matcher, "match")
+    match = matcher.match  # type: ignore[attr-defined]
     found = match(title=item.title, excerpt=item.excerpt, text=item.text)
     return [getattr(t, "name", t) for t in found]
 
