@@ -1,0 +1,759 @@
+#!/usr/bin/env python3
+"""One-command throughput benchmark: aggregator against the floor and lemon24/reader.
+
+    python bench/run_bench.py --feeds 200 --items 30 --runs 3 [--port 8089] [--keep]
+    python bench/run_bench.py --rss-scaling            # peak RSS at 200 and 1,000 outlets
+
+1. Generates the corpus with bench/gen_corpus.py into WORK/corpus-f{F}-i{I}-s{S}-p{P}
+   (skipped when corpus.json there already matches the arguments).
+2. Serves it on loopback with nginx (bench/nginx.sh, which installs nginx with apt-get if
+   missing); if that fails, with bench/static_server.py (aiohttp) and says so.
+3. Runs every contender --runs times, interleaved (one of each per repetition, the order
+   rotated every repetition), each in a fresh process under /usr/bin/time -v for its peak RSS:
+     floor            bench/floor.py --concurrency C               feeds only
+     floor+pages      bench/floor.py --concurrency C --pages       feeds and every article page
+     reader           bench/reader_contender.py cold               update_feeds(workers=1)
+     reader re-poll   bench/reader_contender.py repoll             same db, nothing changed
+     agg feeds        aggregator fetch --no-pages                  fresh data dir
+     agg pages        aggregator fetch                             fresh data dir
+     agg re-poll      aggregator fetch                             again on agg pages' data dir
+4. Prints medians (entries/s, pages/s, wall, peak RSS), the ratios, PASS/FAIL against the
+   targets of issue 5, and writes the same to docs/benchmarks.md (--doc / --no-doc).
+
+Rates are items / process wall time (start to exit, imports included), the same for every
+contender; floor's and reader's own in-process timings are kept in WORK/results.json.
+Only 127.0.0.0/8 is ever contacted. Every child runs with a timeout, in its own process
+group, and the web server is stopped on exit, error or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+GNU_TIME = Path("/usr/bin/time")
+RSS_LIMIT_MB = 300.0
+RSS_GROWTH_LIMIT = 1.25  # peak RSS at the larger outlet count / at the smaller one
+ROWS = ["floor", "floor+pages", "reader", "reader re-poll", "agg feeds", "agg pages", "agg re-poll"]
+
+
+# ---------------------------------------------------------------- running one contender
+
+
+@dataclass
+class Measurement:
+    name: str
+    rep: int
+    wall_s: float
+    rss_mb: float | None
+    rc: int
+    entries: int = 0
+    pages: int = 0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def entries_per_s(self) -> float | None:
+        return self.entries / self.wall_s if self.entries and self.wall_s else None
+
+    @property
+    def pages_per_s(self) -> float | None:
+        return self.pages / self.wall_s if self.pages and self.wall_s else None
+
+
+class Runner:
+    """Runs one child at a time in its own process group; kills it on timeout or Ctrl-C."""
+
+    def __init__(self, logdir: Path, timeout_s: float) -> None:
+        self.logdir = logdir
+        self.timeout_s = timeout_s
+        self.current: subprocess.Popen | None = None
+        self.use_gnu_time = GNU_TIME.exists()
+
+    def run(self, tag: str, cmd: list[str], env: dict[str, str] | None = None):
+        """Run cmd; return (rc, wall_s, rss_mb, stdout, stderr)."""
+        out, err, tfile = (self.logdir / f"{tag}.{s}" for s in ("out", "err", "time"))
+        full = [str(GNU_TIME), "-v", "-o", str(tfile), *cmd] if self.use_gnu_time else cmd
+        before = _children_maxrss_mb()
+        with out.open("wb") as fo, err.open("wb") as fe:
+            t0 = time.perf_counter()
+            self.current = subprocess.Popen(
+                full, stdout=fo, stderr=fe, env=env, start_new_session=True, cwd=self.logdir
+            )
+            try:
+                rc = self.current.wait(timeout=self.timeout_s)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                rc = -9
+                print(f"  ! {tag} killed after {self.timeout_s:.0f} s", flush=True)
+            finally:
+                self.current = None
+            wall = time.perf_counter() - t0
+        rss = _gnu_time_rss_mb(tfile) if self.use_gnu_time else None
+        if rss is None:  # without GNU time: the children's max RSS, if this child raised it
+            after = _children_maxrss_mb()
+            rss = after if after > before else None
+        return rc, wall, rss, out.read_text(errors="replace"), err.read_text(errors="replace")
+
+    def kill(self) -> None:
+        proc = self.current
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # the group this runner started
+            proc.wait(timeout=10)
+
+
+def _children_maxrss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def _gnu_time_rss_mb(path: Path) -> float | None:
+    try:
+        m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", path.read_text())
+    except OSError:
+        return None
+    return int(m.group(1)) / 1024 if m else None
+
+
+def last_json(text: str) -> dict:
+    for line in reversed(text.strip().splitlines()):
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except ValueError:
+                break
+    return {}
+
+
+# ---------------------------------------------------------------- corpus and web server
+
+
+def ensure_corpus(work: Path, feeds: int, items: int, seed: int, port: int) -> Path:
+    corpus = work / f"corpus-f{feeds}-i{items}-s{seed}-p{port}"
+    manifest = corpus / "corpus.json"
+    want = {"feeds": feeds, "items": items, "seed": seed, "port": port}
+    if manifest.exists():
+        have = json.loads(manifest.read_text())
+        if all(have.get(k) == v for k, v in want.items()):
+            print(f"corpus: reusing {corpus} ({have['articles']} articles)", flush=True)
+            return corpus
+    print(f"corpus: generating {feeds} x {items} into {corpus} ...", flush=True)
+    cmd = [sys.executable, str(BENCH / "gen_corpus.py"), "--feeds", str(feeds)]
+    cmd += ["--items", str(items), "--seed", str(seed), "--port", str(port), "--out", str(corpus)]
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, timeout=3600)
+    return corpus
+
+
+def check_loopback_only(corpus: Path) -> None:
+    hosts = (corpus / "hosts.txt").read_text().split()
+    feeds = (corpus / "feeds.txt").read_text().split()
+    for host in hosts:
+        if not host.startswith("127."):
+            sys.exit(f"refusing: corpus host {host} is outside 127.0.0.0/8")
+    for url in feeds:
+        if not re.match(r"^http://127\.\d+\.\d+\.\d+:\d+/", url):
+            sys.exit(f"refusing: corpus feed {url} is not on 127.0.0.0/8")
+
+
+class WebServer:
+    """nginx via bench/nginx.sh, else the aiohttp fallback. Always stop() in a finally."""
+
+    def __init__(self, corpus: Path, port: int, state: Path, max_s: int) -> None:
+        self.corpus, self.port, self.max_s = corpus, port, max_s
+        self.env = {**os.environ, "BENCH_NGINX_STATE": str(state), "BENCH_NGINX_MAX_S": str(max_s)}
+        self.kind = ""
+        self.fallback: subprocess.Popen | None = None
+
+    def start(self) -> str:
+        cmd = ["bash", str(BENCH / "nginx.sh"), "start", str(self.corpus), str(self.port)]
+        try:
+            r = subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=600)
+            ok = r.returncode == 0
+            msg = (r.stderr or r.stdout).strip().splitlines()[-1:] or [""]
+        except subprocess.TimeoutExpired:
+            ok, msg = False, ["timed out"]
+        if ok:
+            self.kind = "nginx"
+            print(f"web server: {msg[0]}", flush=True)
+            return self.kind
+        print(f"web server: nginx failed ({msg[0]}); FALLING BACK to aiohttp", flush=True)
+        self._stop_nginx()
+        cmd = [sys.executable, str(BENCH / "static_server.py"), str(self.corpus), str(self.port)]
+        self.fallback = subprocess.Popen(
+            [*cmd, "--max-s", str(self.max_s)], stdout=subprocess.PIPE, text=True,
+            start_new_session=True,
+        )  # fmt: skip
+        line = self.fallback.stdout.readline().strip() if self.fallback.stdout else ""
+        if line != "ready":
+            self.stop()
+            sys.exit("web server: the aiohttp fallback did not start either")
+        self.kind = "aiohttp (fallback: nginx unavailable; slower, no gzip)"
+        print(f"web server: {self.kind}", flush=True)
+        return self.kind
+
+    def _stop_nginx(self) -> None:
+        cmd = ["bash", str(BENCH / "nginx.sh"), "stop", str(self.corpus), str(self.port)]
+        subprocess.run(cmd, env=self.env, capture_output=True, timeout=60, check=False)
+
+    def stop(self) -> None:
+        if self.kind == "nginx":
+            self._stop_nginx()
+            print("web server: nginx stopped", flush=True)
+        if self.fallback is not None and self.fallback.poll() is None:
+            self.fallback.terminate()
+            try:
+                self.fallback.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.fallback.kill()
+            print("web server: aiohttp fallback stopped", flush=True)
+        self.kind = ""
+
+
+# ---------------------------------------------------------------- contenders
+
+
+def outlet_sources(corpus: Path, limit: int | None = None) -> list[dict]:
+    feeds = (corpus / "feeds.txt").read_text().split()
+    if limit:
+        feeds = feeds[:limit]
+    names = {}
+    opml = (corpus / "feeds.opml").read_text(encoding="utf-8")
+    for m in re.finditer(r'<outline type="rss" text="([^"]*)"[^>]* xmlUrl="([^"]*)"', opml):
+        names[m.group(2)] = m.group(1)
+    seen: set[str] = set()
+    sources = []
+    for i, url in enumerate(feeds):
+        name = names.get(url, f"outlet {i}")
+        if name in seen:
+            name = f"{name} ({i})"
+        seen.add(name)
+        sources.append({"name": name, "url": url})
+    return sources
+
+
+def write_agg_config(data: Path, corpus: Path, a: argparse.Namespace, limit: int | None = None):
+    topics_file = BENCH / "topics.bench.yaml"
+    topics = yaml.safe_load(topics_file.read_text())["topics"] if topics_file.exists() else []
+    config = {
+        "data_dir": str(data),
+        "storage": {"url": f"sqlite:///{data / 'aggregator.db'}"},
+        "fetch": {
+            "allow_private_networks": True,
+            "concurrency": a.concurrency,
+            "per_host_concurrency": a.per_host,
+            "max_pages_per_source": max(100, a.items),
+        },
+        "export": {"dir": str(data / "export")},
+        "topics": topics,
+        "sources": outlet_sources(corpus, limit),
+    }
+    data.mkdir(parents=True, exist_ok=True)
+    path = data / "config.yaml"
+    path.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False))
+    return path
+
+
+def agg_command(config: Path, pages: bool, export: bool) -> list[str]:
+    exe = shutil.which("aggregator")
+    cmd = [exe] if exe else [sys.executable, "-c", "from aggregator.cli import main; main()"]
+    cmd += ["fetch", "--config", str(config)]
+    if not pages:
+        cmd.append("--no-pages")
+    if not export:
+        cmd.append("--no-export")
+    return cmd
+
+
+def agg_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGGREGATOR_")}
+    env.update(COLUMNS="300", NO_COLOR="1", TERM="dumb")
+    return env
+
+
+def summary_totals(stdout: str) -> dict:
+    """Totals from `aggregator fetch`'s summary table (new, pages, not modified, failed)."""
+    rows = []
+    for line in stdout.splitlines():
+        cells = [c.strip() for c in re.split(r"[│┃|]", line)[1:-1]]
+        if len(cells) >= 6:
+            rows.append(cells)
+    out = {"not_modified": 0, "failed": 0, "ok": 0}
+    for cells in rows:
+        if cells[0] == "total":
+            nums = [int(c.split()[0]) if c.split() and c.split()[0].isdigit() else 0 for c in cells]
+            out.update(new=nums[2], updated=nums[3], unchanged=nums[4], pages=nums[5])
+        elif cells[1] in ("not modified", "error", "ok"):
+            out[cells[1].replace(" ", "_") if cells[1] != "error" else "failed"] += 1
+    return out
+
+
+def db_count(db: Path, table: str = "records") -> int:
+    import sqlite3
+
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            return int(con.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return 0
+
+
+class Bench:
+    def __init__(self, a: argparse.Namespace, corpus: Path, runner: Runner, work: Path) -> None:
+        self.a, self.corpus, self.runner, self.work = a, corpus, runner, work
+        self.results: list[Measurement] = []
+
+    def record(self, m: Measurement) -> None:
+        self.results.append(m)
+        rate = []
+        if m.entries_per_s:
+            rate.append(f"{m.entries_per_s:,.0f} entries/s")
+        if m.pages_per_s:
+            rate.append(f"{m.pages_per_s:,.0f} pages/s")
+        rss = f"{m.rss_mb:.0f} MB" if m.rss_mb else "?"
+        flag = "" if m.rc == 0 else f"  rc={m.rc}"
+        print(
+            f"  [{m.rep}] {m.name:<15} {m.wall_s:8.2f} s  RSS {rss:>7}  {', '.join(rate)}{flag}",
+            flush=True,
+        )
+
+    def floor(self, rep: int, pages: bool) -> None:
+        name = "floor+pages" if pages else "floor"
+        cmd = [sys.executable, str(BENCH / "floor.py"), str(self.corpus)]
+        cmd += ["--concurrency", str(self.a.concurrency)] + (["--pages"] if pages else [])
+        rc, wall, rss, out, _ = self.runner.run(f"r{rep}-{name}", cmd)
+        j = last_json(out)
+        m = Measurement(name, rep, wall, rss, rc, j.get("entries", 0), j.get("pages", 0), j)
+        self.record(m)
+
+    def reader(self, rep: int) -> None:
+        db = self.work / f"r{rep}-reader.sqlite"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+        for mode, name in (("cold", "reader"), ("repoll", "reader re-poll")):
+            cmd = [sys.executable, str(BENCH / "reader_contender.py"), str(self.corpus), str(db)]
+            rc, wall, rss, out, err = self.runner.run(f"r{rep}-reader-{mode}", [*cmd, mode])
+            j = last_json(out)
+            if rc != 0:
+                print(f"    reader {mode} failed: {err.strip().splitlines()[-1:]}", flush=True)
+            entries = j.get("new_entries", 0) if mode == "cold" else 0
+            self.record(Measurement(name, rep, wall, rss, rc, entries, 0, j))
+
+    def agg(self, rep: int, pages: bool) -> None:
+        data = self.work / f"r{rep}-agg-{'pages' if pages else 'feeds'}"
+        shutil.rmtree(data, ignore_errors=True)
+        config = write_agg_config(data, self.corpus, self.a)
+        for name in ("agg pages", "agg re-poll") if pages else ("agg feeds",):
+            cmd = agg_command(config, pages, self.a.export)
+            tag = f"r{rep}-{name.replace(' ', '-')}"
+            before = db_count(data / "aggregator.db")
+            rc, wall, rss, out, err = self.runner.run(tag, cmd, env=agg_env())
+            tot = summary_totals(out)
+            records = db_count(data / "aggregator.db")
+            new = records - before
+            n_pages = tot.get("pages", 0)
+            tot.update(records=records, errors_tail=err.strip().splitlines()[-3:] if rc else [])
+            if rc not in (0, 3):
+                print(f"    {name} failed rc={rc}: {tot['errors_tail']}", flush=True)
+            elif tot["failed"]:
+                print(f"    {name}: {tot['failed']} source(s) failed (see {tag}.out)", flush=True)
+            self.record(Measurement(name, rep, wall, rss, rc, new, n_pages, tot))
+
+    def run_all(self) -> None:
+        groups = [
+            lambda r: self.floor(r, pages=False),
+            lambda r: self.floor(r, pages=True),
+            self.reader,
+            lambda r: self.agg(r, pages=False),
+            lambda r: self.agg(r, pages=True),
+        ]
+        deadline = time.monotonic() + self.a.max_minutes * 60
+        for rep in range(1, self.a.runs + 1):
+            order = groups[rep - 1 :] + groups[: rep - 1]  # rotate: no contender always first
+            print(f"repetition {rep}/{self.a.runs}", flush=True)
+            for group in order:
+                if time.monotonic() > deadline:
+                    print(f"  ! --max-minutes {self.a.max_minutes} reached, stopping", flush=True)
+                    return
+                group(rep)
+            if not self.a.keep:
+                for path in self.work.glob(f"r{rep}-agg-*"):
+                    shutil.rmtree(path, ignore_errors=True)
+                for path in self.work.glob(f"r{rep}-reader.sqlite*"):
+                    path.unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------- report
+
+
+def med(values: list[float | None]) -> float | None:
+    vals = [v for v in values if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+def fmt(v: float | None, spec: str = ",.0f") -> str:
+    return "—" if v is None else format(v, spec)
+
+
+def summarize(results: list[Measurement]) -> dict[str, dict]:
+    rows = {}
+    for name in ROWS:
+        ms = [m for m in results if m.name == name and m.rc in (0, 3)]
+        if not ms:
+            continue
+        rows[name] = {
+            "n": len(ms),
+            "entries": med([m.entries or None for m in ms]),
+            "pages": med([m.pages or None for m in ms]),
+            "entries_per_s": med([m.entries_per_s for m in ms]),
+            "pages_per_s": med([m.pages_per_s for m in ms]),
+            "wall_s": med([m.wall_s for m in ms]),
+            "wall_min": min(m.wall_s for m in ms),
+            "wall_max": max(m.wall_s for m in ms),
+            "rss_mb": med([m.rss_mb for m in ms]),
+            "rss_max": max((m.rss_mb or 0) for m in ms) or None,
+            "failed_sources": max(m.extra.get("failed", 0) for m in ms),
+            "feed_errors": max(m.extra.get("feed_errors", 0) for m in ms),
+            "not_modified": med([m.extra.get("not_modified") for m in ms]),
+        }
+    return rows
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def verdicts(rows: dict[str, dict]) -> list[tuple[str, str, str, str]]:
+    """(target, measured, goal, PASS/FAIL/n/a) for each target of issue 5."""
+    g = lambda row, key: rows.get(row, {}).get(key)  # noqa: E731
+    checks = []
+    r1 = ratio(g("agg feeds", "entries_per_s"), g("reader", "entries_per_s"))
+    checks.append(("feeds-only cold: agg entries/s ÷ reader entries/s", r1, 2.0, "ge"))
+    r2 = ratio(g("agg pages", "pages_per_s"), g("floor+pages", "pages_per_s"))
+    checks.append(("with pages: agg pages/s ÷ floor+pages pages/s", r2, 2.0, "ge"))
+    r3 = ratio(g("agg re-poll", "wall_s"), g("reader re-poll", "wall_s"))
+    checks.append(("unchanged re-poll: agg wall ÷ reader wall", r3, 1.0, "le"))
+    agg_rss = [g(n, "rss_max") for n in ("agg feeds", "agg pages", "agg re-poll")]
+    peak = max((v for v in agg_rss if v), default=None)
+    checks.append(("peak RSS of any aggregator run (MB)", peak, RSS_LIMIT_MB, "le"))
+    out = []
+    for label, value, goal, how in checks:
+        if value is None:
+            out.append((label, "—", f"{'≥' if how == 'ge' else '≤'} {goal:g}", "n/a"))
+            continue
+        ok = value >= goal if how == "ge" else value <= goal
+        shown = f"{value:.0f}" if goal >= 100 else f"{value:.2f}×"
+        out.append((label, shown, f"{'≥' if how == 'ge' else '≤'} {goal:g}", _pf(ok)))
+    return out
+
+
+def _pf(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def table_md(rows: dict[str, dict]) -> str:
+    lines = [
+        "| contender | entries/s | pages/s | wall s (median, min–max) | peak RSS MB | runs "
+        "| notes |",
+        "|---|---:|---:|---|---:|---:|---|",
+    ]
+    for name, r in rows.items():
+        wall = f"{r['wall_s']:.2f} ({r['wall_min']:.2f}–{r['wall_max']:.2f})"
+        notes = [f"{fmt(r['entries'])} entries"] if r["entries"] else []
+        if r["pages"]:
+            notes.append(f"{fmt(r['pages'])} pages")
+        if r["not_modified"]:
+            notes.append(f"{fmt(r['not_modified'])} feeds not modified")
+        if r["failed_sources"] or r["feed_errors"]:
+            notes.append(f"⚠ up to {r['failed_sources'] or r['feed_errors']} failed feeds")
+        lines.append(
+            f"| {name} | {fmt(r['entries_per_s'])} | {fmt(r['pages_per_s'])} | {wall} "
+            f"| {fmt(r['rss_mb'])} | {r['n']} | {', '.join(notes)} |"
+        )
+    return "\n".join(lines)
+
+
+def verdicts_md(checks: list[tuple[str, str, str, str]]) -> str:
+    lines = ["| target | measured | goal | result |", "|---|---:|---:|---|"]
+    lines += [f"| {a} | {b} | {c} | **{d}** |" for a, b, c, d in checks]
+    return "\n".join(lines)
+
+
+def machine_info() -> dict[str, str]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = "unknown"
+    try:
+        kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
+        mem = f"{kb / 1024 / 1024:.1f} GiB"
+    except (OSError, AttributeError):
+        pass
+    nproc = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, timeout=10, check=False,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        head = ""
+    return {
+        "nproc": str(nproc),
+        "cpu": cpu,
+        "ram": mem,
+        "python": platform.python_version(),
+        "os": platform.platform(),
+        "commit": head or "unknown",
+    }
+
+
+def load_avg() -> str:
+    try:
+        return " / ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "?"
+
+
+RSS_BEGIN, RSS_END = "<!-- rss-scaling -->", "<!-- /rss-scaling -->"
+
+
+def write_doc(path: Path, body: str, rss_section: str | None) -> None:
+    old = path.read_text() if path.exists() else ""
+    if rss_section is None and RSS_BEGIN in old and RSS_END in old:
+        rss_section = old[old.index(RSS_BEGIN) : old.index(RSS_END) + len(RSS_END)]
+    text = body + ("\n" + rss_section + "\n" if rss_section else "")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    print(f"wrote {path}", flush=True)
+
+
+def doc_body(a, rows, checks, machine, server, load0, load1, started, elapsed) -> str:
+    cmd = "python bench/run_bench.py " + " ".join(sys.argv[1:])
+    return f"""# Benchmarks
+
+Latest run of `bench/run_bench.py` (issue 5). Regenerate with the command below; it rewrites
+this file.
+
+```sh
+{cmd.strip()}
+```
+
+- date: {started:%Y-%m-%d %H:%M} UTC, {elapsed / 60:.1f} min in all
+- machine: {machine["nproc"]} CPUs ({machine["cpu"]}), {machine["ram"]} RAM, Python
+  {machine["python"]}, {machine["os"]}; commit {machine["commit"]} (work tree may be dirty)
+- corpus: {a.feeds} outlets × {a.items} items (seed {a.seed}), served on 127.0.0.x:{a.port}
+  by {server}
+- load average (1/5/15 min) before: {load0}; after: {load1}.{_load_note(load0)}
+- aggregator: concurrency {a.concurrency}, per-host {a.per_host}, topics from
+  `bench/topics.bench.yaml`, export {"on" if a.export else "off (--no-export)"}; floor
+  `--concurrency {a.concurrency}`; reader `update_feeds(workers=1, scheduled=False)`
+- medians of {a.runs} interleaved repetitions (order rotated every repetition), each
+  contender a fresh process; rates are items ÷ process wall time (imports included);
+  peak RSS from `/usr/bin/time -v`
+
+## Results
+
+{table_md(rows)}
+
+## Targets
+
+{verdicts_md(checks)}
+
+"re-poll" is a second run with nothing changed (every feed answers 304): for aggregator a
+second `aggregator fetch` on the with-pages data dir, for reader a second process calling
+`update_feeds` on the same database.
+"""
+
+
+def _load_note(load0: str) -> str:
+    try:
+        busy = float(load0.split(" / ")[0]) > 0.5
+    except ValueError:
+        busy = False
+    if not busy:
+        return ""
+    return (
+        "\n  The machine was shared with other work during this run (see load average), so"
+        "\n  absolute numbers are noisy; the ratios between interleaved contenders are the point."
+    )
+
+
+# ---------------------------------------------------------------- RSS scaling
+
+
+def rss_scaling(a: argparse.Namespace, work: Path, runner: Runner) -> str:
+    counts = sorted({int(x) for x in a.scaling_feeds.split(",")})
+    corpus = ensure_corpus(work, max(counts), a.items, a.seed, a.port)
+    check_loopback_only(corpus)
+    server = WebServer(corpus, a.port, work / "nginx", int(a.max_minutes * 60) + 600)
+    rows = []
+    try:
+        server.start()
+        for n in counts:
+            data = work / f"rss-agg-{n}"
+            shutil.rmtree(data, ignore_errors=True)
+            config = write_agg_config(data, corpus, a, limit=n)
+            cmd = agg_command(config, pages=False, export=a.export)
+            rc, wall, rss, _out, _ = runner.run(f"rss-{n}", cmd, env=agg_env())
+            records = db_count(data / "aggregator.db")
+            rows.append((n, records, wall, rss, rc))
+            print(
+                f"  {n} outlets: {records} records, {wall:.1f} s, peak RSS {fmt(rss)} MB",
+                flush=True,
+            )
+            if not a.keep:
+                shutil.rmtree(data, ignore_errors=True)
+    finally:
+        runner.kill()
+        server.stop()
+    lo, hi = rows[0][3], rows[-1][3]
+    growth = ratio(hi, lo)
+    ok = bool(hi and lo and hi <= RSS_LIMIT_MB and growth and growth <= RSS_GROWTH_LIMIT)
+    lines = [
+        RSS_BEGIN,
+        "## Peak RSS against the number of outlets",
+        "",
+        f"`python bench/run_bench.py --rss-scaling --items {a.items}` "
+        f"({dt.datetime.now(dt.UTC):%Y-%m-%d}): `aggregator fetch --no-pages`, cold, one run each.",
+        "",
+        "| outlets | records | wall s | peak RSS MB | exit |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    lines += [f"| {n} | {rec} | {w:.1f} | {fmt(r)} | {rc} |" for n, rec, w, r, rc in rows]
+    lines += [
+        "",
+        f"Growth {fmt(growth, '.2f')}× (goal ≤ {RSS_GROWTH_LIMIT}×), largest {fmt(hi)} MB "
+        f"(goal ≤ {RSS_LIMIT_MB:.0f} MB): **{_pf(ok)}**",
+        RSS_END,
+    ]
+    section = "\n".join(lines)
+    print(section.replace(RSS_BEGIN, "").replace(RSS_END, ""), flush=True)
+    return section
+
+
+# ---------------------------------------------------------------- main
+
+
+def parse_args() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--feeds", type=int, default=200, help="outlets in the corpus")
+    ap.add_argument("--items", type=int, default=30, help="items per feed")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--runs", type=int, default=3, help="interleaved repetitions (≥ 3 for docs)")
+    ap.add_argument("--port", type=int, default=8089)
+    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--per-host", type=int, default=4, help="aggregator per_host_concurrency")
+    ap.add_argument("--work", default="/tmp/aggregator-bench", help="corpus, dbs and logs")
+    ap.add_argument("--keep", action="store_true", help="keep the per-run data dirs and dbs")
+    ap.add_argument(
+        "--no-export", dest="export", action="store_false", help="pass --no-export to aggregator"
+    )
+    ap.add_argument("--doc", default=str(REPO / "docs" / "benchmarks.md"))
+    ap.add_argument("--no-doc", action="store_true", help="do not rewrite docs/benchmarks.md")
+    ap.add_argument("--timeout", type=float, default=1800, help="seconds per contender process")
+    ap.add_argument("--max-minutes", type=float, default=180, help="stop starting new runs after")
+    ap.add_argument(
+        "--rss-scaling", action="store_true",
+        help="only check aggregator's peak RSS (feeds-only) at --scaling-feeds outlet counts",
+    )  # fmt: skip
+    ap.add_argument("--scaling-feeds", default="200,1000")
+    a = ap.parse_args()
+    if not (1 <= a.runs <= 20 and 1 <= a.feeds <= 5000 and 1 <= a.items <= 1000):
+        ap.error("--runs 1..20, --feeds 1..5000, --items 1..1000")
+    if not 1024 <= a.port <= 65535:
+        ap.error("--port must be 1024..65535")
+    return a
+
+
+def main() -> int:
+    a = parse_args()
+    work = Path(a.work).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    logdir = work / "logs"
+    logdir.mkdir(exist_ok=True)
+    runner = Runner(logdir, a.timeout)
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    started = dt.datetime.now(dt.UTC)
+    t0 = time.monotonic()
+    if not runner.use_gnu_time:
+        print("note: /usr/bin/time missing, peak RSS from getrusage(RUSAGE_CHILDREN)", flush=True)
+
+    if a.rss_scaling:
+        section = rss_scaling(a, work, runner)
+        if not a.no_doc:
+            path = Path(a.doc)
+            if path.exists():
+                old = path.read_text()
+                if RSS_BEGIN in old and RSS_END in old:
+                    old = old[: old.index(RSS_BEGIN)] + old[old.index(RSS_END) + len(RSS_END) :]
+                write_doc(path, old.rstrip() + "\n", section)
+            else:
+                write_doc(path, "# Benchmarks\n", section)
+        return 0
+
+    corpus = ensure_corpus(work, a.feeds, a.items, a.seed, a.port)
+    check_loopback_only(corpus)
+    load0 = load_avg()
+    server = WebServer(corpus, a.port, work / "nginx", int(a.max_minutes * 60) + 600)
+    bench = Bench(a, corpus, runner, work)
+    try:
+        kind = server.start()
+        bench.run_all()
+    except KeyboardInterrupt:
+        print("interrupted: stopping", flush=True)
+        return 130
+    finally:
+        runner.kill()
+        server.stop()
+        (work / "results.json").write_text(
+            json.dumps([m.__dict__ for m in bench.results], indent=1, default=str)
+        )
+    load1 = load_avg()
+    rows = summarize(bench.results)
+    checks = verdicts(rows)
+    print()
+    print(table_md(rows))
+    print()
+    print(verdicts_md(checks))
+    print(f"\nraw results: {work / 'results.json'}; logs: {logdir}")
+    if not a.no_doc:
+        body = doc_body(
+            a, rows, checks, machine_info(), kind, load0, load1, started, time.monotonic() - t0
+        )
+        write_doc(Path(a.doc), body, None)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
