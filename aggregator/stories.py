@@ -23,12 +23,15 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Literal
 
 from aggregator.stories_features import cosine, extract_terms
 from aggregator.stories_heat import story_heat
 from aggregator.stories_index import TermIndex, Vector
 
 DEFAULT_WINDOW = timedelta(hours=72)
+Linkage = Literal["single", "average", "centroid", "mixed"]
+VECTOR_REFRESH = 1000  # recompute a cached TF-IDF vector after this many additions
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +70,8 @@ class _Entry:
     counts: dict[str, float]
     story: str
     background: float = 0.0
+    vector: Vector | None = None
+    vector_at: int = -1
 
 
 @dataclass(slots=True)
@@ -86,15 +91,15 @@ class StoryIndex:
         self,
         *,
         window: timedelta = DEFAULT_WINDOW,
-        join_threshold: float = 0.25,
-        merge_threshold: float = 0.4,
+        join_threshold: float = 0.08,
+        merge_threshold: float = 0.5,
         same_provider_factor: float = 0.85,
         related_threshold: float = 0.15,
         candidate_limit: int = 40,
         posting_cap: int = 200,
         idf_power: float = 1.0,
-        linkage: str = "single",
-        background_weight: float = 0.0,
+        linkage: Linkage = "average",
+        background_weight: float = 1.5,
         ratio: float = 1.0,
     ) -> None:
         self.window = window
@@ -154,10 +159,17 @@ class StoryIndex:
         return story_heat([(i.published, i.provider) for i in items], now=now)
 
     def similarity(self, a: int, b: int) -> float:
-        """Cosine similarity of two indexed items under the current statistics."""
-        va = self.terms.vector(self._entries[a].counts)
-        vb = self.terms.vector(self._entries[b].counts)
+        """Cosine similarity of two indexed items (TF-IDF vectors, refreshed periodically)."""
+        va = self._vector(self._entries[a])
+        vb = self._vector(self._entries[b])
         return cosine(va.weights, vb.weights, va.norm, vb.norm)
+
+    def _vector(self, entry: _Entry) -> Vector:
+        """The entry's TF-IDF vector, recomputed when the statistics moved on enough."""
+        if entry.vector is None or self.terms.added - entry.vector_at > VECTOR_REFRESH:
+            entry.vector = self.terms.vector(entry.counts)
+            entry.vector_at = self.terms.added
+        return entry.vector
 
     def related(self, key: int, *, limit: int = 6) -> list[int]:
         """Up to `limit` related keys, best first (see `aggregator.stories_related`)."""
@@ -174,21 +186,14 @@ class StoryIndex:
             return AddResult(story, touched_keys=(item.key,))
         self.evict_older_than(now - self.window)
         entry = self._insert(item, now)
-        vector = self.terms.vector(entry.counts)
+        vector = self._vector(entry)
         sims = self._candidate_sims(entry, vector)
         scores = self._story_scores(sims, vector)
-        best = min(scores.items(), key=lambda kv: (-kv[1], self._stories[kv[0]].seq), default=None)
-        duplicate = self._by_url.get(item.web_url, item.key)
-        if duplicate != item.key:
-            best = (self._entries[duplicate].story, 1.0)
-        if best is not None and best[1] < self.merge_threshold:
-            second = max([sc for sid, sc in scores.items() if sid != best[0]] + [entry.background])
-            if best[1] < self.ratio * second:
-                best = None
-        if best is None or best[1] < self.join_threshold:
+        best = self._pick_story(entry, scores)
+        if best is None:
             story_id = self._new_story(entry)
             return AddResult(story_id, touched_keys=self._touched(entry, sims, story_id))
-        linked = {best[0]} | {sid for sid, score in scores.items() if score >= self.merge_threshold}
+        linked = {best} | {sid for sid, score in scores.items() if score >= self.merge_threshold}
         survivor, merged, moved = self._merge(linked)
         self._join(entry, survivor)
         touched = self._touched(entry, sims, survivor)
@@ -241,7 +246,7 @@ class StoryIndex:
             cand = self._entries[other]
             if abs(cand.time - entry.time) > self.window:
                 continue
-            ov = self.terms.vector(cand.counts)
+            ov = self._vector(cand)
             sim = cosine(vector.weights, ov.weights, vector.norm, ov.norm)
             if cand.item.provider == entry.item.provider:
                 sim *= self.same_provider_factor
@@ -257,27 +262,50 @@ class StoryIndex:
         return sims
 
     def _story_scores(self, sims: dict[int, float], vector: Vector) -> dict[str, float]:
-        """Single-link: a story scores its best member's similarity."""
-        scores: dict[str, float] = {}
+        """Score each candidate story by the configured linkage.
+
+        single: best member's similarity; average: sum of similarities over the story's
+        size (members that are not candidates count 0); centroid: cosine to the sum of the
+        members' unit vectors; mixed: the mean of single and centroid.
+        """
+        best: dict[str, float] = {}
         total: dict[str, float] = {}
         for other, sim in sims.items():
             story = self._entries[other].story
             total[story] = total.get(story, 0.0) + sim
-            if sim > scores.get(story, -1.0):
-                scores[story] = sim
+            best[story] = max(sim, best.get(story, sim))
         if self.linkage == "single":
-            return scores
-        out = {}
-        for sid, best in scores.items():
-            st = self._stories[sid]
-            if self.linkage == "average":
-                out[sid] = total[sid] / len(st.members)
-            else:
-                cen = st.centroid
-                norm = math.sqrt(sum(w * w for w in cen.values()))
-                c = cosine(vector.weights, cen, vector.norm, norm)
-                out[sid] = c if self.linkage == "centroid" else 0.5 * (c + best)
-        return out
+            return best
+        if self.linkage == "average":
+            return {sid: total[sid] / len(self._stories[sid].members) for sid in total}
+        scores: dict[str, float] = {}
+        for sid, top in best.items():
+            cen = self._stories[sid].centroid
+            c = cosine(
+                vector.weights, cen, vector.norm, math.sqrt(sum(w * w for w in cen.values()))
+            )
+            scores[sid] = c if self.linkage == "centroid" else 0.5 * (c + top)
+        return scores
+
+    def _pick_story(self, entry: _Entry, scores: dict[str, float]) -> str | None:
+        """The story to join: same webUrl first, else the best story passing the thresholds.
+
+        A best score under `merge_threshold` must also beat `ratio` × the runner-up (the
+        second story, or the item's background similarity).
+        """
+        duplicate = self._by_url.get(entry.item.web_url, entry.item.key)
+        if duplicate != entry.item.key:
+            return self._entries[duplicate].story
+        if not scores:
+            return None
+        story, score = min(scores.items(), key=lambda kv: (-kv[1], self._stories[kv[0]].seq))
+        if score < self.join_threshold:
+            return None
+        if score < self.merge_threshold:
+            runner_up = max([sc for sid, sc in scores.items() if sid != story], default=0.0)
+            if score < self.ratio * max(runner_up, entry.background):
+                return None
+        return story
 
     def _new_story(self, entry: _Entry) -> str:
         story_id = _story_id(entry.item.web_url)
@@ -296,7 +324,7 @@ class StoryIndex:
         story.members.append(entry.item.key)
         story.first_time = min(story.first_time, entry.time)
         if self.linkage in ("centroid", "mixed"):
-            v = self.terms.vector(entry.counts)
+            v = self._vector(entry)
             for t, w in v.weights.items():
                 story.centroid[t] = story.centroid.get(t, 0.0) + w / v.norm
 
@@ -340,7 +368,7 @@ class StoryIndex:
 
     def candidate_keys(self, key: int) -> list[int]:
         """Keys sharing significant terms with item `key` (bounded list, rough order)."""
-        vector = self.terms.vector(self._entries[key].counts)
+        vector = self._vector(self._entries[key])
         return self.terms.candidates(key, vector, self.candidate_limit)
 
 

@@ -35,6 +35,7 @@ class TermIndex:
     """
 
     PRUNE_BELOW = 0.25
+    MIN_DF_CEILING = 50.0
 
     def __init__(
         self,
@@ -103,7 +104,13 @@ class TermIndex:
 
     def vector(self, counts: Mapping[str, float]) -> Vector:
         """The TF-IDF vector of raw weighted counts under the current statistics."""
-        weights = {term: tf_weight(count) * self.idf(term) for term, count in counts.items()}
+        n_docs = self.n_docs
+        power = self.idf_power
+        weights: dict[str, float] = {}
+        for term, count in counts.items():
+            df = max(1.0, self.df(term))
+            idf = math.log(1.0 + (n_docs - df + 0.5) / (df + 0.5))
+            weights[term] = tf_weight(count) * (idf if power == 1.0 else idf**power)
         return Vector(weights, math.sqrt(sum(w * w for w in weights.values())))
 
     def candidates(self, key: int, vector: Vector, limit: int) -> list[int]:
@@ -112,7 +119,7 @@ class TermIndex:
         Uses the `query_terms` heaviest terms whose document frequency is not too high,
         and only the capped posting lists: bounded work per call.
         """
-        ceiling = max(3.0, self.max_df_ratio * self.n_docs)
+        ceiling = max(self.MIN_DF_CEILING, self.max_df_ratio * self.n_docs)
         usable = [(w, t) for t, w in vector.weights.items() if self.df(t) <= ceiling]
         usable.sort(key=lambda wt: (-wt[0], wt[1]))
         scores: dict[int, float] = {}

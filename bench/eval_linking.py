@@ -235,9 +235,9 @@ def topic_f1(data: Sequence[Labeled]) -> str:
 
 
 def _match_topics(matcher: object, item: LinkItem) -> list[str]:
-    match = matcher.match  # type: ignore[attr-defined]
-    found = match(title=item.title, excerpt=item.excerpt, text=item.text)
-    return [getattr(t, "name", t) for t in found]
+    match = getattr(matcher, "match")  # noqa: B009 - duck-typed: the module may be absent
+    found = match(title=item.title, excerpt=item.excerpt, body=item.text, categories=(), source="")
+    return [str(getattr(t, "topic", t)) for t in found]
 
 
 # ------------------------------------------------------------------ main

@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""Cost of adding one record to the story index at 10k, 100k (and 1M) records added.
+
+Usage: python bench/bench_linking_cost.py [--max 1000000] [--rate-seconds 30] [--sample 2000]
+
+Synthetic records (Zipf-distributed vocabulary, stories of 1–6 outlets, 500 providers) arrive
+one every `--rate-seconds` of simulated time, so the 72 h window evicts as the store grows.
+At each checkpoint the mean wall time of `--sample` further `add()` calls is measured
+(record generation excluded) and the ratio to the 10k figure printed: it must stay under 1.5,
+since no step of `add()` depends on the number of records stored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import random
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from aggregator.stories import LinkItem, StoryIndex
+
+START = datetime(2025, 1, 1, tzinfo=UTC)
+VOCAB = [f"w{i}" for i in range(50_000)]
+NAMES = [f"Name{i}" for i in range(20_000)]
+ZIPF = list(itertools.accumulate(1.0 / (rank + 1) for rank in range(len(VOCAB))))
+
+
+class Stream:
+    """A deterministic stream of synthetic records."""
+
+    def __init__(self, seed: int, rate: timedelta) -> None:
+        self.rng = random.Random(seed)
+        self.rate = rate
+        self.count = 0
+        self.story: list[str] = []
+        self.left = 0
+
+    def _words(self, n: int) -> list[str]:
+        return self.rng.choices(VOCAB, cum_weights=ZIPF, k=n)
+
+    def next(self) -> LinkItem:
+        """The next record; consecutive records share a story's names and key words."""
+        if self.left == 0:
+            self.left = self.rng.choice([1, 1, 2, 3, 4, 6])
+            self.story = self.rng.sample(NAMES, 3) + self._words(6)
+        self.left -= 1
+        key = self.count
+        self.count += 1
+        names, keys = self.story[:3], self.story[3:]
+        title = " ".join([names[0], *keys[:3], *self._words(3)])
+        excerpt = " ".join([*self._words(8), names[1], *keys[3:], names[2], *self._words(10)])
+        text = ". ".join(" ".join([*self._words(12), self.rng.choice(keys)]) for _ in range(8))
+        return LinkItem(
+            key=key,
+            provider=f"p{self.rng.randrange(500)}.example",
+            web_url=f"https://p.example/{key}",
+            published=START + self.rate * key,
+            title=title,
+            excerpt=excerpt,
+            text=text,
+        )
+
+
+def measure(index: StoryIndex, stream: Stream, sample: int) -> float:
+    """Mean microseconds per add() over `sample` records."""
+    items = [stream.next() for _ in range(sample)]
+    started = time.perf_counter()
+    for item in items:
+        assert item.published is not None
+        index.add(item, now=item.published)
+    return 1e6 * (time.perf_counter() - started) / sample
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Fill the index to each checkpoint and print the per-add cost."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--max", type=int, default=100_000)
+    ap.add_argument("--rate-seconds", type=float, default=30.0)
+    ap.add_argument("--sample", type=int, default=2000)
+    args = ap.parse_args(argv)
+    checkpoints = [n for n in (10_000, 100_000, 1_000_000) if n <= args.max]
+    stream = Stream(1, timedelta(seconds=args.rate_seconds))
+    index = StoryIndex()
+    base: float | None = None
+    print(f"{'added':>10} {'in window':>10} {'postings':>9} {'us/add':>9} {'ratio':>6}")
+    for target in checkpoints:
+        while stream.count < target:
+            item = stream.next()
+            assert item.published is not None
+            index.add(item, now=item.published)
+        cost = measure(index, stream, args.sample)
+        base = base or cost
+        postings = len(index.terms.postings)
+        print(f"{target:>10} {len(index):>10} {postings:>9} {cost:>9.1f} {cost / base:>6.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
