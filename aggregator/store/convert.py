@@ -13,6 +13,7 @@ from dataclasses import asdict, fields
 from datetime import UTC, datetime
 from typing import Any
 
+from aggregator.dedupe import text_fingerprint, title_key
 from aggregator.models import Image, Provenance, Provider, QualityReason, Record, RelatedRecord
 from aggregator.store.tables import ImageRow, RecordRow, SourceRow, TopicRow
 from aggregator.store.values import SourceState, StoredRecord
@@ -146,6 +147,8 @@ def apply_record(
     row.cdn_amp_web_url = record.cdn_amp_web_url
     row.category = record.category
     row.title = record.title
+    row.title_key = title_key(record.title)
+    row.text_hash = text_fingerprint(record.excerpt, record.text)
     row.excerpt = record.excerpt
     row.published_at = utc(record.published)
     row.type = record.type

@@ -69,7 +69,9 @@ class RecordRow(SQLModel, table=True):
     heat: int = -1
     is_published: bool = Field(default=False, index=True)
     provider_name: str
-    provider_domain: str
+    provider_domain: str = Field(index=True)
+    title_key: str = Field(default="", index=True)
+    text_hash: str = Field(default="", index=True)
     secured: str = ""
     feed_url: str = ""
     entry_hash: str = ""

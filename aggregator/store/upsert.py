@@ -19,11 +19,13 @@ Policy, kept simple on purpose:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlmodel import Session, col, delete, insert
+from sqlmodel import Session, col, delete, insert, select
 
+from aggregator.dedupe import richer
 from aggregator.models import Record
 from aggregator.store.convert import (
     apply_record,
@@ -31,6 +33,7 @@ from aggregator.store.convert import (
     image_rows,
     new_record_row,
     snapshot_rows,
+    stored_from_row,
     topic_rows,
 )
 from aggregator.store.identity import IdentityIndex
@@ -85,8 +88,10 @@ def upsert_one(
     now: datetime,
 ) -> Outcome:
     """Insert or update `record`, keeping `index` current; return what happened."""
+    row, step = index.match_rule(record)
+    if row is not None and step >= _SAME_ARTICLE_ELSEWHERE:
+        record = _richer_than_stored(session, row, record)
     digest = content_hash(record)
-    row = index.match(record)
     if row is None:
         row = new_record_row(record, digest, now)
         session.add(row)
@@ -127,6 +132,19 @@ def _update(
     )
     index.add(row)
     session.flush()
+
+
+_SAME_ARTICLE_ELSEWHERE = 3  # ladder steps that match an article under another URL
+
+
+def _richer_than_stored(session: Session, row: RecordRow, record: Record) -> Record:
+    """The same article reached by another URL: keep the stored URL, richer fields win."""
+    images = session.exec(
+        select(ImageRow).where(col(ImageRow.record_id) == row.id).order_by(col(ImageRow.position))
+    ).all()
+    stored = stored_from_row(row, images, [], []).record
+    merged = richer(stored, record)
+    return replace(merged, web_url=row.web_url, provenance=stored.provenance)
 
 
 def _refresh_entry_hash(row: RecordRow, record: Record) -> None:

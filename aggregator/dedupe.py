@@ -1,0 +1,81 @@
+"""The dedupe ladder's pure parts: normalised keys and the "richer record wins" merge.
+
+The same article reached twice is one record. The store matches, in order:
+
+    1. same guid within a source          4. same text fingerprint (any source)
+    2. same canonical webUrl              5. same provider, near-identical title,
+    3. AMP URL ↔ canonical, either way       published within DUPLICATE_WINDOW
+
+Steps 4 and 5 use the keys below. "Near-identical" means equal after normalisation: case,
+Unicode form, quotes and dashes, punctuation and whitespace are ignored, so "Fed raises
+rates — again" and "Fed Raises Rates: Again!" are one title while a changed word is not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+from aggregator.models import Image, Record
+
+DUPLICATE_WINDOW = timedelta(hours=72)
+MIN_FINGERPRINT_CHARS = 200
+
+_NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
+
+
+def normalise_words(text: str) -> str:
+    """Lower-case words of `text` joined by single spaces, punctuation dropped."""
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    return _NON_WORD.sub(" ", folded).strip()
+
+
+def title_key(title: str) -> str:
+    """The key under which two titles count as near-identical ("" for an empty title)."""
+    return normalise_words(title)
+
+
+def text_fingerprint(excerpt: str, text: str) -> str:
+    """A hash of the article's own words; "" when there is too little text to be sure."""
+    words = normalise_words(text or excerpt)
+    if len(words) < MIN_FINGERPRINT_CHARS:
+        return ""
+    return hashlib.sha256(words[:4000].encode("utf-8")).hexdigest()
+
+
+def richer(stored: Record, incoming: Record) -> Record:
+    """`incoming` with each public field taken from `stored` where the stored one is richer.
+
+    Identity (webUrl, provenance) stays the incoming record's; the caller decides which
+    identity the row keeps.
+    """
+    return replace(
+        incoming,
+        title=incoming.title or stored.title,
+        excerpt=_longer(incoming.excerpt, stored.excerpt),
+        published=_earliest(incoming, stored),
+        amp_web_url=incoming.amp_web_url or stored.amp_web_url,
+        cdn_amp_web_url=incoming.cdn_amp_web_url or stored.cdn_amp_web_url,
+        images=_better_images(incoming, stored),
+        text=_longer(incoming.text, stored.text),
+        topics=incoming.topics or stored.topics,
+    )
+
+
+def _longer(first: str, second: str) -> str:
+    return second if len(second) > len(first) else first
+
+
+def _earliest(a: Record, b: Record) -> datetime | None:
+    dates = [value for value in (a.published, b.published) if value is not None]
+    return min(dates) if dates else None
+
+
+def _better_images(a: Record, b: Record) -> tuple[Image, ...]:
+    def sized(record: Record) -> int:
+        return sum(1 for image in record.images if image.width and image.height)
+
+    return b.images if (sized(b), len(b.images)) > (sized(a), len(a.images)) else a.images

@@ -1,0 +1,126 @@
+"""The dedupe ladder: one record per article however it is reached (real SQLite files)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from aggregator.dedupe import richer, text_fingerprint, title_key
+from aggregator.models import Image, Provenance, Provider, Record
+from aggregator.store import Store
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+BODY = " ".join(f"word{i} sentence about the harbour bridge reopening" for i in range(40))
+
+
+def make(
+    url: str, title: str = "Harbour bridge reopens after two years of repairs", **kw: object
+) -> Record:
+    base = Record(
+        title=title,
+        web_url=url,
+        provider=Provider("Example News", "example.com"),
+        excerpt="The bridge reopened on Sunday.",
+        published=T0,
+        text=BODY,
+        provenance=Provenance(source_name="feed", guid=url, feed_url="https://example.com/feed"),
+    )
+    return replace(base, **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(f"sqlite:///{tmp_path / 'dedupe.db'}")
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        (  # the feed links the AMP page; the stored record knows it as ampWebUrl
+            make("https://example.com/a", amp_web_url="https://example.com/a/amp"),
+            make("https://example.com/a/amp", text="", excerpt="Short."),
+        ),
+        (  # the stored record was reached by its AMP URL; now the canonical comes with it
+            make("https://example.com/b/amp"),
+            make("https://example.com/b", amp_web_url="https://example.com/b/amp", text=""),
+        ),
+        (  # same words under another URL and another guid
+            make("https://example.com/c?print=1"),
+            make("https://mirror.example.org/c", provider=Provider("Mirror", "example.org")),
+        ),
+        (  # same provider, same title up to case and punctuation, within the window
+            make("https://example.com/d", text=""),
+            make(
+                "https://example.com/d-updated",
+                title="Harbour Bridge reopens — after two years of repairs!",
+                text="",
+                published=T0 + timedelta(hours=30),
+            ),
+        ),
+    ],
+    ids=["amp-as-link", "canonical-after-amp", "text-fingerprint", "near-identical-title"],
+)
+def test_second_arrival_of_an_article_is_the_same_record(
+    store: Store, first: Record, second: Record
+) -> None:
+    assert store.upsert_records([first]).new == 1
+    counts = store.upsert_records([second])
+    assert counts.new == 0
+    assert store.count_records() == 1
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        make("https://example.com/e2", text="", published=T0 + timedelta(hours=100)),
+        make("https://other.example.net/e", text="", provider=Provider("Other", "example.net")),
+        make("https://example.com/e3", title="Morning briefing", text=""),
+    ],
+    ids=["outside-window", "other-provider", "short-title"],
+)
+def test_same_title_is_not_a_duplicate_without_the_other_conditions(
+    store: Store, other: Record
+) -> None:
+    first = make("https://example.com/e", text="")
+    if other.title == "Morning briefing":
+        first = replace(first, title="Morning briefing")
+    store.upsert_records([first])
+    assert store.upsert_records([other]).new == 1
+    assert store.count_records() == 2
+
+
+def test_richer_fields_win_and_the_first_url_stays(store: Store) -> None:
+    plain = make("https://example.com/f", text="", excerpt="Short.")
+    rich = make(
+        "https://example.com/f-2",
+        text="",
+        excerpt="A much longer and more useful excerpt about the harbour bridge reopening.",
+        images=(Image("https://example.com/f.jpg", 1200, 675),),
+        amp_web_url="https://example.com/f-2/amp",
+    )
+    store.upsert_records([plain])
+    store.upsert_records([rich])
+    stored = store.get_record("https://example.com/f")
+    assert stored is not None
+    assert stored.record.excerpt == rich.excerpt
+    assert stored.record.images[0].width == 1200
+    assert stored.record.amp_web_url == "https://example.com/f-2/amp"
+    assert store.get_record("https://example.com/f-2") is None
+
+
+def test_richer_keeps_the_earliest_date_and_sized_images() -> None:
+    early = make("u", published=T0, images=(Image("https://x/1.jpg"),))
+    late = make("u", published=T0 + timedelta(hours=1), images=(Image("https://x/2.jpg", 10, 10),))
+    merged = richer(early, late)
+    assert merged.published == T0
+    assert merged.images[0].url == "https://x/2.jpg"
+
+
+def test_keys_ignore_form_but_not_words() -> None:
+    assert title_key("Fed raises rates — again") == title_key("FED Raises Rates: Again!")
+    assert title_key("Fed raises rates") != title_key("Fed cuts rates")
+    assert text_fingerprint("", "too short") == ""
+    assert text_fingerprint("", BODY) == text_fingerprint("", BODY.upper())
