@@ -111,3 +111,40 @@ def test_second_fetch_gets_only_304s_and_changes_nothing(
     assert after == before
     with Store(f"sqlite:///{db}") as store:
         assert store.count_records() == FEEDS * ITEMS
+
+
+def test_related_lists_after_a_crawl_are_clean(
+    corpus: tuple[Path, StaticWeb], tmp_path: Path
+) -> None:
+    root, _ = corpus
+    config = write_config(tmp_path, root)
+    assert CliRunner().invoke(app, ["fetch", "--config", str(config)]).exit_code == 0
+    linked = 0
+    with Store(f"sqlite:///{tmp_path / 'data' / 'agg.db'}") as store:
+        for stored in store.iter_records():
+            urls = [entry.web_url for entry in stored.record.related]
+            assert stored.record.web_url not in urls
+            assert len(urls) == len(set(urls))
+            assert len(urls) <= 6
+            pairs = [(e.provider.domain, e.title) for e in stored.record.related]
+            assert len(pairs) == len(set(pairs))
+            linked += bool(urls)
+    assert linked > 0  # the corpus has multi-outlet stories, so some lists are filled
+
+
+def test_retag_applies_a_new_topic_without_fetching(
+    corpus: tuple[Path, StaticWeb], tmp_path: Path
+) -> None:
+    root, server = corpus
+    config = write_config(tmp_path, root)
+    runner = CliRunner()
+    assert runner.invoke(app, ["fetch", "--config", str(config), "--no-pages"]).exit_code == 0
+    data = yaml.safe_load(config.read_text())
+    data["topics"] = [{"name": "Everything", "regex": [r"\w+"], "threshold": 1}]
+    config.write_text(yaml.safe_dump(data))
+    server.requests.clear()
+    result = runner.invoke(app, ["retag", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert server.requests == []
+    with Store(f"sqlite:///{tmp_path / 'data' / 'agg.db'}") as store:
+        assert all(s.record.topics == ("Everything",) for s in store.iter_records())
