@@ -1,0 +1,172 @@
+"""Distributed mode on a real PostgreSQL: one scheduler and three worker processes.
+
+Needs $AGGREGATOR_TEST_PG_URL (see tests/pg.py): skipped without it, failing under CI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aggregator.distributed import conninfo, defer_due
+from aggregator.errors import ConfigError
+from aggregator.pipeline import crawl
+from aggregator.settings import load_settings
+from aggregator.store import Store
+from tests.cluster import (
+    SlowWeb,
+    all_done,
+    cluster_config,
+    job_rows,
+    start_scheduler,
+    start_worker,
+    stop,
+    wait_for,
+)
+from tests.loopback import corpus_hosts, free_port, generate_corpus
+from tests.pg import fresh_database
+
+pytestmark = pytest.mark.slow
+FEEDS, ITEMS = 9, 4
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, SlowWeb]]:
+    port = free_port("127.0.0.2")
+    root = generate_corpus(
+        tmp_path_factory.mktemp("corpus") / "web", feeds=FEEDS, items=ITEMS, port=port
+    )
+    server = SlowWeb(root, corpus_hosts(root), port, page_delay=0.25)
+    server.start()
+    yield root, server
+    server.stop()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    with fresh_database() as url:
+        yield url
+
+
+# Derived from the story a record is in AT the time it is scored: depends on arrival order.
+ORDER_DEPENDENT = ("quality", "quality_reasons", "is_published", "heat", "secured", "related")
+
+
+def projection(store: Store) -> dict[str, Any]:
+    """web_url → the record's content (no crawl times, ids, nor order-dependent scores),
+    plus the story partition as a set of web_url sets."""
+    records: dict[str, dict[str, Any]] = {}
+    stories: dict[str, set[str]] = {}
+    for stored in store.iter_records():
+        fields = asdict(stored.record)
+        fields["provenance"].pop("fetched_at")
+        for volatile in ORDER_DEPENDENT:
+            fields.pop(volatile, None)
+        records[stored.record.web_url] = fields
+        stories.setdefault(stored.story_id or "", set()).add(stored.record.web_url)
+    return {"records": records, "stories": {frozenset(urls) for urls in stories.values()}}
+
+
+def sqlite_reference(tmp_path: Path, config: Path) -> dict[str, Any]:
+    """The same corpus crawled once by one process into SQLite."""
+    url = f"sqlite:///{tmp_path / 'reference.db'}"
+    settings = load_settings(config).model_copy(
+        update={"storage": load_settings(config).storage.model_copy(update={"url": url})}
+    )
+    with Store(url) as store:
+        asyncio.run(crawl(settings, store))
+        return projection(store)
+
+
+def test_three_workers_fetch_every_source_once_and_match_sqlite(
+    corpus: tuple[Path, SlowWeb], pg_url: str, tmp_path: Path
+) -> None:
+    root, server = corpus
+    config = cluster_config(tmp_path, root, pg_url)
+    Store(pg_url).close()  # migrate before the processes race to
+    server.requests.clear()
+    workers = [start_worker(config, tmp_path, i) for i in range(3)]
+    scheduler = start_scheduler(config, tmp_path)
+    try:
+        wait_for(lambda: all_done(pg_url, FEEDS), timeout=90)
+        asyncio.run(asyncio.sleep(1.5))  # three more ticks: nothing is due again
+    finally:
+        stop([scheduler, *workers])
+    fetches = server.feed_fetches()
+    assert sorted(fetches.values()) == [1] * FEEDS, fetches
+    assert len(job_rows(pg_url)) == FEEDS
+    with Store(pg_url) as store:
+        assert store.count_records() == FEEDS * ITEMS
+        distributed = projection(store)
+    reference = sqlite_reference(tmp_path, config)
+    assert distributed["records"] == reference["records"]
+    # Online clustering depends on arrival order, so the partitions may differ; linking
+    # under the advisory lock must not fragment events more than one process does.
+    assert len(distributed["stories"]) <= len(reference["stories"])
+
+
+def test_a_worker_killed_mid_job_is_retried_and_nothing_is_lost_or_doubled(
+    corpus: tuple[Path, SlowWeb], pg_url: str, tmp_path: Path
+) -> None:
+    root, _ = corpus
+    config = cluster_config(tmp_path, root, pg_url)
+    Store(pg_url).close()
+    first = start_worker(config, tmp_path, 0)
+    scheduler = start_scheduler(config, tmp_path)
+    others = []
+    try:
+        wait_for(lambda: any(r["status"] == "doing" for r in job_rows(pg_url)), timeout=60)
+        killed = [r["id"] for r in job_rows(pg_url) if r["status"] == "doing"]
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        others = [start_worker(config, tmp_path, i) for i in (1, 2)]
+        wait_for(lambda: all_done(pg_url, FEEDS), timeout=90)
+    finally:
+        stop([scheduler, first, *others])
+    jobs = {row["id"]: row for row in job_rows(pg_url)}
+    assert all(jobs[job_id]["attempts"] >= 1 for job_id in killed), jobs
+    assert {row["status"] for row in jobs.values()} == {"succeeded"}
+    with Store(pg_url) as store:
+        assert store.count_records() == FEEDS * ITEMS
+        urls = [stored.record.web_url for stored in store.iter_records()]
+    assert len(urls) == len(set(urls)) == FEEDS * ITEMS
+
+
+def test_a_source_is_queued_once_however_many_schedulers(
+    corpus: tuple[Path, SlowWeb], pg_url: str, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime
+
+    root, _ = corpus
+    settings = load_settings(cluster_config(tmp_path, root, pg_url))
+    names = [source.name for source in settings.sources]
+    at = datetime(2030, 1, 1, tzinfo=UTC)
+
+    async def two_schedulers() -> list[list[str]]:
+        with Store(pg_url) as store:
+            return list(
+                await asyncio.gather(
+                    defer_due(settings, store, names, next_check=at),
+                    defer_due(settings, store, names, next_check=at),
+                )
+            )
+
+    first, second = asyncio.run(two_schedulers())
+    assert sorted(first + second) == sorted(names)
+    rows = job_rows(pg_url)
+    assert sorted(row["source"] for row in rows) == sorted(names)
+    with Store(pg_url) as store:
+        state = store.get_source_state(names[0])
+    assert state is not None and state.next_check_at == at
+
+
+def test_distributed_mode_needs_postgresql() -> None:
+    with pytest.raises(ConfigError):
+        conninfo("sqlite:///data/a.db")
+    assert conninfo("postgresql+psycopg://u:p@127.0.0.1:5/db") == "postgresql://u:p@127.0.0.1:5/db"

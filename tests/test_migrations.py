@@ -1,0 +1,66 @@
+"""Alembic migrations on SQLite: the head revision matches the SQLModel metadata (no drift).
+
+When this fails after a change to `aggregator/store/tables.py`, add a revision:
+``alembic -x url=sqlite:///tmp.db revision --autogenerate -m "what changed"`` (see
+docs/scaling.md), or, before the first release, regenerate 0001.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine, inspect
+from sqlmodel import SQLModel
+
+from aggregator.store import Store
+from aggregator.store.migrate import head_revision, include_name, schema_status, upgrade
+
+
+def schema_drift(url: str) -> list[Any]:
+    """Upgrade the database at `url` to head, then diff it against the metadata."""
+    engine = create_engine(url)
+    try:
+        upgrade(engine)
+        with engine.connect() as connection:
+            context = MigrationContext.configure(
+                connection, opts={"include_name": include_name, "compare_type": True}
+            )
+            return list(compare_metadata(context, SQLModel.metadata))
+    finally:
+        engine.dispose()
+
+
+def test_head_revision_matches_the_metadata(tmp_path: Path) -> None:
+    assert schema_drift(f"sqlite:///{tmp_path / 'drift.db'}") == []
+
+
+def test_a_new_sqlite_database_is_upgraded_on_open(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    with Store(url) as store:
+        status = schema_status(store._engine)
+    assert status.current == head_revision()
+
+
+def test_a_database_made_before_migrations_is_stamped_then_upgraded(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'legacy.db'}"
+    engine = create_engine(url)
+    SQLModel.metadata.create_all(engine)
+    status = schema_status(engine)
+    assert status.legacy and status.behind
+    engine.dispose()
+    with Store(url) as store:
+        assert store.count_records() == 0
+        status = schema_status(store._engine)
+    assert status.current == head_revision()
+
+
+def test_the_procrastinate_revision_leaves_sqlite_alone(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'q.db'}")
+    upgrade(engine)
+    names = set(inspect(engine).get_table_names())
+    engine.dispose()
+    assert not {name for name in names if name.startswith("procrastinate")}
+    assert "records" in names
