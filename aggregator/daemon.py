@@ -1,9 +1,12 @@
 """`aggregator run`: the long-running daemon that runs the scheduled jobs (APScheduler 3.x).
 
     lock data_dir/daemon.lock (flock)     a second daemon is refused: exit status 2
-    open the store
-    every job (jobs/registry.py) on an interval, on the asyncio loop:
-        crawl      due sources → pipeline.crawl (the same unit of work as `aggregator fetch`)
+    open the store; start the webhook dispatcher (when a topic has webhooks) and, with
+    --http HOST:PORT, the export server (/healthz, /readyz fed by the last crawl tick, /metrics)
+    every job (jobs/registry.py) on an interval, on the asyncio loop, timed into
+    metrics.observe_job:
+        crawl      due sources → pipeline.crawl (the same unit of work as `aggregator fetch`;
+                   the pipeline stores each source's adaptive next check)
         export     the export tree and feeds, when records changed (debounced)
         prune      records past retention, and their files
         heartbeat  data_dir/daemon.heartbeat.json
@@ -21,11 +24,13 @@ so a restarted daemon resumes where the last one stopped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, fields
-from datetime import UTC, datetime
+from dataclasses import dataclass, fields, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -33,11 +38,14 @@ import typer
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from aggregator import metrics
 from aggregator.errors import AggregatorError
 from aggregator.locks import DaemonLock, process_owner
 from aggregator.pipeline import Clock, utc_now
+from aggregator.serve import Readiness, build_app, is_loopback, parse_listen, start_http
 from aggregator.settings import Settings, load_settings
 from aggregator.store import Store
+from aggregator.webhooks import WebhookDispatcher
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +58,6 @@ class DaemonSettings:
     """The `scheduler:` section of the config. Durations in seconds."""
 
     crawl_tick: float = 30.0  # how often due sources are looked for
-    default_interval: float = 1800.0  # a source's next check after a crawl
     export_debounce: float = 30.0  # at most one export per this many seconds
     prune_every: float = 6 * 3600.0
     retention_days: float | None = 90.0  # records older than this are pruned; None keeps all
@@ -79,6 +86,7 @@ class JobContext:
     owner: str  # the claim owner of this daemon
     stopping: asyncio.Event  # set on SIGTERM: claim no new work
     clock: Clock = utc_now
+    webhooks: WebhookDispatcher | None = None  # new published records → topic webhooks
 
 
 JobFunc = Callable[[JobContext], Awaitable[None]]
@@ -91,6 +99,9 @@ class JobSpec:
     name: str
     func: JobFunc
     every: float
+
+
+Listen = tuple[str, int]
 
 
 def lock_path(settings: Settings) -> Path:
@@ -108,13 +119,16 @@ class Daemon:
         jobs: Sequence[JobSpec],
         *,
         clock: Clock = utc_now,
+        http: Listen | None = None,
     ) -> None:
         self.settings = settings
         self.daemon = daemon
         self.jobs = list(jobs)
         self.clock = clock
+        self.http = http
         self.owner = process_owner("daemon")
         self.stopping = asyncio.Event()
+        self.last_crawl: datetime | None = None  # end of the last crawl tick that succeeded
         self._running: set[asyncio.Task[None]] = set()
 
     def request_stop(self) -> None:
@@ -133,17 +147,49 @@ class Daemon:
         with lock:
             storage = self.settings.storage
             with Store(storage.url, busy_timeout_seconds=storage.busy_timeout_seconds) as store:
-                context = JobContext(
-                    self.settings, self.daemon, store, self.owner, self.stopping, self.clock
-                )
-                scheduler = self._start_scheduler(context)
-                log.info("daemon %s running %d job(s)", self.owner, len(self.jobs))
-                await self.stopping.wait()
-                scheduler.pause()
-                await self._drain()
-                scheduler.shutdown(wait=False)
-                await asyncio.sleep(0)  # let the scheduler's shutdown callback run
+                async with contextlib.AsyncExitStack() as services:
+                    webhooks = await self._start_webhooks(services)
+                    await self._start_http(services)
+                    context = JobContext(
+                        self.settings, self.daemon, store, self.owner, self.stopping, self.clock
+                    )
+                    await self._run_until_stopped(replace(context, webhooks=webhooks))
         log.info("daemon stopped")
+
+    async def _run_until_stopped(self, context: JobContext) -> None:
+        scheduler = self._start_scheduler(context)
+        log.info("daemon %s running %d job(s)", self.owner, len(self.jobs))
+        await self.stopping.wait()
+        scheduler.pause()
+        await self._drain()
+        scheduler.shutdown(wait=False)
+        await asyncio.sleep(0)  # let the scheduler's shutdown callback run
+
+    async def _start_webhooks(
+        self, services: contextlib.AsyncExitStack
+    ) -> WebhookDispatcher | None:
+        if not any(topic.webhooks for topic in self.settings.topics):
+            return None
+        dispatcher = WebhookDispatcher(self.settings)
+        await dispatcher.start()
+        services.push_async_callback(dispatcher.close, self.daemon.grace_period)
+        return dispatcher
+
+    async def _start_http(self, services: contextlib.AsyncExitStack) -> None:
+        """Serve exports, /healthz, /readyz (last crawl tick) and /metrics until stopped."""
+        if self.http is None:
+            return
+        host, port = self.http
+        max_age = max(timedelta(hours=1), timedelta(seconds=10 * self.daemon.crawl_tick))
+        readiness = Readiness(heartbeat=lambda: self.last_crawl, max_age=max_age)
+        export_dir = Path(self.settings.export.dir)
+        app = build_app(export_dir, self.settings.storage.url, readiness=readiness)
+        try:
+            runner = await start_http(app, host, port)
+        except OSError as exc:
+            raise AggregatorError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+        services.push_async_callback(runner.cleanup)
+        log.info("serving %s on http://%s:%d/", export_dir, host, port)
 
     def _start_scheduler(self, context: JobContext) -> AsyncIOScheduler:
         scheduler = AsyncIOScheduler(timezone=UTC)
@@ -169,14 +215,19 @@ class Daemon:
         task = asyncio.current_task()
         assert task is not None
         self._running.add(task)
+        started, failed = time.monotonic(), True
         try:
             await spec.func(context)
+            failed = False
         except AggregatorError as exc:
             log.error("job %s failed: %s", spec.name, exc)
         except Exception:  # a bug: log it loudly, keep the daemon alive
             log.exception("bug in job %s", spec.name)
         finally:
             self._running.discard(task)
+            metrics.observe_job(spec.name, time.monotonic() - started, failed)
+        if spec.name == "crawl" and not failed:
+            self.last_crawl = self.clock()
 
     async def _drain(self) -> None:
         pending = {task for task in self._running if not task.done()}
@@ -191,11 +242,11 @@ class Daemon:
             await asyncio.wait(late, timeout=5)
 
 
-async def serve(settings: Settings, daemon: DaemonSettings) -> None:
+async def serve(settings: Settings, daemon: DaemonSettings, http: Listen | None = None) -> None:
     """Run the daemon with the default jobs until SIGTERM or SIGINT."""
     from jobs.registry import default_jobs  # the composition root (see the module docstring)
 
-    runner = Daemon(settings, daemon, default_jobs(daemon))
+    runner = Daemon(settings, daemon, default_jobs(daemon, settings), http=http)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, runner.request_stop)
@@ -206,12 +257,14 @@ async def serve(settings: Settings, daemon: DaemonSettings) -> None:
             loop.remove_signal_handler(signum)
 
 
-def run_process(config: Path | None, daemon: DaemonSettings | None = None) -> int:
+def run_process(
+    config: Path | None, daemon: DaemonSettings | None = None, http: Listen | None = None
+) -> int:
     """Load the config and serve until stopped; return the exit status (2: cannot start)."""
     _configure_logging()
     try:
         settings = load_settings(config)
-        asyncio.run(serve(settings, daemon or DaemonSettings.from_settings(settings)))
+        asyncio.run(serve(settings, daemon or DaemonSettings.from_settings(settings), http))
     except AggregatorError as exc:  # bad config, lock held, storage unusable
         typer.echo(f"error: {exc}", err=True)
         return EXIT_USAGE
@@ -235,15 +288,38 @@ def run_command(
             "--config", "-c", help="Config file (default: $AGGREGATOR_CONFIG or config.yaml)."
         ),
     ] = None,
+    http: Annotated[
+        str | None,
+        typer.Option(
+            "--http", help="Also serve exports, /healthz, /readyz, /metrics on HOST:PORT."
+        ),
+    ] = None,
+    public: Annotated[
+        bool, typer.Option("--public", help="Allow --http on a non-loopback address.")
+    ] = False,
 ) -> None:
     """Run the daemon: crawl due sources, export, prune and heartbeat until SIGTERM.
 
     Only one daemon may own a data directory (exit status 2 otherwise); `aggregator fetch`
     may run beside it and skips the sources the daemon is crawling at that moment.
 
-    Example: aggregator run --config config.yaml
+    Example: aggregator run --config config.yaml --http 127.0.0.1:8080
     """
-    raise typer.Exit(run_process(config))
+    raise typer.Exit(run_process(config, http=_listen_or_exit(http, public)))
+
+
+def _listen_or_exit(value: str | None, public: bool) -> Listen | None:
+    if value is None:
+        return None
+    try:
+        host, port = parse_listen(value)
+    except ValueError as exc:
+        typer.echo(f"error: --http: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    if not public and not is_loopback(host):
+        typer.echo(f"error: --http: {host} is not a loopback address; add --public", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    return host, port
 
 
 if __name__ == "__main__":

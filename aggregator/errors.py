@@ -33,12 +33,16 @@ class ConfigError(AggregatorError):
 
 
 class FetchError(AggregatorError):
-    """A URL could not be fetched; `status` is the HTTP status when there was one."""
+    """A URL could not be fetched; `status` is the HTTP status when there was one, and
+    `retry_after` the seconds a final 429/503 asked us to wait (None when it did not)."""
 
-    def __init__(self, url: str, message: str, status: int | None = None) -> None:
+    def __init__(
+        self, url: str, message: str, status: int | None = None, retry_after: float | None = None
+    ) -> None:
         self.url = url
         self.status = status
         self.message = message
+        self.retry_after = retry_after
         super().__init__(f"{message} ({url})")
 
 

@@ -19,6 +19,7 @@ import html
 import io
 import json
 import re
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from itertools import islice
@@ -68,20 +69,30 @@ _TRUNCATION_TAIL = re.compile(
 _NOT_IMAGE_EXT = (".mp3", ".mp4", ".m4a", ".m4v", ".mov", ".webm", ".ogg", ".wav", ".m3u8")
 _DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _JSONFEED_VERSION = "https://jsonfeed.org/version/"
+MAX_ENTRIES = 1000  # entries read per feed document; the rest are dropped with a warning
+_ENTRY_START = re.compile(r"<(?:[\w.-]+:)?(?:item|entry)[\s>/]")
+_ENTRY_END = re.compile(r"</(?:[\w.-]+:)?(?:item|entry)\s*>")
 
 
-def parse_feed(content: bytes, *, url: str, headers: Mapping[str, str] | None = None) -> ParsedFeed:
+def parse_feed(
+    content: bytes,
+    *,
+    url: str,
+    headers: Mapping[str, str] | None = None,
+    max_entries: int = MAX_ENTRIES,
+) -> ParsedFeed:
     """Parse a fetched feed body into a `ParsedFeed`; raise `ParseError` when it is not a feed.
 
     `url` is the feed's final URL (base for relative links); `headers` the HTTP response
     headers, whose charset is honoured unless the body is valid UTF-8. A feed without entries
-    is a valid result. `warning` says when the document needed recovery.
+    is a valid result. `warning` says when the document needed recovery, or when entries past
+    the first `max_entries` were dropped (a 50,000-entry feed would take minutes to parse).
     """
     if not content.strip():
         raise ParseError(url, "empty document")
     content_type = next((v for k, v in (headers or {}).items() if k.lower() == "content-type"), "")
     if content.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{"):
-        return _parse_json_feed(content, url)
+        return _parse_json_feed(content, url, max_entries)
     if "json" in content_type and not content.lstrip().startswith(b"<"):
         raise ParseError(url, "invalid JSON feed: body is not a JSON object")
     text, warning = _decode(content, _CHARSET.search(content_type))
@@ -90,12 +101,13 @@ def parse_feed(content: bytes, *, url: str, headers: Mapping[str, str] | None = 
         raise ParseError(url, "undecodable or binary content, not a feed")
     if _HTML_START.match(text[:8192]):
         raise ParseError(url, "HTML page, not a feed")
-    result = _run_feedparser(_defuse_entities(text, url), url)
+    capped, cap_warning = _cap_entries(_defuse_entities(text, url), max_entries)
+    result = _run_feedparser(capped, url)
     version = str(result.get("version") or "")
     if not version and not result.entries:
         reason = "HTML page, not a feed" if _HTML_TAG.search(text[:8192]) else "not a feed"
         raise ParseError(url, f"{reason}: {_bozo(result) or 'no feed element found'}")
-    warnings = [w for w in (warning, _bozo(result)) if w]
+    warnings = [w for w in (warning, cap_warning, _bozo(result)) if w]
     return ParsedFeed(
         url=url,
         format=version or "unknown",
@@ -149,6 +161,22 @@ def _defuse_entities(text: str, url: str) -> str:
     if not re.match(r"<[A-Za-z_]", text[position : position + 2]):
         raise ParseError(url, "malformed DOCTYPE with entity declarations")
     return "".join(parts) + text[position:]
+
+
+def _cap_entries(text: str, limit: int) -> tuple[str, str | None]:
+    """Cut the entries after the first `limit` out of the document, before feedparser sees it.
+
+    Everything from the (limit+1)-th <item>/<entry> start tag to the end of the last entry
+    goes, so the closing channel/feed tags stay and the document stays well-formed.
+    """
+    extra = next(islice(_ENTRY_START.finditer(text), limit, None), None)
+    if extra is None:
+        return text, None
+    last_end = deque(_ENTRY_END.finditer(text, extra.start()), maxlen=1)
+    if not last_end:
+        return text, None
+    warning = f"more than {limit} entries: only the first {limit} were read"
+    return text[: extra.start()] + text[last_end[0].end() :], warning
 
 
 def _run_feedparser(text: str, url: str) -> Any:
@@ -342,7 +370,7 @@ def _hints(feed: Mapping[str, Any], text: str) -> FeedHints:
     )
 
 
-def _parse_json_feed(content: bytes, url: str) -> ParsedFeed:
+def _parse_json_feed(content: bytes, url: str, max_entries: int = MAX_ENTRIES) -> ParsedFeed:
     """JSON Feed 1.0/1.1 (https://jsonfeed.org/version/1.1) → `ParsedFeed`."""
     try:
         document = json.loads(content)
@@ -356,13 +384,17 @@ def _parse_json_feed(content: bytes, url: str) -> ParsedFeed:
     ):
         raise ParseError(url, "JSON document is not a JSON Feed")
     base = _safe_url(document.get("feed_url"), url) or url
-    entries = (_json_entry(item, base) for item in (items or []) if isinstance(item, dict))
+    items = [item for item in _list(items) if isinstance(item, dict)]
+    warning = None
+    if len(items) > max_entries:
+        warning = f"more than {max_entries} entries: only the first {max_entries} were read"
     return ParsedFeed(
         url=url,
         format="json",
         title=html_to_text(_text(document.get("title"))),
         link=_safe_url(document.get("home_page_url"), base),
-        entries=tuple(entries),
+        entries=tuple(_json_entry(item, base) for item in items[:max_entries]),
+        warning=warning,
     )
 
 

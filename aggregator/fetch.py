@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import email.utils
 import ipaddress
+import json
 import socket
 import ssl
 import time
@@ -216,6 +217,34 @@ class Fetcher:
             result = dataclasses.replace(result, etag=etag, last_modified=last_modified)
         return dataclasses.replace(result, elapsed_seconds=time.monotonic() - started)
 
+    async def post_json(self, url: str, payload: object) -> int:
+        """POST `payload` as JSON through the same guarded client; return the 2xx status.
+
+        One attempt, no redirects (the caller retries). Raises FetchError on a network error
+        or any other status (BlockedAddressError when the SSRF guard refuses the target).
+        """
+        _check_scheme(url, url)
+        body = json.dumps(payload, ensure_ascii=False).encode()
+        headers = {"Content-Type": "application/json", "Accept": "*/*"}
+        try:
+            async with self._slot(url), asyncio.timeout(self._settings.total_timeout):
+                request = self._client.build_request("POST", url, content=body, headers=headers)
+                response = await self._client.send(request, stream=True)
+                await response.aclose()
+        except TimeoutError as exc:
+            total = self._settings.total_timeout
+            raise FetchError(url, f"timed out after {total:g} s (total deadline)") from exc
+        except _BlockedError as exc:
+            raise BlockedAddressError(url, str(exc)) from exc
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            mapped = _map_httpx_error(url, exc, self._settings)
+            raise (mapped.error if isinstance(mapped, _RetryableError) else mapped) from exc
+        status = response.status_code
+        if not 200 <= status < 300:
+            wait = parse_retry_after(response.headers.get("retry-after"), datetime.now(UTC))
+            raise FetchError(url, f"HTTP {status} from webhook", status, retry_after=wait)
+        return status
+
     async def _fetch_with_retries(self, url: str, headers: dict[str, str]) -> FetchResult:
         attempts = self._settings.retries + 1
         for attempt in range(attempts):
@@ -294,6 +323,8 @@ class Fetcher:
             body += chunk
             if len(body) > cap:
                 raise BodyTooLargeError(url, f"body passed the {cap}-byte cap", status)
+        if _compressed_stream_ended_early(response):
+            raise FetchError(url, "compressed body ends early (truncated gzip/deflate stream)")
         return bytes(body)
 
     def _follow(self, url: str, chain: list[str], status: int, location: str) -> None:
@@ -344,14 +375,20 @@ def _check_status(url: str, response: httpx.Response, max_wait: float) -> None:
     if 200 <= status < 300 or status == 304:
         return
     reason = httpx.codes.get_reason_phrase(status)
-    error = FetchError(url, f"HTTP {status} {reason}".rstrip(), status)
+    message = f"HTTP {status} {reason}".rstrip()
     if status != 429 and status < 500:
-        raise error
+        raise FetchError(url, message, status)
     wait = parse_retry_after(response.headers.get("retry-after"), datetime.now(UTC))
     if wait is not None and wait > max_wait:
-        message = f"{error.message}; server asks to retry after {wait:g} s, over {max_wait:g} s"
-        raise FetchError(url, message, status)
-    raise _RetryableError(error, wait)
+        message = f"{message}; server asks to retry after {wait:g} s, over {max_wait:g} s"
+        raise FetchError(url, message, status, retry_after=wait)
+    raise _RetryableError(FetchError(url, message, status, retry_after=wait), wait)
+
+
+def _compressed_stream_ended_early(response: httpx.Response) -> bool:
+    """True when a gzip/deflate body stopped before its end marker (httpx does not check)."""
+    decompressor = getattr(getattr(response, "_decoder", None), "decompressor", None)
+    return getattr(decompressor, "eof", True) is False
 
 
 def _result(url: str, response: httpx.Response, content: bytes) -> FetchResult:
@@ -383,7 +420,8 @@ def _map_httpx_error(url: str, exc: Exception, settings: FetchSettings) -> Excep
         return FetchError(url, f"could not decode the compressed body: {exc}")
     if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol):
         return FetchError(url, f"invalid URL: {exc}")
-    return FetchError(url, f"network error: {exc or type(exc).__name__}")
+    detail = str(exc) or "connection closed or reset mid-response"  # ReadError("") on a RST
+    return FetchError(url, f"network error: {detail} ({type(exc).__name__})")
 
 
 def _causes(exc: BaseException) -> Iterator[BaseException]:

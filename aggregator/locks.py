@@ -4,7 +4,8 @@ DaemonLock(path)        fcntl.flock on a lock file holding the owner's pid; the 
                         drops it when the process dies (even on kill -9): no stale lock
 process_owner(role)     "role:host:pid:random", unique per process, names claim holders
 source_claim(store, …)  async context: lease a source in the database (renewed while
-                        held, released after) or yield False when someone else holds it
+                        held, released after) or yield False when someone else holds it;
+                        a claim of a dead process on this host is taken over at once
 """
 
 from __future__ import annotations
@@ -109,7 +110,9 @@ async def source_claim(
     and a crashed process loses it within `ttl_seconds`. Raises StorageError.
     """
     who = owner or _DEFAULT_OWNER
-    if not store.claim_source(name, who, ttl_seconds):
+    if not store.claim_source(name, who, ttl_seconds) and not _take_from_dead_holder(
+        store, name, who, ttl_seconds
+    ):
         yield False
         return
     renewer = asyncio.create_task(_keep_renewed(store, name, who, ttl_seconds))
@@ -123,6 +126,35 @@ async def source_claim(
             store.release_source(name, who)
         except AggregatorError:
             log.warning("could not release the claim on %s; it expires by itself", name)
+
+
+def _take_from_dead_holder(store: Store, name: str, owner: str, ttl_seconds: float) -> bool:
+    """Take over a claim whose holder was a process on this host that no longer exists.
+
+    A `kill -9`ed fetch or daemon cannot release its claims; without this its sources would
+    stay "busy" until the lease ran out. Holders on other hosts still wait for expiry.
+    """
+    claim = store.get_claim(name)
+    if claim is None or not _holder_is_dead(claim.owner):
+        return False
+    log.warning("taking over the claim on %s from %s, which is gone", name, claim.owner)
+    store.release_source(name, claim.owner)
+    return store.claim_source(name, owner, ttl_seconds)
+
+
+def _holder_is_dead(holder: str) -> bool:
+    """True when `holder` ("role:host:pid:random") names a process of this host that is gone."""
+    head, _, rest = holder.rpartition(":")[0].rpartition(":")
+    host = head.partition(":")[2]
+    if host != socket.gethostname() or not rest.isdigit() or int(rest) == os.getpid():
+        return False
+    try:
+        os.kill(int(rest), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # EPERM: it exists, owned by someone else
+        return False
+    return False
 
 
 async def _keep_renewed(store: Store, name: str, owner: str, ttl_seconds: float) -> None:

@@ -4,7 +4,7 @@ For every selected source, concurrently, one source's failure never stopping the
 
     claim(source) or report "busy"                            # a lease in the store (locks.py)
     state   = store.source_state(source)                      # etag, last-modified, body hash
-    result  = fetch(feed_url, conditional on state)           # fetch.py   (304 → done)
+    result  = fetch(url_override or url, conditional)         # fetch.py   (304 → done)
     feed    = parse_feed(result.content)                      # feeds.py
     entries = entries new or changed since last time          # entry hashes in the store
     pages   = fetch + extract each entry's article page       # fetch.py, extract.py
@@ -12,7 +12,11 @@ For every selected source, concurrently, one source's failure never stopping the
     records = tracker.enrich(records)                         # topics → quality
     store.upsert_records(records)                             # one transaction per source
     tracker.link(records)                                     # stories, heat, related
-    store.save_source_state(state')
+    webhooks.offer(new published records)                     # webhooks.py (background)
+    store.save_source_state(state' + schedule.next_check)     # source_schedule.py
+
+The next check of a source (success, 304, error, 410, confirmed 301/308) is decided here, by
+the adaptive schedule, so `aggregator fetch` and the daemon store the same thing.
 
 Every expected failure is an `AggregatorError`; it is recorded on the source and reported
 as a `SourceReport` with `error` set. Anything else is a bug: it is logged with its traceback
@@ -24,22 +28,39 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from aggregator import metrics
-from aggregator.errors import AggregatorError, ConfigError, FetchError
+from aggregator.errors import AggregatorError, ConfigError
 from aggregator.extract import extract_page
 from aggregator.feeds import parse_feed
 from aggregator.fetch import Fetcher
 from aggregator.locks import source_claim
-from aggregator.models import FetchResult, PageMetadata, RawEntry, Record, SourceReport
+from aggregator.models import (
+    FetchResult,
+    PageMetadata,
+    ParsedFeed,
+    RawEntry,
+    Record,
+    SourceReport,
+)
 from aggregator.records import build_record
+from aggregator.schedule import SchedulePolicy, observe_result
 from aggregator.settings import Settings, SourceSettings
+from aggregator.source_schedule import (
+    apply_schedule,
+    failure_observation,
+    fetch_url,
+    newest_dates,
+    schedule_policy,
+)
 from aggregator.sources import count_states, effective_settings
 from aggregator.store import SourceState, Store
 from aggregator.tracking import Tracker
+from aggregator.webhooks import WebhookDispatcher, webhook_session
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +90,9 @@ class _Context:
     tracker: Tracker
     options: CrawlOptions
     clock: Clock
+    policy: SchedulePolicy
+    webhooks: WebhookDispatcher | None = None
+    rng: random.Random = field(default_factory=random.Random)
 
 
 def select_sources(settings: Settings, names: Sequence[str]) -> list[SourceSettings]:
@@ -89,14 +113,20 @@ async def crawl(
     options: CrawlOptions = CrawlOptions(),
     clock: Clock = utc_now,
     on_report: ProgressCallback | None = None,
+    webhooks: WebhookDispatcher | None = None,
 ) -> list[SourceReport]:
-    """Crawl the selected sources concurrently and return one report per source."""
+    """Crawl the selected sources concurrently and return one report per source.
+
+    New published records go to `webhooks` (the daemon's long-lived dispatcher); without
+    one, a local dispatcher is used when a topic has webhooks, drained before returning.
+    """
     settings = effective_settings(settings, store)
     sources = select_sources(settings, options.source_names)
     tracker = Tracker(settings, store)
+    policy = schedule_policy(settings.scheduler)
     reports: list[SourceReport] = []
-    async with Fetcher(settings.fetch) as fetcher:
-        context = _Context(settings, store, fetcher, tracker, options, clock)
+    async with Fetcher(settings.fetch) as fetcher, webhook_session(settings, webhooks) as sink:
+        context = _Context(settings, store, fetcher, tracker, options, clock, policy, sink)
         for next_report in asyncio.as_completed([_crawl_claimed(context, s) for s in sources]):
             report = await next_report
             reports.append(report)
@@ -134,7 +164,7 @@ async def crawl_source(context: _Context, source: SourceSettings) -> SourceRepor
     """Run the whole pipeline for one source (raises AggregatorError on failure)."""
     state = context.store.get_source_state(source.name) or SourceState(name=source.name)
     result = await context.fetcher.fetch(
-        source.url, etag=state.etag, last_modified=state.last_modified, kind="feed"
+        fetch_url(state, source), etag=state.etag, last_modified=state.last_modified, kind="feed"
     )
     now = context.clock()
     body_hash = hashlib.sha256(result.content).hexdigest() if not result.not_modified else ""
@@ -142,13 +172,14 @@ async def crawl_source(context: _Context, source: SourceSettings) -> SourceRepor
         _save_success(context, state, source, result, now, body_hash or state.body_hash or "")
         return SourceReport(source=source.name, status="not modified", not_modified=True)
     feed = parse_feed(result.content, url=result.final_url, headers=result.headers)
-    entries = _changed_entries(context.store, source.name, feed.entries)
+    entries, new_guids = _changed_entries(context.store, source.name, feed.entries)
     pages, page_errors = await _fetch_pages(context, source, entries)
     records = _build_records(context, source, result.final_url, entries, pages, now)
     counts = context.store.upsert_records(records)
     metrics.record_records(counts.new, counts.updated)
     context.tracker.after_upsert(records, now=now)
-    _save_success(context, state, source, result, now, body_hash)
+    _offer_new(context, records, new_guids)
+    _save_success(context, state, source, result, now, body_hash, feed)
     return SourceReport(
         source=source.name,
         status="ok",
@@ -168,12 +199,25 @@ def entry_hash(entry: RawEntry) -> str:
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 
-def _changed_entries(store: Store, source_name: str, entries: Sequence[RawEntry]) -> list[RawEntry]:
+def _changed_entries(
+    store: Store, source_name: str, entries: Sequence[RawEntry]
+) -> tuple[list[RawEntry], set[str]]:
+    """The entries new or changed since last time, and the guids never stored before."""
     unique: dict[str, RawEntry] = {}
     for entry in entries:
         unique.setdefault(entry.guid, entry)
     stored = store.entry_hashes(source_name, list(unique))
-    return [entry for guid, entry in unique.items() if stored.get(guid) != entry_hash(entry)]
+    changed = [entry for guid, entry in unique.items() if stored.get(guid) != entry_hash(entry)]
+    return changed, {guid for guid in unique if guid not in stored}
+
+
+def _offer_new(context: _Context, records: Sequence[Record], new_guids: set[str]) -> None:
+    """Hand the new records that ended up published (as stored) to the webhooks."""
+    if context.webhooks is None or not context.webhooks.targets:
+        return
+    fresh = [r for r in records if r.provenance.guid in new_guids and r.topics]
+    stored = (context.store.get_record(record.web_url) for record in fresh)
+    context.webhooks.offer(item.record for item in stored if item and item.record.is_published)
 
 
 async def _fetch_pages(
@@ -229,41 +273,49 @@ def _save_success(
     result: FetchResult,
     now: datetime,
     body_hash: str,
+    feed: ParsedFeed | None = None,
 ) -> None:
-    context.store.save_source_state(
-        replace(
-            state,
-            url=source.url,
-            final_url=result.final_url,
-            etag=result.etag or state.etag,
-            last_modified=result.last_modified or state.last_modified,
-            last_status=result.status,
-            last_fetch_at=now,
-            last_error=None,
-            error_count=0,
-            fetch_count=state.fetch_count + 1,
-            not_modified_count=state.not_modified_count + int(result.not_modified),
-            state="ok",
-            body_hash=body_hash,
-        )
+    """Store a successful fetch and its next check (a 304 or unchanged body reuses the
+    stored entry dates, so a feed gone quiet is polled less and less)."""
+    dates = newest_dates([e.published or e.updated for e in feed.entries]) if feed else ()
+    dates = dates or state.entry_dates
+    observation = observe_result(
+        result, at=now, hints=feed.hints if feed else None, entry_dates=dates
     )
+    updated = replace(
+        state,
+        url=source.url,
+        final_url=result.final_url,
+        etag=result.etag or state.etag,
+        last_modified=result.last_modified or state.last_modified,
+        last_status=result.status,
+        last_fetch_at=now,
+        last_error=None,
+        fetch_count=state.fetch_count + 1,
+        not_modified_count=state.not_modified_count + int(result.not_modified),
+        body_hash=body_hash,
+        entry_dates=dates,
+    )
+    scheduled = apply_schedule(updated, observation, context.policy, now=now, rng=context.rng)
+    context.store.save_source_state(scheduled)
 
 
 def _record_failure(context: _Context, source: SourceSettings, exc: BaseException) -> None:
+    """Store a failed crawl and its next check (backoff, Retry-After, dead, 410 retired)."""
     try:
         state = context.store.get_source_state(source.name) or SourceState(name=source.name)
-        status = exc.status if isinstance(exc, FetchError) else None
-        context.store.save_source_state(
-            replace(
-                state,
-                url=source.url,
-                last_status=status,
-                last_fetch_at=context.clock(),
-                last_error=str(exc)[:1000],
-                error_count=state.error_count + 1,
-                fetch_count=state.fetch_count + 1,
-                state="erroring",
-            )
+        now = context.clock()
+        observation = failure_observation(exc, now, fetch_url(state, source))
+        updated = replace(
+            state,
+            url=source.url,
+            last_status=observation.status,
+            last_fetch_at=now,
+            last_error=str(exc)[:1000],
+            fetch_count=state.fetch_count + 1,
         )
+        policy = context.policy
+        scheduled = apply_schedule(updated, observation, policy, now=now, rng=context.rng)
+        context.store.save_source_state(scheduled)
     except AggregatorError:
         log.exception("could not record the failure of %s", source.name)

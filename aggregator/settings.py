@@ -122,17 +122,32 @@ class ExportSettings(_Strict):
 
 
 class SchedulerSettings(_Strict):
-    """The daemon's job schedule (seconds), see `aggregator.daemon.DaemonSettings`."""
+    """The daemon's job schedule (seconds, see `aggregator.daemon.DaemonSettings`) and the
+    adaptive polling policy of every source (see `aggregator.schedule.SchedulePolicy`)."""
 
-    mode: Literal["local"] = "local"
+    mode: Literal["local", "distributed"] = "local"  # distributed: see aggregator.distributed
+    stalled_after: float = Field(default=30, gt=0)  # a silent worker's jobs are re-queued
     crawl_tick: float = Field(default=30, gt=0)
-    default_interval: float = Field(default=1800, gt=0)
     export_debounce: float = Field(default=30, ge=0)
+    min_interval_minutes: float = Field(default=5, gt=0)
+    max_interval_hours: float = Field(default=24, gt=0)
+    error_backoff_cap_hours: float = Field(default=24, gt=0)
+    dead_after_days: float = Field(default=7, gt=0)
+    dead_probe_interval_days: float = Field(default=7, gt=0)
+    jitter_fraction: float = Field(default=0.1, ge=0, lt=1)
+    redirect_confirm_days: float = Field(default=3, ge=0)
+    per_host_per_tick: int = Field(default=2, ge=1)
     prune_every: float = Field(default=21600, gt=0)
     retention_days: int | None = Field(default=90, ge=1)
     heartbeat_every: float = Field(default=60, gt=0)
     grace_period: float = Field(default=20, ge=0)
     misfire_grace_time: float = Field(default=60, gt=0)
+
+    @model_validator(mode="after")
+    def _interval_order(self) -> SchedulerSettings:
+        if self.min_interval_minutes > self.max_interval_hours * 60:
+            raise ValueError("min_interval_minutes is longer than max_interval_hours")
+        return self
 
 
 class Settings(_Strict):
@@ -233,5 +248,6 @@ def load_settings(path: str | Path | None = None) -> Settings:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError("", f"{resolved} is not valid YAML: {exc}") from None
+        detail = " ".join(str(exc).split())  # PyYAML's message spans lines; keep one
+        raise ConfigError("", f"{resolved} is not valid YAML: {detail}") from None
     return parse_settings(data)

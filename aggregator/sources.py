@@ -208,7 +208,13 @@ def _ago(moment: datetime | None, now: datetime) -> str:
 
 def _url_cell(row: SourceHealth) -> Text:
     cell = Text(row.url)
-    if row.final_url:
+    moved = row.state.url_override if row.state else None
+    pending = row.state.redirect_url if row.state else None
+    if moved:
+        cell.append(f"\n→ moved permanently: fetched from {moved}", style="bold cyan")
+    elif pending:
+        cell.append(f"\n→ permanent redirect to {pending} (unconfirmed)", style="cyan")
+    if row.final_url and row.final_url not in (moved, pending):
         cell.append(f"\n→ redirects to {row.final_url}", style="cyan")
     if row.overrides:
         cell.append(f"\n(config overrides imported {row.overrides})", style="magenta")

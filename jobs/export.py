@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
+from aggregator import metrics
 from aggregator.daemon import JobContext
 from aggregator.operations import export_configured
 from aggregator.store.retention import ChangeMarker
@@ -29,6 +31,8 @@ class ExportJob:
         marker = context.store.change_marker()
         if marker == self.exported:
             return
+        started = time.monotonic()
         summaries = await asyncio.to_thread(export_configured, context.settings, context.store)
+        metrics.observe_export(time.monotonic() - started)
         self.exported = marker
         log.info("exported: %s", "; ".join(summaries))

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from aggregator.daemon import DaemonSettings, JobSpec
+from aggregator.settings import Settings
 from jobs import crawl, heartbeat, prune
 from jobs.export import ExportJob
 
 
-def default_jobs(daemon: DaemonSettings) -> list[JobSpec]:
-    """crawl, export, heartbeat, and prune unless retention is off."""
+def default_jobs(daemon: DaemonSettings, settings: Settings | None = None) -> list[JobSpec]:
+    """crawl, export, heartbeat, and prune unless no retention (global or per topic) is set."""
     jobs = [
         JobSpec("crawl", crawl.run, daemon.crawl_tick),
         JobSpec("export", ExportJob().run, daemon.export_debounce),
         JobSpec("heartbeat", heartbeat.run, daemon.heartbeat_every),
     ]
-    if daemon.retention_days is not None:
+    topics = settings.topics if settings is not None else ()
+    if daemon.retention_days is not None or any(t.retention_days for t in topics):
         jobs.append(JobSpec("prune", prune.run, daemon.prune_every))
     return jobs

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import http.client
 import signal
 import sqlite3
 import subprocess
@@ -16,9 +17,11 @@ from typing import Any, cast
 
 import pytest
 import yaml
+from typer.testing import CliRunner
 
+from aggregator.cli import app
 from aggregator.daemon import Daemon, DaemonSettings, JobContext, JobSpec
-from aggregator.daemon_ops import prune_records
+from aggregator.daemon_ops import prune_records, topic_cutoffs
 from aggregator.daemon_status import read_heartbeat
 from aggregator.export.files import ExportWriter, safe_filename
 from aggregator.models import Image, Provenance, Provider, Record
@@ -30,7 +33,6 @@ from tests.loopback import REPO_ROOT, StaticWeb, free_port, generate_corpus, ser
 FEEDS, ITEMS = 3, 3
 FAST = DaemonSettings(
     crawl_tick=0.2,
-    default_interval=1.0,
     export_debounce=0.3,
     heartbeat_every=0.3,
     grace_period=5.0,
@@ -55,6 +57,12 @@ def config_data(tmp_path: Path, corpus_root: Path | None) -> dict[str, Any]:
         "storage": {"url": f"sqlite:///{tmp_path / 'data' / 'agg.db'}"},
         "fetch": {"allow_private_networks": True, "retries": 0},
         "export": {"dir": str(tmp_path / "export")},
+        # adaptive schedule squeezed into ~1 s so the daemon re-polls within the test
+        "scheduler": {
+            "min_interval_minutes": 0.01,
+            "max_interval_hours": 0.0003,
+            "jitter_fraction": 0,
+        },
         "sources": [{"name": f"outlet {i}", "url": url} for i, url in enumerate(feeds)],
     }
 
@@ -81,7 +89,7 @@ def start_daemon(config: Path, daemon: DaemonSettings = FAST) -> subprocess.Pope
 
 
 def daemon_kwargs(daemon: DaemonSettings) -> dict[str, float | None]:
-    names = ("crawl_tick", "default_interval", "export_debounce", "heartbeat_every")
+    names = ("crawl_tick", "export_debounce", "heartbeat_every")
     return {name: getattr(daemon, name) for name in (*names, "grace_period", "retention_days")}
 
 
@@ -266,3 +274,65 @@ def test_daemon_settings_come_from_a_scheduler_section_when_there_is_one(tmp_pat
     assert DaemonSettings.from_settings(_settings(tmp_path)) == DaemonSettings()
     chosen = DaemonSettings.from_settings(cast(Settings, WithScheduler()))
     assert chosen == DaemonSettings(crawl_tick=5.0, retention_days=None)
+
+
+def _get(port: int, path: str) -> tuple[int, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, response.read()
+    except OSError:
+        return 0, b""
+    finally:
+        connection.close()
+
+
+def test_run_http_serves_health_readiness_and_metrics_then_stops_on_sigterm(
+    tmp_path: Path,
+) -> None:
+    config, port = write_config(tmp_path, None), free_port("127.0.0.1")
+    argv = ["aggregator", "run", "--config", str(config), "--http", f"127.0.0.1:{port}"]
+    code = f"import sys; from aggregator.cli import main; sys.argv = {argv!r}; main()"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        wait_for(lambda: _get(port, "/healthz") == (200, b"ok"))
+        wait_for(lambda: _get(port, "/readyz")[0] == 200)  # the first crawl tick succeeded
+        status, body = _get(port, "/metrics")
+        assert status == 200 and b'aggregator_job_duration_seconds_count{job="crawl"}' in body
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=15)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr
+    assert _get(port, "/healthz") == (0, b"")
+
+
+def test_run_http_refuses_a_public_address_without_public(tmp_path: Path) -> None:
+    config = write_config(tmp_path, None)
+    result = CliRunner().invoke(app, ["run", "-c", str(config), "--http", "0.0.0.0:8080"])
+    assert result.exit_code == 2
+    assert "not a loopback address" in result.output
+
+
+def test_topic_retention_prunes_records_whose_topics_all_expired(tmp_path: Path) -> None:
+    data = config_data(tmp_path, None)
+    data["topics"] = [
+        {"name": "AI", "keywords": ["ai"], "retention_days": 10},
+        {"name": "Chips", "keywords": ["chips"], "retention_days": 30},
+        {"name": "Science", "keywords": ["science"]},
+    ]
+    settings = parse_settings(data)
+    now = datetime.now(UTC).replace(microsecond=0)
+    aged = now - timedelta(days=20)
+    cases = {1: ("AI",), 2: ("AI", "Science"), 3: ("AI", "Chips"), 4: ()}
+    records = [replace(_record(n, aged), topics=topics) for n, topics in cases.items()]
+    with Store(settings.storage.url) as store:
+        store.upsert_records(records)
+        removed = prune_records(
+            settings, store, now - timedelta(days=90), topic_cutoffs(settings, now)
+        )
+        kept = {n for n in cases if store.get_record(f"https://news.example/{n}") is not None}
+    assert (removed, kept) == (1, {2, 3, 4})  # only the record whose topics all expired

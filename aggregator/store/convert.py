@@ -255,11 +255,20 @@ def stored_from_row(
 def source_values(state: SourceState) -> dict[str, Any]:
     """The column values of a sources row for `state` (datetimes in UTC)."""
     values = asdict(state)
-    for key in ("last_fetch_at", "next_check_at"):
+    for key in _SOURCE_TIMES:
         values[key] = utc(values[key])
+    values["entry_dates"] = [_iso(date) for date in state.entry_dates]
     return values
 
 
 def source_from_row(row: SourceRow) -> SourceState:
     """The SourceState held in a sources row."""
-    return SourceState(**{f.name: getattr(row, f.name) for f in fields(SourceState)})
+    values = {f.name: getattr(row, f.name) for f in fields(SourceState)}
+    for key in _SOURCE_TIMES:
+        values[key] = utc(values[key])
+    dates = (datetime.fromisoformat(text) for text in row.entry_dates or () if text)
+    values["entry_dates"] = tuple(date for date in (utc(d) for d in dates) if date)
+    return SourceState(**values)
+
+
+_SOURCE_TIMES = ("last_fetch_at", "next_check_at", "first_error_at", "redirect_first_seen")

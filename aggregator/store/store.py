@@ -8,12 +8,14 @@ models (`Record`) plus the store's own `StoredRecord` / `SourceState` / `UpsertC
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 
+from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import Session, SQLModel, col, func, or_, select
+from sqlmodel import Session, col, func, or_, select, update
 
 from aggregator.errors import StorageError
 from aggregator.models import QualityReason, Record
@@ -23,13 +25,18 @@ from aggregator.store.convert import reasons_to_json, source_from_row, source_va
 from aggregator.store.engine import create_store_engine, transaction, writer
 from aggregator.store.identity import chunked
 from aggregator.store.imported import ImportCounts, ImportedSource
-from aggregator.store.queries import RecordFilter, iter_stored, load_stored
+from aggregator.store.migrate import ensure_schema
+from aggregator.store.native import dialect_insert, upsert_by_name
+from aggregator.store.queries import RecordFilter, iter_stored, load_stored, rows_by_id
 from aggregator.store.retention import ChangeMarker
 from aggregator.store.story_queries import StorySummary, story_summaries
 from aggregator.store.tables import RecordRow, SourceRow
 from aggregator.store.tracking import replace_related, replace_topics
+from aggregator.store.tracking_batch import TrackingUpdate, apply_updates
 from aggregator.store.upsert import upsert_batch
 from aggregator.store.values import SourceState, StoredRecord, UpsertCounts
+
+_LINKING_LOCK = 0x6C696E6B  # pg_advisory_lock key of story linking: "link"
 
 
 def _now() -> datetime:
@@ -40,14 +47,15 @@ class Store:
     """Records, their images/topics/related entries, and source state, in one database."""
 
     def __init__(self, url: str, *, busy_timeout_seconds: float = 30.0) -> None:
-        """Open (and create if needed) the database at `url`, e.g. ``sqlite:///data/a.db``."""
+        """Open the database at `url`, e.g. ``sqlite:///data/a.db`` or
+        ``postgresql+psycopg://host/db``; see `migrate.ensure_schema` for its schema."""
         self._engine = create_store_engine(url, busy_timeout_seconds)
         self._writer = writer(self._engine)
         try:
-            SQLModel.metadata.create_all(self._engine)
-        except SQLAlchemyError as exc:
+            ensure_schema(self._engine)
+        except StorageError:
             self._engine.dispose()
-            raise StorageError(f"cannot create tables at {url!r}: {exc}") from exc
+            raise
 
     def close(self) -> None:
         """Release every pooled connection."""
@@ -164,12 +172,7 @@ class Store:
         """Insert or replace the row of `state.name`."""
         values = source_values(state)
         with transaction(self._writer, "save_source_state") as session:
-            row = session.exec(select(SourceRow).where(col(SourceRow.name) == state.name)).first()
-            if row is None:
-                session.add(SourceRow(**values))
-                return
-            for key, value in values.items():
-                setattr(row, key, value)
+            upsert_by_name(session, SourceRow, values)
 
     def list_source_states(self) -> list[SourceState]:
         """The saved state of every source, by name."""
@@ -201,6 +204,19 @@ class Store:
         with transaction(self._engine, "ping") as session:
             imported.ping(session)
 
+    def get_records(self, ids: Iterable[int]) -> dict[int, StoredRecord]:
+        """The stored records with these ids, loaded in a few queries (missing ids left out)."""
+        with transaction(self._engine, "get_records") as session:
+            rows = list(rows_by_id(session, ids).values())
+            return {stored.id: stored for stored in load_stored(session, rows)}
+
+    def apply_tracking(self, updates: Sequence[TrackingUpdate]) -> int:
+        """Apply story, heat, related and quality updates in ONE transaction; rows changed."""
+        if not updates:
+            return 0
+        with transaction(self._writer, "apply_tracking") as session:
+            return apply_updates(session, updates, _now())
+
     def set_related(self, record_id: int, related_ids: Sequence[int]) -> None:
         """Replace the related entries of a record by links to `related_ids`, best first.
 
@@ -231,6 +247,18 @@ class Store:
             return True
 
         self._update(record_id, "set_quality", mutate)
+
+    def set_secured_many(self, seals: Sequence[tuple[str, str]]) -> None:
+        """Store many (web_url, seal) pairs in one transaction (does not bump updated_at)."""
+        if not seals:
+            return
+        with transaction(self._writer, "set_secured_many") as session:
+            for web_url, secured in seals:
+                session.execute(
+                    update(RecordRow)
+                    .where(col(RecordRow.web_url) == web_url)
+                    .values(secured=secured)
+                )
 
     def set_secured(self, web_url: str, secured: str) -> None:
         """Store the seal of the record at `web_url` (does not bump updated_at)."""
@@ -273,11 +301,12 @@ class Store:
     def set_next_check(self, name: str, at: datetime | None) -> None:
         """Set when source `name` is next due (creates its row if needed)."""
         with transaction(self._writer, "set_next_check") as session:
-            row = session.exec(select(SourceRow).where(col(SourceRow.name) == name)).first()
-            if row is None:
-                session.add(SourceRow(name=name, url="", next_check_at=at))
-            else:
-                row.next_check_at = at
+            statement = dialect_insert(session, SourceRow).values(
+                name=name, url="", next_check_at=at
+            )
+            session.execute(
+                statement.on_conflict_do_update(index_elements=["name"], set_={"next_check_at": at})
+            )
 
     def claim_source(self, name: str, owner: str, ttl_seconds: float) -> bool:
         """Atomically lease source `name` to `owner`; False while another owner's lease runs."""
@@ -302,6 +331,23 @@ class Store:
         with transaction(self._engine, "get_claim") as session:
             return claims.get(session, name)
 
+    @contextmanager
+    def linking_lock(self) -> Iterator[None]:
+        """Hold the story-linking lock: a PostgreSQL advisory lock, so concurrent workers
+        link one at a time and never open two stories for one event. SQLite: a no-op."""
+        if self._engine.dialect.name != "postgresql":
+            yield
+            return
+        try:
+            connection = self._engine.connect()
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LINKING_LOCK})
+        except SQLAlchemyError as exc:
+            raise StorageError(f"linking_lock failed: {exc}") from exc
+        try:
+            yield
+        finally:
+            connection.close()  # rolls the transaction back, which releases the lock
+
     def change_marker(self) -> ChangeMarker:
         """(latest record updated_at, record count): changes whenever records do."""
         with transaction(self._engine, "change_marker") as session:
@@ -312,3 +358,9 @@ class Store:
         images, topics and related entries, and links to them; return their web URLs."""
         with transaction(self._writer, "prune_older_than") as session:
             return retention.prune(session, cutoff)
+
+    def prune_by_topics(self, cutoffs: Mapping[str, datetime]) -> tuple[str, ...]:
+        """Per-topic retention: delete records whose topics ALL have a cutoff in `cutoffs` and
+        that are dated before the earliest of them (see `retention.prune_by_topics`)."""
+        with transaction(self._writer, "prune_by_topics") as session:
+            return retention.prune_by_topics(session, cutoffs)

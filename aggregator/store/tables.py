@@ -42,6 +42,12 @@ class SourceRow(SQLModel, table=True):
     next_check_at: datetime | None = Field(default=None, index=True)
     state: str = "ok"
     body_hash: str | None = None
+    first_error_at: datetime | None = None
+    last_interval_seconds: float | None = None
+    redirect_url: str | None = None
+    redirect_first_seen: datetime | None = None
+    url_override: str | None = None
+    entry_dates: list[str] = Field(default_factory=list, sa_type=JSON)  # ISO 8601, UTC
 
 
 class RecordRow(SQLModel, table=True):

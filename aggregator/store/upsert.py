@@ -26,6 +26,7 @@ from typing import Any, Literal
 from sqlmodel import Session, col, delete, insert, select
 
 from aggregator.dedupe import richer
+from aggregator.errors import StorageError
 from aggregator.models import Record
 from aggregator.store.convert import (
     apply_record,
@@ -37,6 +38,7 @@ from aggregator.store.convert import (
     topic_rows,
 )
 from aggregator.store.identity import IdentityIndex
+from aggregator.store.native import insert_record_row
 from aggregator.store.tables import ImageRow, RecordRow, RelatedRow, TopicRow
 
 Outcome = Literal["new", "updated", "unchanged"]
@@ -89,16 +91,13 @@ def upsert_one(
 ) -> Outcome:
     """Insert or update `record`, keeping `index` current; return what happened."""
     row, step = index.match_rule(record)
-    if row is not None and step >= _SAME_ARTICLE_ELSEWHERE:
+    if row is None:
+        row, step = _insert_or_match(session, index, children, record, now)
+        if row is None:
+            return "new"
+    if step >= _SAME_ARTICLE_ELSEWHERE:
         record = _richer_than_stored(session, row, record)
     digest = content_hash(record)
-    if row is None:
-        row = new_record_row(record, digest, now)
-        session.add(row)
-        session.flush()
-        index.add(row)
-        children.put(_id(row), record, related=True)
-        return "new"
     if row.content_hash == digest:
         _refresh_entry_hash(row, record)
         return "unchanged"
@@ -107,6 +106,28 @@ def upsert_one(
     _delete_children(session, _id(row), related=related)
     children.put(_id(row), record, related=related)
     return "updated"
+
+
+def _insert_or_match(
+    session: Session,
+    index: IdentityIndex,
+    children: PendingChildren,
+    record: Record,
+    now: datetime,
+) -> tuple[RecordRow | None, int]:
+    """Insert `record` as a new row and return (None, 0); when a concurrent transaction
+    stored one of its unique keys first (native ON CONFLICT), return that row and its step."""
+    row = new_record_row(record, content_hash(record), now)
+    if insert_record_row(session, row):
+        index.add(row)
+        children.put(_id(row), record, related=True)
+        return None, 0
+    for stored in IdentityIndex.load(session, [record]).rows.values():
+        index.add(stored)
+    matched, step = index.match_rule(record)
+    if matched is None:
+        raise StorageError(f"upsert of {record.web_url!r} conflicted with an unreadable row")
+    return matched, step
 
 
 def _update(

@@ -37,7 +37,13 @@ class StoredRecord:
 
 @dataclass(frozen=True, slots=True)
 class SourceState:
-    """What the crawler knows about one feed (mirrors the ``sources`` row)."""
+    """What the crawler knows about one feed (mirrors the ``sources`` row).
+
+    The schedule fields (`state`, `next_check_at`, `first_error_at`, `last_interval_seconds`,
+    `redirect_url`/`redirect_first_seen`, `url_override`, `entry_dates`) are written from
+    `aggregator.schedule` decisions; `url_override` is the confirmed new URL of a feed that
+    moved permanently, fetched instead of the configured one.
+    """
 
     name: str
     url: str = ""
@@ -53,3 +59,9 @@ class SourceState:
     next_check_at: datetime | None = None
     state: str = "ok"
     body_hash: str | None = None
+    first_error_at: datetime | None = None
+    last_interval_seconds: float | None = None
+    redirect_url: str | None = None
+    redirect_first_seen: datetime | None = None
+    url_override: str | None = None
+    entry_dates: tuple[datetime, ...] = ()
