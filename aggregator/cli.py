@@ -14,9 +14,12 @@ from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from typer.exceptions import TyperException
 
 from aggregator import inspection, operations
 from aggregator.daemon import run_command
+from aggregator.distributed import worker_command
 from aggregator.errors import AggregatorError, ConfigError
 from aggregator.pipeline import CrawlOptions, crawl
 from aggregator.progress import CrawlProgress, print_explanation, print_summary
@@ -24,6 +27,7 @@ from aggregator.serve import serve_command
 from aggregator.settings import Settings, load_settings
 from aggregator.sources import export_opml_command, import_opml_command, sources_command
 from aggregator.store import Store
+from aggregator.store.migrate import db_upgrade_command
 
 EXIT_OK = 0
 EXIT_ALTERED = 1
@@ -46,7 +50,8 @@ ConfigOption = Annotated[
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     """Print one clear error line and exit with `code`."""
-    console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    # escape: "sources[3].url" is not markup; soft_wrap: one line however long
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -87,7 +92,7 @@ def fetch(
                 reports = asyncio.run(
                     crawl(settings, store, options=options, on_report=progress.advance)
                 )
-            if not no_export:
+            if not no_export and operations.export_is_stale(settings, reports):
                 operations.export_configured(settings, store)
     except ConfigError as exc:
         fail(str(exc))
@@ -263,6 +268,10 @@ def open_store(settings: Settings) -> Store:
 
 
 app.command("run")(run_command)
+app.command("worker")(worker_command)
+db_app = typer.Typer(help="Database schema migrations.")
+db_app.command("upgrade")(db_upgrade_command)
+app.add_typer(db_app, name="db")
 app.command("serve")(serve_command)
 sources_app = typer.Typer(help="Source health, and OPML import/export.")
 sources_app.callback(invoke_without_command=True)(sources_command)
@@ -275,7 +284,16 @@ def main() -> None:
     """Console-script entry point."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        app()
-    except KeyboardInterrupt:
+        status = app(standalone_mode=False)
+    except (KeyboardInterrupt, typer.Abort):
         console.print("interrupted")
         sys.exit(130)
+    except TyperException as exc:  # a bad command, option or argument: one line, no box
+        context = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError" and context is not None:
+            typer.echo(context.get_help(), err=True)
+        else:
+            where = f" (see: {context.command_path} --help)" if context is not None else ""
+            typer.echo(f"error: {getattr(exc, 'format_message', exc.__str__)()}{where}", err=True)
+        sys.exit(getattr(exc, "exit_code", EXIT_USAGE))
+    sys.exit(status if isinstance(status, int) else EXIT_OK)

@@ -19,20 +19,21 @@ from typing import TextIO
 from aggregator.dates import parse_datetime
 from aggregator.errors import AggregatorError, ConfigError, ExportError, ExtractError
 from aggregator.export.feeds import write_feeds
-from aggregator.export.files import ExportWriter, atomic_write
+from aggregator.export.files import MANIFEST, ExportWriter, atomic_write
 from aggregator.export.jsonl import iter_jsonl, record_to_json_line
 from aggregator.export.markdown import parse_markdown, render_markdown
 from aggregator.export.seal import instance_id, load_or_create_key, seal_record, verify_record
 from aggregator.extract import extract_page
 from aggregator.fetch import Fetcher
 from aggregator.inspection import extended_lines
-from aggregator.models import Record
+from aggregator.models import Record, SourceReport
 from aggregator.normalize import amp_cache_url, canonical_url, provider_domain
 from aggregator.records import build_record
 from aggregator.settings import Settings, SourceSettings
 from aggregator.store import Store, StoredRecord
 from aggregator.tracking import Tracker
 
+_SEAL_BATCH = 500  # new seals written back per transaction
 _FEED_WINDOW = 5000  # newest published records considered for the topic feeds
 
 
@@ -162,14 +163,21 @@ def _sealed(settings: Settings, store: Store | None, records: Iterable[Record]) 
     data_dir = Path(settings.data_dir)
     key = load_or_create_key(data_dir)
     instance = instance_id(data_dir)
-    for record in records:
-        if record.secured and verify_record(record, key).ok:
-            yield record
-            continue
-        sealed = replace(record, secured=seal_record(record, key, instance))
+    pending: list[tuple[str, str]] = []
+    try:
+        for record in records:
+            if record.secured and verify_record(record, key).ok:
+                yield record
+                continue
+            sealed = replace(record, secured=seal_record(record, key, instance))
+            pending.append((sealed.web_url, sealed.secured))
+            if len(pending) >= _SEAL_BATCH and store is not None:
+                store.set_secured_many(pending)
+                pending.clear()
+            yield sealed
+    finally:
         if store is not None:
-            store.set_secured(sealed.web_url, sealed.secured)
-        yield sealed
+            store.set_secured_many(pending)
 
 
 def export_records(
@@ -227,6 +235,16 @@ def _export_to_stream(records: Iterable[Record], output_format: str, stdout: Tex
             render_markdown(record) if output_format == "md" else record_to_json_line(record) + "\n"
         )
     return f"{count} record(s)"
+
+
+def export_is_stale(settings: Settings, reports: Iterable[SourceReport]) -> bool:
+    """Whether a crawl with these reports can have changed the export tree.
+
+    Nothing new or updated, and an export tree already in place, means nothing to rewrite:
+    an all-304 re-poll then costs only the conditional GETs.
+    """
+    changed = any(report.new or report.updated for report in reports)
+    return changed or not (Path(settings.export.dir) / MANIFEST).exists()
 
 
 def export_configured(settings: Settings, store: Store) -> list[str]:

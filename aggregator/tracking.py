@@ -19,6 +19,7 @@ from aggregator.models import Record
 from aggregator.quality import is_publishable, score_quality
 from aggregator.settings import Settings
 from aggregator.store import Store, StoredRecord
+from aggregator.store.tracking_batch import QualityUpdate, TrackingUpdate
 from aggregator.stories import LinkItem, StoryIndex
 from aggregator.topics import TopicMatcher, assign_topics
 
@@ -83,45 +84,74 @@ class Tracker:
     def after_upsert(
         self, records: Sequence[Record], *, now: datetime, keep_given: bool = False
     ) -> None:
-        """Link freshly stored records into stories and refresh what their stories touch."""
+        """Link freshly stored records into stories, one process at a time (the store's
+        linking lock: concurrent workers never open two stories for one event)."""
+        if self.store is None or not records:
+            return
+        with self.store.linking_lock():
+            self._link(records, now=now, keep_given=keep_given)
+
+    def _link(self, records: Sequence[Record], *, now: datetime, keep_given: bool) -> None:
+        """Link freshly stored records into stories and refresh what their stories touch.
+
+        All the resulting writes (story ids, heat, related lists, corroborated quality)
+        go to the store in one transaction.
+        """
         if self.store is None or not records:
             return
         ids = self.store.find_by_urls(record.web_url for record in records)
-        index = self._story_index(now)
+        # rebuild (once) around the batch's own dates, so a backfill of older articles
+        # still meets the stored records of its time, as in one long-lived process
+        index = self._story_index(min([now, *(_when(record, now) for record in records)]))
+        stories: dict[int, str] = {}
         touched: set[int] = set()
         for record in sorted(records, key=_arrival_order):
             key = ids.get(record.web_url)
             if key is None:
                 continue
             result = index.add(_link_item(key, record), now=_when(record, now))
-            self.store.set_story(key, result.story_id)
-            for moved in result.moved_keys:
-                self.store.set_story(moved, index.story_of(moved))
+            stories[key] = result.story_id
+            stories.update((moved, index.story_of(moved)) for moved in result.moved_keys)
             touched.update(result.touched_keys)
             touched.add(key)
         given = {ids[r.web_url] for r in records if keep_given and r.web_url in ids}
-        self._refresh(index, touched - given, now=now)
+        refreshed = self._refresh(index, touched - given, now=now)
+        updates = [
+            replace(refreshed.get(key, TrackingUpdate(key)), story_id=story)
+            for key, story in stories.items()
+        ]
+        updates += [update for key, update in refreshed.items() if key not in stories]
+        self.store.apply_tracking(updates)
 
-    def _refresh(self, index: StoryIndex, keys: Iterable[int], *, now: datetime) -> None:
+    def _refresh(
+        self, index: StoryIndex, keys: Iterable[int], *, now: datetime
+    ) -> dict[int, TrackingUpdate]:
         assert self.store is not None
+        live = sorted(key for key in keys if key in index)
+        stored = self.store.get_records(live)
         limit = self.settings.stories.related_max
-        for key in sorted(keys):
-            if key not in index:
-                continue
+        heat: dict[str, int] = {}
+        updates: dict[int, TrackingUpdate] = {}
+        for key in live:
             story = index.story_of(key)
+            if story not in heat:
+                heat[story] = index.heat(story, now=now)
             providers = len({item.provider for item in index.members(story)})
-            self.store.set_heat(key, index.heat(story, now=now))
-            self.store.set_related(key, index.related(key, limit=limit))
-            self._rescore(key, providers, now=now)
+            updates[key] = TrackingUpdate(
+                key,
+                heat=heat[story],
+                related=tuple(index.related(key, limit=limit)),
+                quality=self._rescored(stored.get(key), providers, now=now),
+            )
+        return updates
 
-    def _rescore(self, key: int, providers: int, *, now: datetime) -> None:
-        assert self.store is not None
-        stored = self.store.get_record(key)
-        if stored is None or stored.record.quality_reasons == ():
-            return
+    def _rescored(
+        self, stored: StoredRecord | None, providers: int, *, now: datetime
+    ) -> QualityUpdate | None:
+        if stored is None or not stored.record.quality_reasons:
+            return None  # imported scores are kept as given
         scored = self._scored(stored.record, now=now, providers=providers)
-        if scored.quality != stored.record.quality:
-            self.store.set_quality(key, scored.quality, scored.quality_reasons, scored.is_published)
+        return QualityUpdate(scored.quality, scored.quality_reasons, scored.is_published)
 
     def _story_index(self, now: datetime) -> StoryIndex:
         if self._index is None:

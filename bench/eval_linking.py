@@ -262,7 +262,7 @@ def ensure_corpus(corpus: Path | None) -> Path | None:
     target = Path("/tmp/linkcorpus")
     if (target / "truth.jsonl").is_file():
         return target
-    generator = SHARED / "bench" / "gen_corpus.py"
+    generator = ROOT / "bench" / "gen_corpus.py"
     if not generator.is_file():
         return None
     args = ["--feeds", "60", "--items", "30", "--seed", "1", "--out", str(target)]

@@ -69,6 +69,11 @@ class Measurement:
     extra: dict = field(default_factory=dict)
 
     @property
+    def ok(self) -> bool:
+        """Finished: exit 0, or aggregator's 3 (some sources failed) with its summary printed."""
+        return self.rc == 0 or (self.rc == 3 and "new" in self.extra)
+
+    @property
     def entries_per_s(self) -> float | None:
         return self.entries / self.wall_s if self.entries and self.wall_s else None
 
@@ -373,8 +378,9 @@ class Bench:
             new = records - before
             n_pages = tot.get("pages", 0)
             tot.update(records=records, errors_tail=err.strip().splitlines()[-3:] if rc else [])
-            if rc not in (0, 3):
-                print(f"    {name} failed rc={rc}: {tot['errors_tail']}", flush=True)
+            if rc not in (0, 3) or "new" not in tot:
+                tail = err.strip().splitlines()[-3:]
+                print(f"    {name} failed rc={rc}: {tail}", flush=True)
             elif tot["failed"]:
                 print(f"    {name}: {tot['failed']} source(s) failed (see {tag}.out)", flush=True)
             self.record(Measurement(name, rep, wall, rss, rc, new, n_pages, tot))
@@ -418,10 +424,14 @@ def fmt(v: float | None, spec: str = ",.0f") -> str:
 def summarize(results: list[Measurement]) -> dict[str, dict]:
     rows = {}
     for name in ROWS:
-        ms = [m for m in results if m.name == name and m.rc in (0, 3)]
+        killed = sum(1 for m in results if m.name == name and not m.ok)
+        ms = [m for m in results if m.name == name and m.ok]
         if not ms:
+            if killed:
+                rows[name] = {"n": 0, "killed": killed}
             continue
         rows[name] = {
+            "killed": killed,
             "n": len(ms),
             "entries": med([m.entries or None for m in ms]),
             "pages": med([m.pages or None for m in ms]),
@@ -478,6 +488,11 @@ def table_md(rows: dict[str, dict]) -> str:
         "|---|---:|---:|---|---:|---:|---|",
     ]
     for name, r in rows.items():
+        if not r["n"]:
+            lines.append(
+                f"| {name} | — | — | — | — | 0 | {r['killed']} run(s) failed or timed out |"
+            )
+            continue
         wall = f"{r['wall_s']:.2f} ({r['wall_min']:.2f}–{r['wall_max']:.2f})"
         notes = [f"{fmt(r['entries'])} entries"] if r["entries"] else []
         if r["pages"]:
@@ -486,6 +501,8 @@ def table_md(rows: dict[str, dict]) -> str:
             notes.append(f"{fmt(r['not_modified'])} feeds not modified")
         if r["failed_sources"] or r["feed_errors"]:
             notes.append(f"⚠ up to {r['failed_sources'] or r['feed_errors']} failed feeds")
+        if r["killed"]:
+            notes.append(f"{r['killed']} more run(s) failed or timed out, not counted")
         lines.append(
             f"| {name} | {fmt(r['entries_per_s'])} | {fmt(r['pages_per_s'])} | {wall} "
             f"| {fmt(r['rss_mb'])} | {r['n']} | {', '.join(notes)} |"
@@ -552,8 +569,21 @@ def write_doc(path: Path, body: str, rss_section: str | None) -> None:
     print(f"wrote {path}", flush=True)
 
 
-def doc_body(a, rows, checks, machine, server, load0, load1, started, elapsed) -> str:
-    cmd = "python bench/run_bench.py " + " ".join(sys.argv[1:])
+def doc_body(a, rows, checks, machine, meta) -> str:
+    cmd = "python bench/run_bench.py " + " ".join(meta.get("argv", sys.argv[1:]))
+    started = dt.datetime.fromisoformat(meta["started"]) if "started" in meta else None
+    when = f"{started:%Y-%m-%d %H:%M} UTC" if started else "not recorded"
+    elapsed = meta.get("elapsed_s")
+    took = f", {elapsed / 60:.0f} min in all" if elapsed else ""
+    load0, load1 = meta.get("load0", "?"), meta.get("load1", "?")
+    server = meta.get("server", "not recorded")
+    done = min((r["n"] for r in rows.values()), default=0)
+    partial = (
+        f"\n\n**Partial: only {done} of {a.runs} repetitions finished** (stopped early), so"
+        " these are single measurements, not medians."
+        if done < a.runs
+        else ""
+    )
     return f"""# Benchmarks
 
 Latest run of `bench/run_bench.py` (issue 5). Regenerate with the command below; it rewrites
@@ -563,7 +593,7 @@ this file.
 {cmd.strip()}
 ```
 
-- date: {started:%Y-%m-%d %H:%M} UTC, {elapsed / 60:.1f} min in all
+- date: {when}{took}
 - machine: {machine["nproc"]} CPUs ({machine["cpu"]}), {machine["ram"]} RAM, Python
   {machine["python"]}, {machine["os"]}; commit {machine["commit"]} (work tree may be dirty)
 - corpus: {a.feeds} outlets × {a.items} items (seed {a.seed}), served on 127.0.0.x:{a.port}
@@ -576,7 +606,7 @@ this file.
   contender a fresh process; rates are items ÷ process wall time (imports included);
   peak RSS from `/usr/bin/time -v`
 
-## Results
+## Results{partial}
 
 {table_md(rows)}
 
@@ -659,7 +689,7 @@ def rss_scaling(a: argparse.Namespace, work: Path, runner: Runner) -> str:
 # ---------------------------------------------------------------- main
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -684,7 +714,10 @@ def parse_args() -> argparse.Namespace:
         help="only check aggregator's peak RSS (feeds-only) at --scaling-feeds outlet counts",
     )  # fmt: skip
     ap.add_argument("--scaling-feeds", default="200,1000")
-    a = ap.parse_args()
+    ap.add_argument(
+        "--from-results", metavar="JSON", help="only re-print / re-write the doc from results.json"
+    )
+    a = ap.parse_args(argv)
     if not (1 <= a.runs <= 20 and 1 <= a.feeds <= 5000 and 1 <= a.items <= 1000):
         ap.error("--runs 1..20, --feeds 1..5000, --items 1..1000")
     if not 1024 <= a.port <= 65535:
@@ -722,37 +755,69 @@ def main() -> int:
                 write_doc(path, "# Benchmarks\n", section)
         return 0
 
+    if a.from_results:
+        return report_from(a, Path(a.from_results))
     corpus = ensure_corpus(work, a.feeds, a.items, a.seed, a.port)
     check_loopback_only(corpus)
-    load0 = load_avg()
+    meta = {"load0": load_avg(), "started": started.isoformat(), "argv": sys.argv[1:]}
     server = WebServer(corpus, a.port, work / "nginx", int(a.max_minutes * 60) + 600)
     bench = Bench(a, corpus, runner, work)
+    status = 0
     try:
-        kind = server.start()
+        meta["server"] = server.start()
         bench.run_all()
     except KeyboardInterrupt:
-        print("interrupted: stopping", flush=True)
-        return 130
+        print("interrupted: stopping; the table below has the runs that finished", flush=True)
+        status = 130
     finally:
         runner.kill()
         server.stop()
+        meta.update(load1=load_avg(), elapsed_s=time.monotonic() - t0)
+        results = [m.__dict__ for m in bench.results]
         (work / "results.json").write_text(
-            json.dumps([m.__dict__ for m in bench.results], indent=1, default=str)
+            json.dumps({"meta": meta, "results": results}, indent=1, default=str)
         )
-    load1 = load_avg()
-    rows = summarize(bench.results)
+    report(a, bench.results, meta)
+    print(f"\nraw results: {work / 'results.json'}; logs: {logdir}")
+    return status
+
+
+def report_from(a: argparse.Namespace, path: Path) -> int:
+    """Re-print the table (and rewrite the doc) from a results.json of an earlier run."""
+    data = json.loads(path.read_text())
+    if isinstance(data, list):  # older format: no metadata
+        data = {"meta": {}, "results": data}
+    meta = data["meta"]
+    argv = meta.get("argv") or _without_from_results(sys.argv[1:])
+    orig = parse_args(argv)
+    orig.doc, orig.no_doc = a.doc, a.no_doc
+    meta.setdefault("argv", argv)
+    a = orig
+    report(a, [Measurement(**m) for m in data["results"]], meta)
+    return 0
+
+
+def _without_from_results(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--from-results":
+            skip = True
+        elif not arg.startswith("--from-results="):
+            out.append(arg)
+    return out
+
+
+def report(a: argparse.Namespace, results: list[Measurement], meta: dict) -> None:
+    rows = summarize(results)
     checks = verdicts(rows)
     print()
     print(table_md(rows))
     print()
     print(verdicts_md(checks))
-    print(f"\nraw results: {work / 'results.json'}; logs: {logdir}")
     if not a.no_doc:
-        body = doc_body(
-            a, rows, checks, machine_info(), kind, load0, load1, started, time.monotonic() - t0
-        )
-        write_doc(Path(a.doc), body, None)
-    return 0
+        write_doc(Path(a.doc), doc_body(a, rows, checks, machine_info(), meta), None)
 
 
 if __name__ == "__main__":

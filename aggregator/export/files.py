@@ -52,6 +52,13 @@ def safe_filename(record: Record) -> str:
     return f"{day}-{slugify(record.title)}-{digest}.md"
 
 
+def sync_directory(directory: Path) -> None:
+    """Flush a directory's written files and entries to disk (after bulk non-durable writes)."""
+    if hasattr(os, "sync"):
+        os.sync()  # one flush for the whole batch instead of one fsync per file
+    _fsync_dir(directory)
+
+
 def _fsync_dir(directory: Path) -> None:
     if os.name != "posix":
         return
@@ -62,8 +69,8 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _write_temp(directory: Path, name: str, data: bytes, mode: int) -> Path:
-    """Write `data` to a fsynced temp file in `directory` and return its path."""
+def _write_temp(directory: Path, name: str, data: bytes, mode: int, durable: bool = True) -> Path:
+    """Write `data` to a temp file in `directory` (fsynced when `durable`); return its path."""
     fd, temp_name = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
     temp = Path(temp_name)
     try:
@@ -72,17 +79,23 @@ def _write_temp(directory: Path, name: str, data: bytes, mode: int) -> Path:
             handle.flush()
             if os.name == "posix":
                 os.fchmod(handle.fileno(), mode)
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
     return temp
 
 
-def atomic_write(path: Path, data: bytes | str, mode: int | None = None) -> bool:
+def atomic_write(
+    path: Path, data: bytes | str, mode: int | None = None, *, durable: bool = True
+) -> bool:
     """Replace `path` with `data` atomically; False (nothing written) when already identical.
 
     The file keeps its current mode, else gets `mode` (default 0644). Raises ExportError.
+    Readers and crashes of this process never see a partial file either way; `durable`
+    also fsyncs the data and the directory so the new content survives a power cut. Bulk
+    writers pass ``durable=False`` and call `sync_directory` once at the end.
     """
     payload = data.encode("utf-8") if isinstance(data, str) else data
     try:
@@ -96,13 +109,14 @@ def atomic_write(path: Path, data: bytes | str, mode: int | None = None) -> bool
     if mode is None:
         mode = 0o644 if current is None else path.stat().st_mode & 0o7777
     try:
-        temp = _write_temp(path.parent, path.name, payload, mode)
+        temp = _write_temp(path.parent, path.name, payload, mode, durable)
         try:
             temp.replace(path)
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
-        _fsync_dir(path.parent)
+        if durable:
+            _fsync_dir(path.parent)
     except OSError as exc:
         raise ExportError(str(path), f"cannot write: {exc.strerror or exc}") from exc
     return True
@@ -150,7 +164,7 @@ class ExportWriter:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         for url, record in by_url.items():
             name = safe_filename(record)
-            if atomic_write(self.out_dir / name, render_markdown(record)):
+            if atomic_write(self.out_dir / name, render_markdown(record), durable=False):
                 written += 1
             else:
                 unchanged += 1
@@ -158,6 +172,8 @@ class ExportWriter:
             if old is not None and old != name and old not in claimed:
                 removed += self._unlink(old)
             manifest[url] = name
+        if written or removed:
+            sync_directory(self.out_dir)
         self._save_manifest(manifest)
         return ExportStats(written, unchanged, removed)
 

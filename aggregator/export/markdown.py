@@ -128,6 +128,9 @@ def is_bare_safe(value: str) -> bool:
 
 def quote(value: str) -> str:
     """Return `value` as a YAML double-quoted scalar on one line, escaping anything unsafe."""
+    # str.isprintable is False exactly for _ESCAPED_CATEGORIES (U+0020 aside): fast path.
+    if value.isprintable() and '"' not in value and "\\" not in value:
+        return f'"{value}"'
     return '"' + "".join(_escape_char(char) for char in value) + '"'
 
 
