@@ -124,6 +124,7 @@ class Provenance:
     guid: str = ""
     fetched_at: datetime | None = None
     entry_hash: str = ""
+    page_pending: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,12 +30,13 @@ import hashlib
 import logging
 import random
 from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from aggregator import metrics
+from aggregator.enrich import fetch_page
 from aggregator.errors import AggregatorError, ConfigError
-from aggregator.extract import extract_page
 from aggregator.feeds import parse_feed
 from aggregator.fetch import Fetcher
 from aggregator.locks import source_claim
@@ -173,8 +174,8 @@ async def crawl_source(context: _Context, source: SourceSettings) -> SourceRepor
         return SourceReport(source=source.name, status="not modified", not_modified=True)
     feed = parse_feed(result.content, url=result.final_url, headers=result.headers)
     entries, new_guids = _changed_entries(context.store, source.name, feed.entries)
-    pages, page_errors = await _fetch_pages(context, source, entries)
-    records = _build_records(context, source, result.final_url, entries, pages, now)
+    pages, page_errors, pending = await _fetch_pages(context, source, entries)
+    records = _build_records(context, source, result.final_url, entries, pages, now, pending)
     counts = context.store.upsert_records(records)
     metrics.record_records(counts.new, counts.updated)
     context.tracker.after_upsert(records, now=now)
@@ -222,25 +223,24 @@ def _offer_new(context: _Context, records: Sequence[Record], new_guids: set[str]
 
 async def _fetch_pages(
     context: _Context, source: SourceSettings, entries: Sequence[RawEntry]
-) -> tuple[dict[str, PageMetadata], int]:
+) -> tuple[dict[str, PageMetadata], int, set[str]]:
+    """Pages by entry guid, the failure count, and the guids whose page is still to fetch."""
     settings = context.settings.fetch
     if not (context.options.fetch_pages and settings.fetch_pages and source.pages):
-        return {}, 0
-    wanted = [entry for entry in entries if entry.link][: settings.max_pages_per_source]
-    outcomes = await asyncio.gather(*(_fetch_page(context, entry.link) for entry in wanted))
-    pages = {entry.guid: page for entry, page in zip(wanted, outcomes, strict=True) if page}
-    return pages, len(wanted) - len(pages)
-
-
-async def _fetch_page(context: _Context, url: str) -> PageMetadata | None:
-    try:
-        result: FetchResult = await context.fetcher.fetch(url, kind="page")
-        return extract_page(
-            result.content, result.final_url, headers=result.headers, now=context.clock()
-        )
-    except AggregatorError as exc:
-        log.info("page skipped: %s", exc)
-        return None
+        return {}, 0, set()
+    linked = [entry for entry in entries if entry.link]
+    wanted, deferred = (
+        linked[: settings.max_pages_per_source],
+        linked[settings.max_pages_per_source :],
+    )
+    now = context.clock()
+    outcomes = await asyncio.gather(
+        *(fetch_page(context.fetcher, entry.link, now) for entry in wanted)
+    )
+    pages = {e.guid: o.page for e, o in zip(wanted, outcomes, strict=True) if o.page}
+    pending = {e.guid for e, o in zip(wanted, outcomes, strict=True) if o.retry}
+    pending.update(entry.guid for entry in deferred)
+    return pages, len(wanted) - len(pages), pending
 
 
 def _build_records(
@@ -250,6 +250,7 @@ def _build_records(
     entries: Sequence[RawEntry],
     pages: dict[str, PageMetadata],
     now: datetime,
+    pending: AbstractSet[str] = frozenset(),
 ) -> list[Record]:
     records: list[Record] = []
     for entry in entries:
@@ -257,7 +258,11 @@ def _build_records(
             entry, pages.get(entry.guid), source, feed_url=feed_url, fetched_at=now, now=now
         )
         if record is not None:
-            provenance = replace(record.provenance, entry_hash=entry_hash(entry))
+            provenance = replace(
+                record.provenance,
+                entry_hash=entry_hash(entry),
+                page_pending=entry.guid in pending,
+            )
             records.append(replace(record, provenance=provenance))
     return context.tracker.enrich(records, now=now, categories=_categories(entries))
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from aggregator.daemon import DaemonSettings, JobSpec
 from aggregator.settings import Settings
-from jobs import crawl, heartbeat, prune
+from jobs import crawl, enrich, heartbeat, prune
 from jobs.export import ExportJob
 
 
 def default_jobs(daemon: DaemonSettings, settings: Settings | None = None) -> list[JobSpec]:
-    """crawl, export, heartbeat, and prune unless no retention (global or per topic) is set."""
+    """crawl, page enrichment, export, heartbeat, and prune when a retention is set."""
     jobs = [
         JobSpec("crawl", crawl.run, daemon.crawl_tick),
+        JobSpec("enrich", enrich.run, daemon.crawl_tick * 4),
         JobSpec("export", ExportJob().run, daemon.export_debounce),
         JobSpec("heartbeat", heartbeat.run, daemon.heartbeat_every),
     ]

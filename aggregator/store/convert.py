@@ -143,6 +143,7 @@ def apply_record(
         row.guid = record.provenance.guid or None
         row.feed_url = record.provenance.feed_url
         row.entry_hash = record.provenance.entry_hash
+        row.page_pending = record.provenance.page_pending
     row.amp_web_url = record.amp_web_url
     row.cdn_amp_web_url = record.cdn_amp_web_url
     row.category = record.category
@@ -211,6 +212,7 @@ def _provenance(row: RecordRow) -> Provenance:
         guid=row.guid or "",
         fetched_at=row.fetched_at,
         entry_hash=row.entry_hash,
+        page_pending=row.page_pending,
     )
 
 

@@ -22,6 +22,7 @@ from typing import Annotated
 
 import typer
 from alembic import command
+from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -120,14 +121,27 @@ def upgrade(engine: Engine) -> SchemaStatus:
         with _migration_connection(engine) as connection:
             status = _status(connection)
             if status.legacy:
-                command.stamp(alembic_config(connection), INITIAL_REVISION)
+                # create_all made it: it matches head if nothing differs, else the first revision
+                matches_head = not _differences(connection)
+                command.stamp(
+                    alembic_config(connection), "head" if matches_head else INITIAL_REVISION
+                )
                 connection.commit()
+                status = _status(connection)
             if status.behind:
                 command.upgrade(alembic_config(connection), "head")
                 connection.commit()
             return _status(connection)
     except SQLAlchemyError as exc:
         raise StorageError(f"schema upgrade failed: {exc}") from exc
+
+
+def _differences(connection: Connection) -> list[object]:
+    """How the database's tables differ from the SQLModel metadata (empty: they match)."""
+    context = MigrationContext.configure(
+        connection, opts={"include_name": include_name, "compare_type": True}
+    )
+    return list(compare_metadata(context, SQLModel.metadata))
 
 
 def ensure_schema(engine: Engine) -> None:

@@ -204,6 +204,25 @@ class Store:
         with transaction(self._engine, "ping") as session:
             imported.ping(session)
 
+    def pending_pages(self, limit: int, *, max_attempts: int) -> list[StoredRecord]:
+        """Records whose article page is still to fetch, fewest attempts and newest first."""
+        with transaction(self._engine, "pending_pages") as session:
+            statement = (
+                select(RecordRow)
+                .where(col(RecordRow.page_pending), col(RecordRow.page_attempts) < max_attempts)
+                .order_by(col(RecordRow.page_attempts), col(RecordRow.id).desc())
+                .limit(limit)
+            )
+            return load_stored(session, list(session.exec(statement)))
+
+    def set_page_state(self, record_id: int, *, pending: bool, attempted: bool) -> None:
+        """Clear (or keep) a record's pending page and count an attempt."""
+        with transaction(self._writer, "set_page_state") as session:
+            row = session.get(RecordRow, record_id)
+            if row is not None:
+                row.page_pending = pending
+                row.page_attempts += int(attempted)
+
     def get_records(self, ids: Iterable[int]) -> dict[int, StoredRecord]:
         """The stored records with these ids, loaded in a few queries (missing ids left out)."""
         with transaction(self._engine, "get_records") as session:

@@ -77,6 +77,8 @@ class RecordRow(SQLModel, table=True):
     provider_name: str
     provider_domain: str = Field(index=True)
     title_key: str = Field(default="", index=True)
+    page_pending: bool = Field(default=False, index=True)
+    page_attempts: int = 0
     text_hash: str = Field(default="", index=True)
     secured: str = ""
     feed_url: str = ""
