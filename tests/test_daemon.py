@@ -15,9 +15,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
+import feedparser
 import pytest
 import yaml
+from pytest_httpserver import HTTPServer
 from typer.testing import CliRunner
+from werkzeug import Request, Response
 
 from aggregator.cli import app
 from aggregator.daemon import Daemon, DaemonSettings, JobContext, JobSpec
@@ -336,3 +339,41 @@ def test_topic_retention_prunes_records_whose_topics_all_expired(tmp_path: Path)
         )
         kept = {n for n in cases if store.get_record(f"https://news.example/{n}") is not None}
     assert (removed, kept) == (1, {2, 3, 4})  # only the record whose topics all expired
+
+
+def test_a_new_item_reaches_the_exported_feeds_within_one_cycle(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    titles = ["First story about the harbour bridge"]
+
+    def rss(_request: Request) -> Response:
+        items = "".join(
+            f"<item><title>{title}</title><link>{httpserver.url_for(f'/{i}')}</link>"
+            f"<guid>{httpserver.url_for(f'/{i}')}</guid>"
+            "<pubDate>Sun, 01 Mar 2026 10:00:00 GMT</pubDate>"
+            "<description>A short summary of the story.</description></item>"
+            for i, title in enumerate(titles)
+        )
+        body = f'<rss version="2.0"><channel><title>T</title>{items}</channel></rss>'
+        return Response(body, content_type="application/rss+xml")
+
+    httpserver.expect_request("/feed").respond_with_handler(rss)
+    data = config_data(tmp_path, None)
+    data["sources"] = [{"name": "live", "url": httpserver.url_for("/feed"), "pages": False}]
+    data["quality"] = {"threshold": 0}
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(data))
+    feed_file = tmp_path / "export" / "feeds" / "all.rss"
+    daemon = start_daemon(config)
+    try:
+        wait_for(lambda: feed_file.exists() and titles[0] in feed_file.read_text())
+        titles.append("Second story arrives while the daemon runs")
+        wait_for(lambda: titles[1] in feed_file.read_text(), timeout=15)
+        daemon.send_signal(signal.SIGTERM)
+        daemon.communicate(timeout=15)
+    finally:
+        daemon.kill()
+    assert daemon.returncode == 0
+    parsed = feedparser.parse(feed_file.read_bytes())
+    assert parsed.bozo == 0
+    assert {entry.title for entry in parsed.entries} == set(titles)
