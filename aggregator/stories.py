@@ -1,13 +1,12 @@
 """Stories: group records from different outlets that cover the same event, online.
 
-    add(item, now)
-      → evict items older than now - window        (memory bounded by the window)
-      → weighted terms + entity-like tokens        (aggregator.stories_features)
-      → TF-IDF with online document frequencies    (aggregator.stories_index)
-      → candidates from capped posting lists       (bounded work, whatever the store size)
-      → cosine to candidates, grouped by story     (single-link: best member)
-      → join the best story above `join_threshold`, or start a new one
-      → stories the item links to above `merge_threshold` merge; the oldest id survives
+    add(item, now) → evict items older than now - window      (memory bounded by the window)
+      → weighted terms + entity-like tokens   (stories_features, stories_entities)
+      → TF-IDF with online document frequencies, candidates from capped posting lists
+      → average-link score per candidate story, minus the item's background similarity
+      → join the best story above `join_threshold` if corroborated (stories_gate: rare
+        shared entities, or a match far above the background), or start a new one
+      → stories scoring above `merge_threshold` merge; the oldest id survives
 
 The index is an explicit state object: the pipeline rebuilds it after a restart by
 `restore()`-ing the records of the window with their stored story ids, or by re-adding them
@@ -25,11 +24,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
+from aggregator.stories_entities import extract_entities
 from aggregator.stories_features import cosine, extract_terms
+from aggregator.stories_gate import corroborated
 from aggregator.stories_heat import story_heat
 from aggregator.stories_index import TermIndex, Vector
 
 DEFAULT_WINDOW = timedelta(hours=72)
+BACKGROUND_PRIOR = 0.1  # assumed background similarity before the window has statistics
+BACKGROUND_RATE = 0.05  # how fast the running background level follows the stream
 Linkage = Literal["single", "average", "centroid", "mixed"]
 VECTOR_REFRESH = 1000  # recompute a cached TF-IDF vector after this many additions
 
@@ -69,6 +72,7 @@ class _Entry:
     time: datetime
     counts: dict[str, float]
     story: str
+    entities: dict[str, float] = field(default_factory=dict)
     background: float = 0.0
     vector: Vector | None = None
     vector_at: int = -1
@@ -101,7 +105,17 @@ class StoryIndex:
         linkage: Linkage = "average",
         background_weight: float = 1.5,
         ratio: float = 1.0,
+        gate_rare: int = 2,
+        gate_ratio: float = 4.0,
+        rare_df: float = 0.0,
+        rare_share: float = 0.01,
     ) -> None:
+        self.gate_rare = gate_rare
+        self.gate_ratio = gate_ratio
+        self.background_level = BACKGROUND_PRIOR
+        self.rare_df = rare_df
+        self.rare_share = rare_share
+        self.entity_stats = TermIndex(posting_cap=posting_cap)
         self.window = window
         self.join_threshold = join_threshold
         self.merge_threshold = merge_threshold
@@ -218,6 +232,7 @@ class StoryIndex:
             if entry is None:
                 continue
             self.terms.remove(key, entry.counts)
+            self.entity_stats.remove(key, entry.entities)
             if self._by_url.get(entry.item.web_url) == key:
                 del self._by_url[entry.item.web_url]
             story = self._stories[entry.story]
@@ -232,9 +247,11 @@ class StoryIndex:
     def _insert(self, item: LinkItem, now: datetime) -> _Entry:
         when = now if item.published is None else min(item.published, now)
         counts = extract_terms(item.title, item.excerpt, item.text)
-        entry = _Entry(item, when, counts, "")
+        ents = extract_entities(item.title, item.excerpt, item.text)
+        entry = _Entry(item, when, counts, "", ents)
         self._entries[item.key] = entry
         self.terms.add(item.key, counts)
+        self.entity_stats.add(item.key, ents)
         self._by_url.setdefault(item.web_url, item.key)
         heapq.heappush(self._expiry, (when, item.key))
         return entry
@@ -254,6 +271,7 @@ class StoryIndex:
         ranked = sorted(sims.values(), reverse=True)
         ranked += [0.0] * (self.candidate_limit - len(ranked))
         entry.background = ranked[len(ranked) // 2]
+        self.background_level += BACKGROUND_RATE * (entry.background - self.background_level)
         if self.background_weight:
             bw = self.background_weight
             for other in sims:
@@ -301,11 +319,25 @@ class StoryIndex:
         story, score = min(scores.items(), key=lambda kv: (-kv[1], self._stories[kv[0]].seq))
         if score < self.join_threshold:
             return None
+        if score < self.merge_threshold and not corroborated(self, entry.item.key, story):
+            return None
         if score < self.merge_threshold:
             runner_up = max([sc for sid, sc in scores.items() if sid != story], default=0.0)
             if score < self.ratio * max(runner_up, entry.background):
                 return None
         return story
+
+    def member_keys(self, story_id: str) -> list[int]:
+        """The keys of a live story's members, in the order they joined."""
+        return list(self._stories[story_id].members)
+
+    def background(self, key: int) -> float:
+        """The item's median similarity to its candidates when it was added."""
+        return self._entries[key].background
+
+    def entities(self, key: int) -> dict[str, float]:
+        """The entity-like tokens of an indexed item (see `aggregator.stories_entities`)."""
+        return self._entries[key].entities
 
     def _new_story(self, entry: _Entry) -> str:
         story_id = _story_id(entry.item.web_url)

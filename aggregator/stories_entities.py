@@ -1,0 +1,155 @@
+"""Entity-like tokens for story linking: what identifies an event is its rare specifics.
+
+    title / excerpt / first paragraphs
+      → sentences → word and number tokens
+      → proper nouns: capitalised words not at a sentence start, or confirmed as proper
+        elsewhere in the same item (headline case and sentence starts carry no signal alone)
+      → runs of proper nouns also joined ("north_korea"), numbers with units or currency
+        normalised ("480mw", "£52m", "$6000", "$1.2bn")
+      → {entity: field weight}
+
+Weights say where the entity was seen (title > excerpt > body); rarity is applied later with
+document frequencies from the window (`aggregator.stories_index.TermIndex`). Pure functions.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from aggregator.stories_features import STOPWORDS
+
+TITLE_WEIGHT = 1.5
+EXCERPT_WEIGHT = 1.2
+BODY_WEIGHT = 1.0
+BODY_CHARS = 1500
+MAX_ENTITIES = 60
+MAX_RUN = 3
+
+MONTHS = frozenset(
+    """january february march april may june july august september october november december
+    jan feb mar apr jun jul aug sep sept oct nov dec""".split()
+)
+_NOT_ENTITIES = STOPWORDS | MONTHS | frozenset("file photo video watch live update".split())
+
+_SENTENCES = re.compile(r"(?<=[.!?])[\"'”’)]*\s+(?=[\"'“‘(]?[A-Z0-9£$€])|\n+|\s[—–|]\s")
+_TOKEN = re.compile(
+    r"(?P<num>[£$€¥]?\d+(?:[.,]\d+)*(?:\s?(?:%|million|billion|bn|m|km|kg|mw|gw|k)\b"
+    r"|[a-zA-Z]{1,2}\b)?)"
+    r"|(?P<word>[^\W\d_]+(?:['’][^\W\d_]+)*(?:-[^\W\d_]+)*)"
+)
+_SCALE = {"million": "m", "billion": "bn", " ": ""}
+
+
+def _normalise_number(raw: str) -> str | None:
+    """'$6,000' → '$6000', '52 million' → '52m'; None for lone digits and plain years."""
+    low = raw.lower().replace(",", "")
+    for long, short in _SCALE.items():
+        low = low.replace(long, short)
+    digits = sum(ch.isdigit() for ch in low)
+    if digits == len(low) and (digits < 2 or (digits == 4 and low[:2] in ("19", "20"))):
+        return None
+    return low
+
+
+def _word_key(word: str) -> str:
+    low = word.lower().replace("’", "'")
+    return low[:-2] if low.endswith("'s") else low
+
+
+def _is_headline_case(words: list[str]) -> bool:
+    """Most longer words capitalised (or all upper case): capitals carry no signal."""
+    longer = [w for w in words if len(w) > 3]
+    caps = sum(1 for w in longer if w[:1].isupper())
+    return bool(longer) and caps > 0.6 * len(longer)
+
+
+def _tokens(sentence: str) -> list[tuple[str, bool, bool]]:
+    """(text, is_number, follows punctuation) tokens of one sentence."""
+    out: list[tuple[str, bool, bool]] = []
+    end = 0
+    for m in _TOKEN.finditer(sentence):
+        gap = bool(sentence[end : m.start()].strip())
+        end = m.end()
+        number = m.group("num") is not None
+        out.append((m.group("num") if number else m.group("word"), number, gap))
+    return out
+
+
+def _sentences(text: str) -> list[str]:
+    return [s for s in _SENTENCES.split(text) if s and s.strip()]
+
+
+def proper_lexicon(sentences: list[str]) -> set[str]:
+    """Lower-cased words written capitalised inside running (not headline-case) sentences."""
+    found: set[str] = set()
+    for sentence in sentences:
+        words = [t for t, number, _ in _tokens(sentence) if not number]
+        if _is_headline_case(words):
+            continue
+        for word in words[1:]:
+            if word[:1].isupper() and _word_key(word) not in _NOT_ENTITIES:
+                found.add(_word_key(word))
+    return found
+
+
+def _sentence_entities(sentence: str, lexicon: set[str]) -> Iterator[str]:
+    """Entities of one sentence: numbers, proper nouns and their joined runs."""
+    tokens = _tokens(sentence)
+    headline = _is_headline_case([t for t, number, _ in tokens if not number])
+    run: list[str] = []
+    for index, (text, number, gap) in enumerate(tokens):
+        if gap:
+            yield from _joined(run)
+            run = []
+        key = _word_key(text)
+        proper = False
+        if number:
+            value = _normalise_number(text)
+            if value is not None:
+                yield value
+        elif text[:1].isupper() and key not in _NOT_ENTITIES and len(key) > 1:
+            trusted = not headline and (index > 0 or _leads_name(tokens))
+            proper = trusted or key in lexicon or (text.isupper() and len(text) <= 5)
+        if proper:
+            run.append(key)
+            yield key
+            continue
+        yield from _joined(run)
+        run = []
+    yield from _joined(run)
+
+
+def _leads_name(tokens: list[tuple[str, bool, bool]]) -> bool:
+    """A sentence opening with two capitalised words ("North Korea said") opens with a name."""
+    if len(tokens) < 2 or tokens[1][1] or tokens[1][2]:
+        return False
+    second = tokens[1][0]
+    return second[:1].isupper() and _word_key(second) not in _NOT_ENTITIES
+
+
+def _joined(run: list[str]) -> Iterator[str]:
+    if len(run) >= 2:
+        yield "_".join(run[:MAX_RUN])
+
+
+def extract_entities(title: str, excerpt: str, text: str) -> dict[str, float]:
+    """Entity-like tokens of an item, each with the weight of the best field it is in.
+
+    Only the first `BODY_CHARS` of the text are read (the lead carries the specifics), and
+    at most `MAX_ENTITIES` entities are kept (title first), so the cost per item is bounded.
+    """
+    body = text[:BODY_CHARS]
+    if excerpt and body.startswith(excerpt[:80]):
+        body = body[len(excerpt) :]
+    fields = [(title, TITLE_WEIGHT), (excerpt, EXCERPT_WEIGHT), (body, BODY_WEIGHT)]
+    split = [(_sentences(field), weight) for field, weight in fields]
+    lexicon = proper_lexicon([s for sentences, _ in split[1:] for s in sentences])
+    out: dict[str, float] = {}
+    for sentences, weight in split:
+        for sentence in sentences:
+            for entity in _sentence_entities(sentence, lexicon):
+                if len(out) >= MAX_ENTITIES and entity not in out:
+                    continue
+                out[entity] = max(weight, out.get(entity, 0.0))
+    return out
