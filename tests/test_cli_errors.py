@@ -1,0 +1,115 @@
+"""Bad config and bad command lines: exit status 2 and one clear line naming the key or
+argument, never a traceback. Run through the console entry point (`cli.main`) in-process,
+plus once in a real subprocess."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from aggregator.cli import main
+from tests.loopback import REPO_ROOT
+
+GOOD = {"sources": [{"name": "a", "url": "http://127.0.0.1:9/feed"}]}
+
+# (case id, config mapping or raw YAML text or None, argv after the config, text the line names)
+CASES: list[tuple[str, object, list[str], str]] = [
+    ("unknown top-level key", {"fetchx": 1}, ["fetch"], "fetchx: unknown key"),
+    ("unknown nested key", {"fetch": {"retry": 1}}, ["fetch"], "fetch.retry: unknown key"),
+    ("wrong type", {"fetch": {"retries": "many"}}, ["fetch"], "fetch.retries: "),
+    ("out of range", {"fetch": {"concurrency": 0}}, ["fetch"], "fetch.concurrency: "),
+    (
+        "source url not http",
+        {"sources": [{"name": "a", "url": "file:///etc/passwd"}]},
+        ["fetch"],
+        "sources[0].url: not an http(s) URL",
+    ),
+    (
+        "duplicate source",
+        {"sources": [{"name": "a", "url": "http://x.test/"}] * 2},
+        ["fetch"],
+        "sources[1].name: duplicate name 'a'",
+    ),
+    ("bad export format", {"export": {"formats": ["pdf"]}}, ["fetch"], "export.formats[0]: "),
+    ("not a mapping", "- just\n- a list\n", ["fetch"], "must be a mapping"),
+    ("invalid yaml", "fetch: [\n", ["fetch"], "is not valid YAML"),
+    ("yaml python tag", "fetch: !!python/object/apply:os.system [id]\n", ["fetch"], "YAML"),
+    ("missing config file", None, ["fetch"], "cannot read config file"),
+    ("daemon bad config", {"scheduler": {"crawl_tick": -1}}, ["run"], "scheduler.crawl_tick"),
+    ("unknown source", GOOD, ["fetch", "--source", "nope"], "--source[0]: no source named"),
+    ("unknown option", GOOD, ["fetch", "--bogus"], "No such option: --bogus"),
+    ("option with a value", GOOD, ["fetch", "--no-pages=3"], "--no-pages"),
+    ("export format", GOOD, ["export", "--format", "xml"], "--format: expected md or jsonl"),
+    ("export since", GOOD, ["export", "--since", "soon"], "--since: not an ISO date"),
+    ("extract format", GOOD, ["extract", "http://x.test/", "--format", "pdf"], "--format"),
+    ("import needs paths", GOOD, ["import"], "Missing argument 'paths'"),
+    ("import missing file", GOOD, ["import", "/nonexistent/x.jsonl"], "/nonexistent/x.jsonl"),
+]
+
+
+def run_main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """Call the console entry point in-process; its exit status, stdout and stderr."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, "argv", ["aggregator", *argv])
+        with pytest.raises(SystemExit) as info:
+            main()
+    captured = capsys.readouterr()
+    return int(info.value.code or 0), captured.out, captured.err
+
+
+def config_args(tmp: Path, config: object, argv: list[str]) -> list[str]:
+    """Write `config` (a mapping, raw YAML text, or None for a missing file) into `tmp`."""
+    path = tmp / "config.yaml"
+    if isinstance(config, dict):
+        data = {"data_dir": str(tmp / "data"), "storage": {"url": f"sqlite:///{tmp}/a.db"}}
+        path.write_text(yaml.safe_dump(data | config))
+    elif isinstance(config, str):
+        path.write_text(config)
+    command, *rest = argv
+    return [command, "--config", str(path), *rest]
+
+
+def check_one_line(status: int, stdout: str, stderr: str, needle: str) -> None:
+    """Exit 2, no traceback, exactly one line on stderr naming `needle`."""
+    assert "Traceback" not in stdout + stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("error: ") and needle in lines[0], lines[0]
+    assert status == 2, (status, stderr)
+
+
+@pytest.mark.parametrize(
+    ("config", "argv", "needle"),
+    [case[1:] for case in CASES],
+    ids=[case[0] for case in CASES],
+)
+def test_bad_input_is_one_line_and_exit_2(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    config: object,
+    argv: list[str],
+    needle: str,
+) -> None:
+    check_one_line(*run_main(config_args(tmp_path, config, argv), capsys), needle)
+
+
+def test_unknown_command(capsys: pytest.CaptureFixture[str]) -> None:
+    check_one_line(*run_main(["nosuch"], capsys), "No such command 'nosuch'")
+
+
+def test_the_installed_entry_point_prints_one_line(tmp_path: Path) -> None:
+    """The same through a real process: what a shell user sees."""
+    code = "import sys; from aggregator.cli import main; sys.argv[0] = 'aggregator'; main()"
+    done = subprocess.run(
+        [sys.executable, "-c", code, "fetch", "--bogus"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT)},
+    )
+    check_one_line(done.returncode, done.stdout, done.stderr, "No such option: --bogus")
