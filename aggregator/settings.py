@@ -36,10 +36,17 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
 
 
+def _check_storage_url(value: str) -> str:
+    scheme = value.split("://", 1)[0] if "://" in value else ""
+    if scheme.split("+", 1)[0] not in ("sqlite", "postgresql"):
+        raise ValueError("not a sqlite:/// or postgresql+psycopg:// URL")
+    return value
+
+
 class StorageSettings(_Strict):
     """Where records live."""
 
-    url: str = "sqlite:///data/aggregator.db"
+    url: Annotated[str, AfterValidator(_check_storage_url)] = "sqlite:///data/aggregator.db"
     busy_timeout_seconds: float = Field(default=30.0, gt=0)
 
 

@@ -35,6 +35,7 @@ CASES: list[tuple[str, object, list[str], str]] = [
         "sources[1].name: duplicate name 'a'",
     ),
     ("bad export format", {"export": {"formats": ["pdf"]}}, ["fetch"], "export.formats[0]: "),
+    ("bad storage url", {"storage": {"url": "mysql://db/x"}}, ["fetch"], "storage.url: not a"),
     ("not a mapping", "- just\n- a list\n", ["fetch"], "must be a mapping"),
     ("invalid yaml", "fetch: [\n", ["fetch"], "is not valid YAML"),
     ("yaml python tag", "fetch: !!python/object/apply:os.system [id]\n", ["fetch"], "YAML"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -377,3 +378,66 @@ def test_a_new_item_reaches_the_exported_feeds_within_one_cycle(
     parsed = feedparser.parse(feed_file.read_bytes())
     assert parsed.bozo == 0
     assert {entry.title for entry in parsed.entries} == set(titles)
+
+
+def test_the_daemon_keeps_running_beside_broken_servers(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    base = httpserver.url_for("")
+    item = (
+        f"<item><title>Healthy story about the harbour bridge</title><link>{base}ok</link>"
+        "<pubDate>Sun, 01 Mar 2026 10:00:00 GMT</pubDate><description>Fine.</description></item>"
+    )
+    httpserver.expect_request("/feed").respond_with_data(
+        f'<rss version="2.0"><channel><title>T</title>{item}</channel></rss>'
+    )
+    httpserver.expect_request("/broken").respond_with_data("oops", status=500)
+    httpserver.expect_request("/html").respond_with_data(
+        "<html><body>not a feed</body></html>", content_type="application/rss+xml"
+    )
+    with socket.socket() as silent:  # accepts connections (backlog) and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        silent_url = f"http://127.0.0.1:{silent.getsockname()[1]}/feed"
+        data = config_data(tmp_path, None)
+        data["fetch"].update({"read_timeout": 0.5, "total_timeout": 1.0})
+        data["quality"] = {"threshold": 0}
+        data["sources"] = [
+            {"name": "healthy", "url": httpserver.url_for("/feed"), "pages": False},
+            {"name": "silent", "url": silent_url, "pages": False},
+            {"name": "broken", "url": httpserver.url_for("/broken"), "pages": False},
+            {"name": "html", "url": httpserver.url_for("/html"), "pages": False},
+        ]
+        config = tmp_path / "config.yaml"
+        config.write_text(yaml.safe_dump(data))
+        db = f"sqlite:///{tmp_path / 'data' / 'agg.db'}"
+        daemon = start_daemon(config)
+        try:
+            wait_for(lambda: (tmp_path / "export" / "records.jsonl").exists())
+            wait_for(lambda: all(errors_of(db, name) >= 1 for name in ("silent", "broken", "html")))
+            polls = healthy_polls(httpserver)
+            wait_for(lambda: healthy_polls(httpserver) >= polls + 2)  # still crawling after
+            assert daemon.poll() is None
+            daemon.send_signal(signal.SIGTERM)
+            daemon.communicate(timeout=15)
+        finally:
+            daemon.kill()
+    assert daemon.returncode == 0
+    with Store(db) as store:
+        assert store.count_records() == 1
+        messages = {name: store.get_source_state(name) for name in ("silent", "broken", "html")}
+    assert "timed out" in (messages["silent"].last_error or "")  # type: ignore[union-attr]
+    assert "500" in (messages["broken"].last_error or "")  # type: ignore[union-attr]
+    assert messages["html"].last_error  # type: ignore[union-attr]
+
+
+def errors_of(db: str, name: str) -> int:
+    """How many times in a row the source has failed (0 when unknown)."""
+    with Store(db) as store:
+        state = store.get_source_state(name)
+    return state.error_count if state is not None else 0
+
+
+def healthy_polls(server: HTTPServer) -> int:
+    """How many times the healthy feed has been requested so far."""
+    return sum(1 for request, _ in list(server.log) if request.path == "/feed")
