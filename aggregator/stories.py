@@ -7,6 +7,8 @@
       → join the best story above `join_threshold` if corroborated (stories_gate: rare
         shared entities, or a match far above the background), or start a new one
       → stories scoring above `merge_threshold` merge; the oldest id survives
+      → joins made before `warmup_docs` documents are provisional: when the statistics
+        mature, groups that no longer hold together are split off (stories_warmup)
 
 The index is an explicit state object: the pipeline rebuilds it after a restart by
 `restore()`-ing the records of the window with their stored story ids, or by re-adding them
@@ -18,9 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -29,63 +29,17 @@ from aggregator.stories_features import cosine, extract_terms
 from aggregator.stories_gate import corroborated
 from aggregator.stories_heat import story_heat
 from aggregator.stories_index import TermIndex, Vector
+from aggregator.stories_linkage import story_scores
+from aggregator.stories_types import AddResult, Entry, LinkItem, Story
+from aggregator.stories_warmup import settle
+
+__all__ = ["AddResult", "LinkItem", "StoryIndex"]
 
 DEFAULT_WINDOW = timedelta(hours=72)
 BACKGROUND_PRIOR = 0.1  # assumed background similarity before the window has statistics
 BACKGROUND_RATE = 0.05  # how fast the running background level follows the stream
 Linkage = Literal["single", "average", "centroid", "mixed"]
 VECTOR_REFRESH = 1000  # recompute a cached TF-IDF vector after this many additions
-
-
-@dataclass(frozen=True, slots=True)
-class LinkItem:
-    """What the linker needs to know about one record."""
-
-    key: int
-    provider: str
-    web_url: str
-    published: datetime | None
-    title: str
-    excerpt: str = ""
-    text: str = ""
-    topics: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class AddResult:
-    """The outcome of `StoryIndex.add`.
-
-    `merged_from`: story ids absorbed into `story_id` by this add (rewrite them in storage);
-    `moved_keys`: keys whose story id changed because of those merges;
-    `touched_keys`: keys whose heat or related list may have changed (re-query them).
-    """
-
-    story_id: str
-    merged_from: tuple[str, ...] = ()
-    moved_keys: tuple[int, ...] = ()
-    touched_keys: tuple[int, ...] = ()
-
-
-@dataclass(slots=True)
-class _Entry:
-    item: LinkItem
-    time: datetime
-    counts: dict[str, float]
-    story: str
-    entities: dict[str, float] = field(default_factory=dict)
-    background: float = 0.0
-    vector: Vector | None = None
-    vector_at: int = -1
-
-
-@dataclass(slots=True)
-class _Story:
-    id: str
-    seq: int
-    first_time: datetime
-    members: list[int] = field(default_factory=list)
-    centroid: dict[str, float] = field(default_factory=dict)
-    absorbed: list[str] = field(default_factory=list)
 
 
 class StoryIndex:
@@ -109,7 +63,10 @@ class StoryIndex:
         gate_ratio: float = 4.0,
         rare_df: float = 0.0,
         rare_share: float = 0.01,
+        warmup_docs: int = 200,
     ) -> None:
+        self.warmup_docs = warmup_docs
+        self._provisional: list[int] | None = [] if warmup_docs > 0 else None
         self.gate_rare = gate_rare
         self.gate_ratio = gate_ratio
         self.background_level = BACKGROUND_PRIOR
@@ -126,8 +83,8 @@ class StoryIndex:
         self.background_weight = background_weight
         self.ratio = ratio
         self.terms = TermIndex(posting_cap=posting_cap, idf_power=idf_power)
-        self._entries: dict[int, _Entry] = {}
-        self._stories: dict[str, _Story] = {}
+        self._entries: dict[int, Entry] = {}
+        self._stories: dict[str, Story] = {}
         self._aliases: dict[str, str] = {}
         self._by_url: dict[str, int] = {}
         self._expiry: list[tuple[datetime, int]] = []
@@ -178,7 +135,7 @@ class StoryIndex:
         vb = self._vector(self._entries[b])
         return cosine(va.weights, vb.weights, va.norm, vb.norm)
 
-    def _vector(self, entry: _Entry) -> Vector:
+    def _vector(self, entry: Entry) -> Vector:
         """The entry's TF-IDF vector, recomputed when the statistics moved on enough."""
         if entry.vector is None or self.terms.added - entry.vector_at > VECTOR_REFRESH:
             entry.vector = self.terms.vector(entry.counts)
@@ -199,10 +156,19 @@ class StoryIndex:
             story = self._entries[item.key].story
             return AddResult(story, touched_keys=(item.key,))
         self.evict_older_than(now - self.window)
-        entry = self._insert(item, now)
+        result = self._link(self._insert(item, now))
+        if self._provisional is None:
+            return result
+        self._provisional.append(item.key)
+        if self.terms.added < self.warmup_docs:
+            return result
+        return self._settle(item.key, result)
+
+    def _link(self, entry: Entry) -> AddResult:
+        """Join a freshly inserted entry to the best story, or start a new one."""
         vector = self._vector(entry)
         sims = self._candidate_sims(entry, vector)
-        scores = self._story_scores(sims, vector)
+        scores = story_scores(self.linkage, sims, self.story_of, self._stories, vector)
         best = self._pick_story(entry, scores)
         if best is None:
             story_id = self._new_story(entry)
@@ -213,15 +179,49 @@ class StoryIndex:
         touched = self._touched(entry, sims, survivor)
         return AddResult(survivor, tuple(merged), tuple(moved), touched)
 
+    def _settle(self, key: int, result: AddResult) -> AddResult:
+        """The statistics matured: re-check the provisional joins (`stories_warmup`)."""
+        keys = [k for k in self._provisional or () if k in self._entries]
+        self._provisional = None
+        moved = settle(self, keys)
+        if not moved:
+            return result
+        touched = set(result.touched_keys)
+        for story_id in {self._entries[k].story for k in keys}:
+            touched.update(self._stories[story_id].members)
+        moved_keys = tuple(sorted(set(result.moved_keys) | set(moved)))
+        return AddResult(self.story_of(key), result.merged_from, moved_keys, tuple(sorted(touched)))
+
+    def refresh_background(self, key: int) -> None:
+        """Recompute an item's vector and background similarity under current statistics."""
+        entry = self._entries[key]
+        entry.vector = None
+        self._candidate_sims(entry, self._vector(entry))
+
+    def split(self, story_id: str, keys: list[int]) -> str:
+        """Move `keys` out of `story_id` into a new story (id from the first); returns it."""
+        story = self._stories[story_id]
+        story.members = [k for k in story.members if k not in set(keys)]
+        new_id = self._new_story(self._entries[keys[0]])
+        for key in keys[1:]:
+            self._join(self._entries[key], new_id)
+        if self.linkage in ("centroid", "mixed"):
+            story.centroid = {}
+            for key in story.members:
+                self._add_to_centroid(story, self._entries[key])
+        return new_id
+
     def restore(self, item: LinkItem, story_id: str, *, now: datetime) -> None:
         """Put an item back into a known story (rebuilding the index after a restart)."""
         if item.key in self._entries:
             return
         entry = self._insert(item, now)
+        if self.terms.added >= self.warmup_docs:
+            self._provisional = None  # restored stories past the warm-up are final
         story_id = self.resolve(story_id)
         if story_id not in self._stories:
             self._seq += 1
-            self._stories[story_id] = _Story(story_id, self._seq, entry.time)
+            self._stories[story_id] = Story(story_id, self._seq, entry.time)
         self._join(entry, story_id)
 
     def evict_older_than(self, cutoff: datetime) -> None:
@@ -244,11 +244,11 @@ class StoryIndex:
 
     # ----------------------------------------------------------------- internals
 
-    def _insert(self, item: LinkItem, now: datetime) -> _Entry:
+    def _insert(self, item: LinkItem, now: datetime) -> Entry:
         when = now if item.published is None else min(item.published, now)
         counts = extract_terms(item.title, item.excerpt, item.text)
         ents = extract_entities(item.title, item.excerpt, item.text)
-        entry = _Entry(item, when, counts, "", ents)
+        entry = Entry(item, when, counts, "", ents)
         self._entries[item.key] = entry
         self.terms.add(item.key, counts)
         self.entity_stats.add(item.key, ents)
@@ -256,7 +256,7 @@ class StoryIndex:
         heapq.heappush(self._expiry, (when, item.key))
         return entry
 
-    def _candidate_sims(self, entry: _Entry, vector: Vector) -> dict[int, float]:
+    def _candidate_sims(self, entry: Entry, vector: Vector) -> dict[int, float]:
         """Cosine similarity to candidates within the window of the item's time."""
         sims: dict[int, float] = {}
         for other in self.terms.candidates(entry.item.key, vector, self.candidate_limit):
@@ -279,33 +279,7 @@ class StoryIndex:
                 sims[other] = sims[other] - bw * bg
         return sims
 
-    def _story_scores(self, sims: dict[int, float], vector: Vector) -> dict[str, float]:
-        """Score each candidate story by the configured linkage.
-
-        single: best member's similarity; average: sum of similarities over the story's
-        size (members that are not candidates count 0); centroid: cosine to the sum of the
-        members' unit vectors; mixed: the mean of single and centroid.
-        """
-        best: dict[str, float] = {}
-        total: dict[str, float] = {}
-        for other, sim in sims.items():
-            story = self._entries[other].story
-            total[story] = total.get(story, 0.0) + sim
-            best[story] = max(sim, best.get(story, sim))
-        if self.linkage == "single":
-            return best
-        if self.linkage == "average":
-            return {sid: total[sid] / len(self._stories[sid].members) for sid in total}
-        scores: dict[str, float] = {}
-        for sid, top in best.items():
-            cen = self._stories[sid].centroid
-            c = cosine(
-                vector.weights, cen, vector.norm, math.sqrt(sum(w * w for w in cen.values()))
-            )
-            scores[sid] = c if self.linkage == "centroid" else 0.5 * (c + top)
-        return scores
-
-    def _pick_story(self, entry: _Entry, scores: dict[str, float]) -> str | None:
+    def _pick_story(self, entry: Entry, scores: dict[str, float]) -> str | None:
         """The story to join: same webUrl first, else the best story passing the thresholds.
 
         A best score under `merge_threshold` must also beat `ratio` × the runner-up (the
@@ -339,26 +313,29 @@ class StoryIndex:
         """The entity-like tokens of an indexed item (see `aggregator.stories_entities`)."""
         return self._entries[key].entities
 
-    def _new_story(self, entry: _Entry) -> str:
+    def _new_story(self, entry: Entry) -> str:
         story_id = _story_id(entry.item.web_url)
         salt = 0
         while story_id in self._stories or story_id in self._aliases:
             salt += 1
             story_id = _story_id(f"{entry.item.web_url}\n{entry.item.key}\n{salt}")
         self._seq += 1
-        self._stories[story_id] = _Story(story_id, self._seq, entry.time)
+        self._stories[story_id] = Story(story_id, self._seq, entry.time)
         self._join(entry, story_id)
         return story_id
 
-    def _join(self, entry: _Entry, story_id: str) -> None:
+    def _join(self, entry: Entry, story_id: str) -> None:
         story = self._stories[story_id]
         entry.story = story_id
         story.members.append(entry.item.key)
         story.first_time = min(story.first_time, entry.time)
         if self.linkage in ("centroid", "mixed"):
-            v = self._vector(entry)
-            for t, w in v.weights.items():
-                story.centroid[t] = story.centroid.get(t, 0.0) + w / v.norm
+            self._add_to_centroid(story, entry)
+
+    def _add_to_centroid(self, story: Story, entry: Entry) -> None:
+        v = self._vector(entry)
+        for t, w in v.weights.items():
+            story.centroid[t] = story.centroid.get(t, 0.0) + w / v.norm
 
     def _merge(self, linked: Iterable[str]) -> tuple[str, list[str], list[int]]:
         """Merge stories into the oldest; returns (survivor, absorbed ids, moved keys)."""
@@ -381,7 +358,7 @@ class StoryIndex:
             del self._stories[story.id]
         return survivor.id, merged, moved
 
-    def _touched(self, entry: _Entry, sims: dict[int, float], story_id: str) -> tuple[int, ...]:
+    def _touched(self, entry: Entry, sims: dict[int, float], story_id: str) -> tuple[int, ...]:
         """The new item, its story's members, and topic-sharing items similar enough."""
         keys = set(self._stories[story_id].members)
         topics = set(entry.item.topics)

@@ -11,7 +11,8 @@ Sets:
 
 Items are fed to `StoryIndex.add` in publication order with `now` = the item's time (undated
 items last, at the latest time). Stored story ids are rewritten on merges, and related lists
-are recomputed for the `touched_keys` of each add, as the pipeline does. Measures:
+are recomputed for the `touched_keys` of each add, as the pipeline does; `moved_keys`
+(merges, warm-up splits) get their current story id. Measures:
 pairwise P/R/F1, B-cubed P/R/F1 of stories vs labels; related precision (share of entries with
 the same label) and precision@1. "ceiling" is the best pairwise F1 any linker can reach when
 links are limited to the window (labels split where a gap between items exceeds it).
@@ -138,6 +139,10 @@ def run(
             for key in by_story.pop(old, set()):
                 stored[key] = result.story_id
                 by_story[result.story_id].add(key)
+        for key in result.moved_keys:  # merges and warm-up splits
+            by_story[stored[key]].discard(key)
+            stored[key] = index.story_of(key)
+            by_story[stored[key]].add(key)
         stored[labeled.item.key] = result.story_id
         by_story[result.story_id].add(labeled.item.key)
         for key in result.touched_keys if with_related else ():

@@ -14,6 +14,7 @@ from aggregator.stories_entities import extract_entities
 from aggregator.stories_features import extract_terms
 from aggregator.stories_gate import rare_shared
 from aggregator.stories_heat import story_heat
+from aggregator.stories_warmup import settle
 
 T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 
@@ -297,3 +298,26 @@ def test_giveme5w1h_story_f1_floor(eval_dir: Path) -> None:
     scores = ev.cluster_scores(result.stories, truth)  # type: ignore[attr-defined]
     assert scores["F1"] >= 0.82
     assert scores["P"] >= 0.85
+
+
+def test_warm_up_check_splits_a_group_chained_in_by_mistake() -> None:
+    index = seeded_index(warmup_docs=0)
+    stream = [(1, QUAKE), (2, QUAKE2), (3, QUAKE), (4, BUDGET), (5, BUDGET)]
+    for key, content in stream:
+        index.restore(item(key, f"p{key}.example", content), "s-mixed", now=T0)
+    moved = settle(index, [key for key, _ in stream])
+    assert moved == [4, 5]
+    assert index.story_of(1) == index.story_of(3) == "s-mixed"
+    assert index.story_of(4) == index.story_of(5) != "s-mixed"
+
+
+def test_warm_up_check_keeps_a_lone_weak_member_and_reports_moves() -> None:
+    index = seeded_index(warmup_docs=0)
+    for key, content in [(1, QUAKE), (2, QUAKE2), (3, FOOTBALL)]:
+        index.restore(item(key, f"p{key}.example", content), "s-mixed", now=T0)
+    assert settle(index, [1, 2, 3]) == []
+    assert index.story_of(3) == "s-mixed"
+    live = StoryIndex(warmup_docs=3)
+    results = [live.add(item(k, f"p{k}.example", c), now=T0) for k, c in enumerate(FILLERS)]
+    assert all(not r.moved_keys for r in results)
+    assert live._provisional is None
