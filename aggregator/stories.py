@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from aggregator.stories_entities import extract_entities
-from aggregator.stories_features import cosine, extract_terms
+from aggregator.stories_features import cosine, extract_terms, slug_title
 from aggregator.stories_gate import corroborated
 from aggregator.stories_heat import story_heat
 from aggregator.stories_index import TermIndex, Vector
@@ -246,8 +246,11 @@ class StoryIndex:
 
     def _insert(self, item: LinkItem, now: datetime) -> Entry:
         when = now if item.published is None else min(item.published, now)
-        counts = extract_terms(item.title, item.excerpt, item.text)
-        ents = extract_entities(item.title, item.excerpt, item.text)
+        title = item.title
+        if not (title or item.excerpt or item.text):
+            title = slug_title(item.web_url)
+        counts = extract_terms(title, item.excerpt, item.text)
+        ents = extract_entities(title, item.excerpt, item.text)
         entry = Entry(item, when, counts, "", ents)
         self._entries[item.key] = entry
         self.terms.add(item.key, counts)

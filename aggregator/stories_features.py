@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Mapping
+from urllib.parse import urlsplit
 
 TITLE_WEIGHT = 3.0
 EXCERPT_WEIGHT = 2.0
@@ -126,6 +127,22 @@ def extract_terms(title: str, excerpt: str, text: str) -> dict[str, float]:
         ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_TERMS]
         counts = dict(ranked)
     return counts
+
+
+_SLUG_SPLIT = re.compile(r"[-_+.]+")
+
+
+def slug_title(web_url: str) -> str:
+    """Words of the URL's most descriptive path segment ("" when it has none).
+
+    Stands in for the title of an item that has no text at all: news URLs usually carry
+    their headline as a slug (``/rihanna-cousin-shot-dead/``).
+    """
+    segments = [seg for seg in urlsplit(web_url).path.split("/") if seg.count("-") >= 2]
+    if not segments:
+        return ""
+    words = _SLUG_SPLIT.split(max(segments, key=len).rsplit(".", 1)[0])
+    return " ".join(word for word in words if word and not word.isdigit())
 
 
 def tf_weight(count: float) -> float:

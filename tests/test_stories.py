@@ -321,3 +321,27 @@ def test_warm_up_check_keeps_a_lone_weak_member_and_reports_moves() -> None:
     results = [live.add(item(k, f"p{k}.example", c), now=T0) for k, c in enumerate(FILLERS)]
     assert all(not r.moved_keys for r in results)
     assert live._provisional is None
+
+
+def test_slug_title_reads_the_headline_slug_of_a_url() -> None:
+    from aggregator.stories_features import slug_title
+
+    assert slug_title("https://x.test/news/414726-australia-beach-fireworks-injured/") == (
+        "australia beach fireworks injured"
+    )
+    assert slug_title("https://x.test/2017/12/27/cousin-shot-dead.html") == "cousin shot dead"
+    assert slug_title("https://x.test/a/b?id=3") == ""
+
+
+def test_an_item_without_text_links_through_its_url_slug() -> None:
+    from datetime import UTC, datetime
+
+    from aggregator.stories import LinkItem, StoryIndex
+
+    now = datetime(2026, 1, 5, tzinfo=UTC)
+    index = StoryIndex()
+    title = "Rihanna cousin shot dead in Barbados on Boxing Day"
+    first = LinkItem(1, "a.test", "https://a.test/rihanna", now, title, title, title * 3)
+    empty = LinkItem(2, "b.test", "https://b.test/news/rihanna-cousin-shot-dead-barbados/", now, "")
+    index.add(first, now=now)
+    assert index.add(empty, now=now).story_id == index.story_of(1)
