@@ -10,21 +10,20 @@ import asyncio
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from typer.exceptions import TyperException
 
 from aggregator import inspection, operations
+from aggregator.cli_options import ConfigOption, fail, open_store, settings_or_exit
 from aggregator.daemon import run_command
 from aggregator.distributed import worker_command
 from aggregator.errors import AggregatorError, ConfigError
 from aggregator.pipeline import CrawlOptions, crawl
 from aggregator.progress import CrawlProgress, print_explanation, print_summary
 from aggregator.serve import serve_command
-from aggregator.settings import Settings, load_settings
 from aggregator.sources import export_opml_command, import_opml_command, sources_command
 from aggregator.store import Store
 from aggregator.store.migrate import db_upgrade_command
@@ -40,27 +39,6 @@ app = typer.Typer(
     help="Topic-tracking news aggregator: crawl feeds into seed-shaped records and export them.",
 )
 console = Console(stderr=True)
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--config", "-c", help="Config file (default: $AGGREGATOR_CONFIG or config.yaml)."
-    ),
-]
-
-
-def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
-    """Print one clear error line and exit with `code`."""
-    # escape: "sources[3].url" is not markup; soft_wrap: one line however long
-    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-def settings_or_exit(config: Path | None) -> Settings:
-    """Load settings, turning a ConfigError into one line and exit status 2."""
-    try:
-        return load_settings(config)
-    except ConfigError as exc:
-        fail(str(exc))
 
 
 @app.command()
@@ -260,11 +238,6 @@ def explain(
     if explanation is None:
         fail(f"no record with id or URL {key!r}", EXIT_ALTERED)
     print_explanation(Console(), explanation)
-
-
-def open_store(settings: Settings) -> Store:
-    """The configured store."""
-    return Store(settings.storage.url, busy_timeout_seconds=settings.storage.busy_timeout_seconds)
 
 
 app.command("run")(run_command)

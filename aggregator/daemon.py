@@ -39,6 +39,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from aggregator import metrics
+from aggregator.cli_options import ConfigOption
 from aggregator.errors import AggregatorError
 from aggregator.locks import DaemonLock, process_owner
 from aggregator.pipeline import Clock, utc_now
@@ -282,12 +283,7 @@ def _configure_logging() -> None:
 
 
 def run_command(
-    config: Annotated[
-        Path | None,
-        typer.Option(
-            "--config", "-c", help="Config file (default: $AGGREGATOR_CONFIG or config.yaml)."
-        ),
-    ] = None,
+    config: ConfigOption = None,
     http: Annotated[
         str | None,
         typer.Option(

@@ -23,7 +23,6 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Annotated
 
 import procrastinate
@@ -31,6 +30,7 @@ import typer
 from procrastinate.exceptions import AlreadyEnqueued
 from sqlalchemy.engine import make_url
 
+from aggregator.cli_options import ConfigOption
 from aggregator.errors import AggregatorError, ConfigError
 from aggregator.pipeline import Clock, CrawlOptions, crawl, utc_now
 from aggregator.settings import Settings, load_settings
@@ -154,12 +154,7 @@ async def run_worker(settings: Settings, concurrency: int, *, clock: Clock = utc
 
 
 def worker_command(
-    config: Annotated[
-        Path | None,
-        typer.Option(
-            "--config", "-c", help="Config file (default: $AGGREGATOR_CONFIG or config.yaml)."
-        ),
-    ] = None,
+    config: ConfigOption = None,
     concurrency: Annotated[
         int, typer.Option("--concurrency", "-n", min=1, help="Jobs run at once by this worker.")
     ] = 4,

@@ -27,8 +27,8 @@ from aiohttp import hdrs, web
 from prometheus_client import CollectorRegistry
 from rich.console import Console
 
+from aggregator.cli_options import ConfigOption, fail, settings_or_exit
 from aggregator.metrics import REGISTRY, render_metrics
-from aggregator.sources import ConfigOption, fail, settings_or_exit
 from aggregator.store import Store
 
 DatabaseCheck = Callable[[], None]

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 from pydantic import ValidationError
@@ -29,10 +29,11 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from aggregator.cli_options import ConfigOption, fail, open_store, settings_or_exit
 from aggregator.errors import AggregatorError
 from aggregator.export.files import atomic_write
 from aggregator.export.opml import OpmlFeed, OpmlProblem, parse_opml, render_opml
-from aggregator.settings import Settings, SourceSettings, load_settings
+from aggregator.settings import Settings, SourceSettings
 from aggregator.store import SourceState, Store
 from aggregator.store.imported import ImportCounts, ImportedSource
 
@@ -40,13 +41,6 @@ EXIT_USAGE = 2
 EXIT_SOME_SKIPPED = 3
 ENTRIES_WINDOW_DAYS = 7
 _STATE_STYLES = {"ok": "green", "erroring": "yellow", "dead": "bold red", "retired": "dim"}
-
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--config", "-c", help="Config file (default: $AGGREGATOR_CONFIG or config.yaml)."
-    ),
-]
 
 
 def _to_settings(source: ImportedSource) -> SourceSettings | None:
@@ -283,25 +277,6 @@ def render_sources_table(rows: Sequence[SourceHealth], console: Console, now: da
     for row in rows:
         table.add_row(*_row_cells(row, now))
     console.print(table)
-
-
-def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
-    """Print one error line to stderr and exit with `code`."""
-    Console(stderr=True).print(Text.assemble(("error: ", "bold red"), message))
-    raise typer.Exit(code)
-
-
-def open_store(settings: Settings) -> Store:
-    """The Store configured by `settings`."""
-    return Store(settings.storage.url, busy_timeout_seconds=settings.storage.busy_timeout_seconds)
-
-
-def settings_or_exit(config: Path | None) -> Settings:
-    """Load settings, or print the error and exit 2."""
-    try:
-        return load_settings(config)
-    except AggregatorError as exc:
-        fail(str(exc))
 
 
 def sources_command(ctx: typer.Context, config: ConfigOption = None) -> None:

@@ -18,7 +18,6 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
 
 import typer
 from alembic import command
@@ -30,6 +29,7 @@ from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import SQLModel
 
+from aggregator.cli_options import ConfigOption
 from aggregator.errors import AggregatorError, StorageError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
@@ -160,12 +160,7 @@ def ensure_schema(engine: Engine) -> None:
 
 
 def db_upgrade_command(
-    config: Annotated[
-        Path | None,
-        typer.Option(
-            "--config", "-c", help="Config file (default: $AGGREGATOR_CONFIG or config.yaml)."
-        ),
-    ] = None,
+    config: ConfigOption = None,
 ) -> None:
     """Apply the pending schema migrations to the configured database.
 
