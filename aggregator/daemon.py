@@ -40,9 +40,9 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from aggregator import metrics
 from aggregator.cli_options import ConfigOption
+from aggregator.dates import Clock, utc_now
 from aggregator.errors import AggregatorError
 from aggregator.locks import DaemonLock, process_owner
-from aggregator.pipeline import Clock, utc_now
 from aggregator.serve import Readiness, build_app, is_loopback, parse_listen, start_http
 from aggregator.settings import Settings, load_settings
 from aggregator.store import Store

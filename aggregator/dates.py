@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import email.utils
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+
+Clock = Callable[[], datetime]
 
 DEFAULT_SKEW = timedelta(minutes=15)
 EARLIEST_PLAUSIBLE = datetime(1995, 1, 1, tzinfo=UTC)
@@ -18,6 +21,11 @@ _ISO = re.compile(
     r"\s*(Z|UTC|GMT|[+-]\d{2}(?::?\d{2})?)?\s*$",
     re.IGNORECASE,
 )
+
+
+def utc_now() -> datetime:
+    """The current time, aware, in UTC, to the second (the default `Clock`)."""
+    return datetime.now(UTC).replace(microsecond=0)
 
 
 def to_utc(value: datetime) -> datetime:

@@ -31,8 +31,9 @@ from procrastinate.exceptions import AlreadyEnqueued
 from sqlalchemy.engine import make_url
 
 from aggregator.cli_options import ConfigOption
+from aggregator.dates import Clock, utc_now
 from aggregator.errors import AggregatorError, ConfigError
-from aggregator.pipeline import Clock, CrawlOptions, crawl, utc_now
+from aggregator.pipeline import CrawlOptions, crawl
 from aggregator.settings import Settings, load_settings
 from aggregator.store import Store
 

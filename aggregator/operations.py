@@ -16,7 +16,7 @@ from itertools import islice
 from pathlib import Path
 from typing import TextIO
 
-from aggregator.dates import parse_datetime
+from aggregator.dates import parse_datetime, utc_now
 from aggregator.errors import AggregatorError, ConfigError, ExportError, ExtractError
 from aggregator.export.feeds import write_feeds
 from aggregator.export.files import MANIFEST, ExportWriter, atomic_write
@@ -89,8 +89,6 @@ def extract_one(settings: Settings, url: str, html_file: Path | None) -> Record:
         headers: dict[str, str] = {}
     else:
         content, headers, url = asyncio.run(_fetch_page(settings, url))
-    from aggregator.pipeline import utc_now
-
     now = utc_now()
     page = extract_page(content, url, headers=headers, now=now)
     source = SourceSettings(name="extract", url=url if url.startswith("http") else "http://x/")
@@ -144,8 +142,6 @@ def import_paths(
     settings: Settings, store: Store, paths: Iterable[Path], *, recompute: bool = False
 ) -> ImportSummary:
     """Import files into the store; values the files give are kept unless `recompute`."""
-    from aggregator.pipeline import utc_now
-
     files = 0
     records: list[Record] = []
     for path in paths:
@@ -261,8 +257,6 @@ def export_configured(settings: Settings, store: Store) -> list[str]:
 
 def export_feeds(settings: Settings, store: Store) -> str:
     """Write RSS, Atom and JSON Feed files for all published records and for each topic."""
-    from aggregator.pipeline import utc_now
-
     newest = list(islice(store.iter_records(published_only=True), _FEED_WINDOW))
     records = list(_sealed(settings, store, (item.record for item in newest)))
     stats = write_feeds(

@@ -32,9 +32,10 @@ import random
 from collections.abc import Callable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 
 from aggregator import metrics
+from aggregator.dates import Clock, utc_now
 from aggregator.enrich import fetch_page
 from aggregator.errors import AggregatorError, ConfigError
 from aggregator.feeds import parse_feed
@@ -65,13 +66,7 @@ from aggregator.webhooks import WebhookDispatcher, webhook_session
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
 ProgressCallback = Callable[[SourceReport], None]
-
-
-def utc_now() -> datetime:
-    """The current time, aware, in UTC."""
-    return datetime.now(UTC).replace(microsecond=0)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ import asyncio
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path, PurePosixPath
 from typing import Annotated
 
@@ -28,6 +28,7 @@ from prometheus_client import CollectorRegistry
 from rich.console import Console
 
 from aggregator.cli_options import ConfigOption, fail, settings_or_exit
+from aggregator.dates import utc_now
 from aggregator.metrics import REGISTRY, render_metrics
 from aggregator.store import Store
 
@@ -52,10 +53,6 @@ _SECURITY_HEADERS = {
 }
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 @dataclass(frozen=True, slots=True)
 class Readiness:
     """What /readyz checks; every check is an injectable callable.
@@ -68,7 +65,7 @@ class Readiness:
     database: DatabaseCheck | None = None
     heartbeat: Heartbeat | None = None
     max_age: timedelta = timedelta(hours=1)
-    clock: Callable[[], datetime] = field(default=_utc_now)
+    clock: Callable[[], datetime] = field(default=utc_now)
 
 
 class StorePing:
