@@ -21,7 +21,7 @@ from aggregator.errors import StorageError
 from aggregator.models import QualityReason, Record
 from aggregator.store import claims, imported, retention
 from aggregator.store.claims import SourceClaim
-from aggregator.store.convert import reasons_to_json, source_from_row, source_values
+from aggregator.store.convert import source_from_row, source_values
 from aggregator.store.engine import create_store_engine, transaction, writer
 from aggregator.store.identity import chunked
 from aggregator.store.imported import ImportCounts, ImportedSource
@@ -32,7 +32,12 @@ from aggregator.store.retention import ChangeMarker
 from aggregator.store.story_queries import StorySummary, story_summaries
 from aggregator.store.tables import RecordRow, SourceRow
 from aggregator.store.tracking import replace_related, replace_topics
-from aggregator.store.tracking_batch import TrackingUpdate, apply_updates
+from aggregator.store.tracking_batch import (
+    QualityUpdate,
+    TrackingUpdate,
+    apply_to_row,
+    apply_updates,
+)
 from aggregator.store.upsert import upsert_batch
 from aggregator.store.values import SourceState, StoredRecord, UpsertCounts
 
@@ -256,16 +261,9 @@ class Store:
         is_published: bool,
     ) -> None:
         """Set the quality score, its reasons and the published flag of a record."""
-        reasons_json = reasons_to_json(reasons)
-
-        def mutate(_session: Session, row: RecordRow) -> bool:
-            new = (quality, reasons_json, is_published)
-            if (row.quality, row.quality_reasons, row.is_published) == new:
-                return False
-            row.quality, row.quality_reasons, row.is_published = new
-            return True
-
-        self._update(record_id, "set_quality", mutate)
+        score = QualityUpdate(quality, tuple(reasons), is_published)
+        update = TrackingUpdate(record_id, quality=score)
+        self._update(record_id, "set_quality", lambda _s, row: apply_to_row(row, update))
 
     def set_secured_many(self, seals: Sequence[tuple[str, str]]) -> None:
         """Store many (web_url, seal) pairs in one transaction (does not bump updated_at)."""
@@ -293,7 +291,8 @@ class Store:
 
     def set_heat(self, record_id: int, heat: int) -> None:
         """Set the heat of a record (-1 when unknown)."""
-        self._set_field(record_id, "heat", heat)
+        update = TrackingUpdate(record_id, heat=heat)
+        self._update(record_id, "set_heat", lambda _s, row: apply_to_row(row, update))
 
     def _set_field(self, record_id: int, name: str, value: object) -> None:
         def mutate(_session: Session, row: RecordRow) -> bool:

@@ -44,7 +44,7 @@ def apply_updates(session: Session, updates: Sequence[TrackingUpdate], now: date
         row = rows.get(update.record_id)
         if row is None:
             continue
-        if _apply(row, update) or update.record_id in related_changed:
+        if apply_to_row(row, update) or update.record_id in related_changed:
             row.updated_at = now
             changed += 1
     return changed
@@ -78,7 +78,8 @@ def _replace_related(
     return set(stale)
 
 
-def _apply(row: RecordRow, update: TrackingUpdate) -> bool:
+def apply_to_row(row: RecordRow, update: TrackingUpdate) -> bool:
+    """Set the story, heat and quality an update carries on `row`; whether it changed."""
     changed = False
     if update.story_id is not None and row.story_id != update.story_id:
         row.story_id, changed = update.story_id, True
