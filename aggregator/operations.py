@@ -7,19 +7,17 @@ store explicitly and raises only `AggregatorError`s.
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
-from itertools import islice
 from pathlib import Path
 from typing import TextIO
 
 from aggregator.dates import parse_datetime, utc_now
 from aggregator.errors import AggregatorError, ConfigError, ExportError, ExtractError
 from aggregator.export.feeds import write_feeds
-from aggregator.export.files import MANIFEST, ExportWriter, atomic_write
+from aggregator.export.files import MANIFEST, ExportStats, ExportWriter, atomic_write
 from aggregator.export.jsonl import iter_jsonl, record_to_json_line
 from aggregator.export.markdown import parse_markdown, render_markdown
 from aggregator.export.seal import instance_id, load_or_create_key, seal_record, verify_record
@@ -195,13 +193,8 @@ def export_records(
     out_dir = Path(request.out or settings.export.dir)
     writer = ExportWriter(out_dir)
     if request.format == "md":
-        stats = writer.write_markdown(records)
-        return (
-            f"markdown → {out_dir}: {stats.written} written, "
-            f"{stats.unchanged} unchanged, {stats.removed} removed"
-        )
-    changed = writer.write_jsonl(records)
-    return f"jsonl → {out_dir / 'records.jsonl'}: {'written' if changed else 'unchanged'}"
+        return _markdown_summary(out_dir, writer.write_markdown(records))
+    return _jsonl_summary(out_dir, writer.write_jsonl(records))
 
 
 def _export_extended(
@@ -244,24 +237,44 @@ def export_is_stale(settings: Settings, reports: Iterable[SourceReport]) -> bool
 
 
 def export_configured(settings: Settings, store: Store) -> list[str]:
-    """Refresh the public export tree: published records in every configured format."""
+    """Refresh the public export tree: published records in every configured format.
+
+    The published records are read and their seals checked once, then written in each
+    format (the Markdown writer holds them all anyway to name and prune files).
+    """
+    stored = store.iter_records(published_only=True)
+    records = list(_sealed(settings, store, (item.record for item in stored)))
+    out_dir = Path(settings.export.dir)
+    writer = ExportWriter(out_dir)
     summaries = []
     for fmt in settings.export.formats:
         if fmt == "feeds":
-            summaries.append(export_feeds(settings, store))
+            summaries.append(_write_feeds(settings, records[:_FEED_WINDOW]))
+        elif fmt == "md":
+            stats = writer.write_markdown(records)
+            summaries.append(_markdown_summary(out_dir, stats))
         else:
-            request = ExportRequest(fmt, published_only=True)
-            summaries.append(export_records(settings, store, request, stdout=io.StringIO()))
+            changed = writer.write_jsonl(records)
+            summaries.append(_jsonl_summary(out_dir, changed))
     return summaries
 
 
-def export_feeds(settings: Settings, store: Store) -> str:
+def _markdown_summary(out_dir: Path, stats: ExportStats) -> str:
+    return (
+        f"markdown → {out_dir}: {stats.written} written, "
+        f"{stats.unchanged} unchanged, {stats.removed} removed"
+    )
+
+
+def _jsonl_summary(out_dir: Path, changed: bool) -> str:
+    return f"jsonl → {out_dir / 'records.jsonl'}: {'written' if changed else 'unchanged'}"
+
+
+def _write_feeds(settings: Settings, newest: list[Record]) -> str:
     """Write RSS, Atom and JSON Feed files for all published records and for each topic."""
-    newest = list(islice(store.iter_records(published_only=True), _FEED_WINDOW))
-    records = list(_sealed(settings, store, (item.record for item in newest)))
     stats = write_feeds(
         Path(settings.export.dir),
-        records,
+        newest,
         [topic.name for topic in settings.topics],
         size=settings.export.feed_size,
         base_url=settings.export.base_url,
