@@ -8,6 +8,8 @@
                pipeline as `aggregator fetch`, with ``CrawlOptions(source_names=(name,))``
     recovery   every worker also re-queues the jobs of workers whose heartbeat stopped
                (killed with -9, host lost): procrastinate's stalled-job recovery
+    cleanup    and, once an hour, deletes finished crawl jobs: succeeded ones after a day,
+               failed, cancelled or aborted ones after a week (kept longer for diagnosis)
 
 Exactly once: records are keyed by the store's unique identities (native ON CONFLICT), a
 retried job re-reads the feed and finds its entries stored (unchanged), and the source
@@ -43,6 +45,9 @@ TASK_NAME = "crawl_source"
 QUEUE = "crawl"
 CONTEXT_KEY = "aggregator"
 EXIT_USAGE = 2
+SUCCEEDED_JOBS_KEPT_HOURS = 24
+FAILED_JOBS_KEPT_HOURS = 7 * 24
+CLEANUP_INTERVAL_S = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,13 +128,34 @@ async def recover_stalled(app: procrastinate.App, stalled_after: float) -> int:
     return count
 
 
+async def remove_finished_jobs(app: procrastinate.App) -> None:
+    """Delete the crawl queue's finished jobs (and their events) once they are old enough.
+
+    Every worker does this; the DELETE is idempotent, so several at once are harmless.
+    """
+    manager = app.job_manager
+    await manager.delete_old_jobs(nb_hours=SUCCEEDED_JOBS_KEPT_HOURS, queue=QUEUE)
+    await manager.delete_old_jobs(
+        nb_hours=FAILED_JOBS_KEPT_HOURS,
+        queue=QUEUE,
+        include_failed=True,
+        include_cancelled=True,
+        include_aborted=True,
+    )
+
+
 async def _recovery_loop(app: procrastinate.App, stalled_after: float) -> None:
+    loop = asyncio.get_running_loop()
+    next_cleanup = loop.time()
     while True:
         await asyncio.sleep(max(0.5, stalled_after / 3))
         try:
             await recover_stalled(app, stalled_after)
-        except Exception:  # keep recovering: one failed pass must not stop the worker
-            log.exception("stalled-job recovery failed")
+            if loop.time() >= next_cleanup:
+                await remove_finished_jobs(app)
+                next_cleanup = loop.time() + CLEANUP_INTERVAL_S
+        except Exception:  # keep going: one failed pass must not stop the worker
+            log.exception("stalled-job recovery or job cleanup failed")
 
 
 async def run_worker(settings: Settings, concurrency: int, *, clock: Clock = utc_now) -> None:

@@ -10,6 +10,7 @@ import json
 import signal
 from collections.abc import Iterator
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -194,3 +195,50 @@ def test_distributed_mode_needs_postgresql() -> None:
     with pytest.raises(ConfigError):
         conninfo("sqlite:///data/a.db")
     assert conninfo("postgresql+psycopg://u:p@127.0.0.1:5/db") == "postgresql://u:p@127.0.0.1:5/db"
+
+
+def test_finished_jobs_are_deleted_once_old_enough(
+    corpus: tuple[Path, SlowWeb], pg_url: str, tmp_path: Path
+) -> None:
+    from sqlalchemy import create_engine, text
+
+    from aggregator.distributed import make_app, remove_finished_jobs
+
+    root, _ = corpus
+    settings = load_settings(cluster_config(tmp_path, root, pg_url))
+    names = [source.name for source in settings.sources][:5]
+    with Store(pg_url) as store:
+        asyncio.run(defer_due(settings, store, names, next_check=datetime(2030, 1, 1, tzinfo=UTC)))
+    ids = {row["source"]: row["id"] for row in job_rows(pg_url)}
+    # (status, hours since it finished) per source; "todo" jobs are never touched
+    fates = {
+        names[0]: ("succeeded", 30),
+        names[1]: ("succeeded", 2),
+        names[2]: ("failed", 30),
+        names[3]: ("failed", 200),
+        names[4]: ("todo", 500),
+    }
+    engine = create_engine(pg_url)
+    with engine.begin() as connection:
+        for name, (status, hours) in fates.items():
+            job = {"id": ids[name], "status": status, "hours": hours}
+            connection.execute(
+                text("UPDATE procrastinate_jobs SET status = :status WHERE id = :id"), job
+            )
+            connection.execute(
+                text(
+                    "UPDATE procrastinate_events SET at = now() - make_interval(hours => :hours)"
+                    " WHERE job_id = :id"
+                ),
+                job,
+            )
+    engine.dispose()
+
+    async def clean() -> None:
+        app = make_app(pg_url)
+        async with app.open_async():
+            await remove_finished_jobs(app)
+
+    asyncio.run(clean())
+    left = sorted(row["source"] for row in job_rows(pg_url))
+    assert left == sorted([names[1], names[2], names[4]])
