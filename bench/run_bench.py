@@ -559,11 +559,19 @@ def load_avg() -> str:
 RSS_BEGIN, RSS_END = "<!-- rss-scaling -->", "<!-- /rss-scaling -->"
 
 
+# Everything after this line in docs/benchmarks.md is written by other bench scripts (workers,
+# linking cost) and survives a rewrite of the table above it.
+KEPT_MARK = "<!-- sections below are kept when run_bench.py rewrites the table above -->"
+
+
 def write_doc(path: Path, body: str, rss_section: str | None) -> None:
     old = path.read_text() if path.exists() else ""
+    kept = old[old.index(KEPT_MARK) :].rstrip() + "\n" if KEPT_MARK in old else ""
+    old = old[: old.index(KEPT_MARK)] if KEPT_MARK in old else old
     if rss_section is None and RSS_BEGIN in old and RSS_END in old:
         rss_section = old[old.index(RSS_BEGIN) : old.index(RSS_END) + len(RSS_END)]
     text = body + ("\n" + rss_section + "\n" if rss_section else "")
+    text += ("\n" + kept) if kept else ""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     print(f"wrote {path}", flush=True)
@@ -748,6 +756,8 @@ def main() -> int:
             path = Path(a.doc)
             if path.exists():
                 old = path.read_text()
+                if KEPT_MARK in old:
+                    old = old[: old.index(KEPT_MARK)]
                 if RSS_BEGIN in old and RSS_END in old:
                     old = old[: old.index(RSS_BEGIN)] + old[old.index(RSS_END) + len(RSS_END) :]
                 write_doc(path, old.rstrip() + "\n", section)
