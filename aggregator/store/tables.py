@@ -87,6 +87,7 @@ class RecordRow(SQLModel, table=True):
     text: str = ""
     quality_reasons: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON)
     story_id: str | None = Field(default=None, index=True)
+    link_seq: int | None = Field(default=None, index=True)  # link_counter.seq of last story write
     content_hash: str
     created_at: datetime
     updated_at: datetime = Field(index=True)
@@ -142,3 +143,15 @@ class SourceClaimRow(SQLModel, table=True):
     owner: str
     claimed_at: datetime
     claimed_until: datetime = Field(index=True)
+
+
+class LinkCounterRow(SQLModel, table=True):
+    """One row: the sequence number of the last story-linking batch written to the store.
+
+    A process that keeps a story index in memory compares it with the sequence it last saw,
+    and re-reads only the records written since (`records.link_seq`)."""
+
+    __tablename__ = "link_counter"
+
+    id: int = Field(default=1, primary_key=True)
+    seq: int = 0
