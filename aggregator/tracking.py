@@ -128,7 +128,7 @@ class Tracker:
     ) -> dict[int, TrackingUpdate]:
         assert self.store is not None
         live = sorted(key for key in keys if key in index)
-        stored = self.store.get_records(live)
+        stored = self.store.scoring_records(live)
         limit = self.settings.stories.related_max
         heat: dict[str, int] = {}
         updates: dict[int, TrackingUpdate] = {}
@@ -146,11 +146,11 @@ class Tracker:
         return updates
 
     def _rescored(
-        self, stored: StoredRecord | None, providers: int, *, now: datetime
+        self, stored: Record | None, providers: int, *, now: datetime
     ) -> QualityUpdate | None:
-        if stored is None or not stored.record.quality_reasons:
+        if stored is None or not stored.quality_reasons:
             return None  # imported scores are kept as given
-        scored = self._scored(stored.record, now=now, providers=providers)
+        scored = self._scored(stored, now=now, providers=providers)
         return QualityUpdate(scored.quality, scored.quality_reasons, scored.is_published)
 
     def _story_index(self, now: datetime) -> StoryIndex:

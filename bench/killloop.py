@@ -157,7 +157,7 @@ def kill_loop(
     while report.kills < kills and rounds < kills * 3:  # bounded even if runs finish early
         rounds += 1
         if rounds % epoch == 1 and rounds > 1:
-            shutil.rmtree(workdir / "data")
+            shutil.rmtree(workdir / "data", ignore_errors=True)
             shutil.rmtree(workdir / "export", ignore_errors=True)
             report.counts.append(0)
         delay = rng.uniform(0.2, max_delay)

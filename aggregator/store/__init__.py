@@ -7,9 +7,13 @@
       .known_guids / .find_by_urls  identity look-ups for the crawler and the linker
       .get/save_source_state        → SourceState (conditional GET, health, schedule)
       .set_related/topics/quality/story/heat   small updaters for the tracking layer
+      .apply_tracking(updates)      story, heat, related, quality of many records at once
+      .scoring_records(ids)         what quality rescoring reads of stored records
 
 Modules: tables (rows), convert (rows ↔ models, content hash), identity (upsert matching),
-upsert, tracking (updaters), queries (bulk loading, paging), engine (pragmas, transactions).
+upsert (batch planning), bulk (Core executemany writes), native (ON CONFLICT inserts),
+tracking and tracking_batch (updaters), scoring, queries (bulk loading, paging), engine
+(pragmas, transactions).
 """
 
 from aggregator.store.convert import content_hash

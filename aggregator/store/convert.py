@@ -1,6 +1,6 @@
 """Conversions between the frozen model values and database rows, and the content hash.
 
-Upsert policy (see `apply_record`): the incoming record wins for every public field and
+Upsert policy (see `record_values`): the incoming record wins for every public field and
 for its provenance; `story_id`, `created_at` and computed related links are kept.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, fields
 from datetime import UTC, datetime
 from typing import Any
@@ -107,63 +107,62 @@ def content_hash(record: Record) -> str:
     return hashlib.sha256(encoded.encode("utf-8")).hexdigest()
 
 
-def new_record_row(record: Record, digest: str, now: datetime) -> RecordRow:
-    """A fresh row for `record` (no id yet)."""
-    row = RecordRow(
-        web_url=record.web_url,
-        title=record.title,
-        provider_name=record.provider.name,
-        provider_domain=record.provider.domain,
-        content_hash=digest,
-        created_at=now,
-        updated_at=now,
-    )
-    apply_record(row, record, digest, now)
-    return row
+RowValues = dict[str, Any]
+"""Column name → value of one ``records`` row, as the bulk upsert keeps it in memory."""
 
 
-def apply_record(
-    row: RecordRow,
+def new_record_values(record: Record, digest: str, now: datetime) -> RowValues:
+    """The column values of a fresh row for `record` (no id yet)."""
+    values: RowValues = {"created_at": now, "story_id": None, "page_attempts": 0}
+    values.update(record_values(record, digest, now))
+    return values
+
+
+def record_values(
     record: Record,
     digest: str,
     now: datetime,
     *,
     keep_web_url: bool = False,
     keep_identity: bool = False,
-) -> None:
-    """Copy `record` onto `row`: the incoming record wins for public fields and provenance.
+) -> RowValues:
+    """The columns an upsert of `record` writes: the incoming record wins for public fields
+    and provenance.
 
-    `keep_web_url` keeps the row's web_url when another row owns the incoming one;
-    `keep_identity` keeps the row's source_name, guid, feed_url and entry_hash.
+    `keep_web_url` leaves out web_url (another row owns the incoming one); `keep_identity`
+    leaves out source_name, guid, feed_url, entry_hash and page_pending.
     """
-    if not keep_web_url:
-        row.web_url = record.web_url
+    values: RowValues = {} if keep_web_url else {"web_url": record.web_url}
     if not keep_identity:
-        row.source_name = record.provenance.source_name
-        row.guid = record.provenance.guid or None
-        row.feed_url = record.provenance.feed_url
-        row.entry_hash = record.provenance.entry_hash
-        row.page_pending = record.provenance.page_pending
-    row.amp_web_url = record.amp_web_url
-    row.cdn_amp_web_url = record.cdn_amp_web_url
-    row.category = record.category
-    row.title = record.title
-    row.title_key = title_key(record.title)
-    row.text_hash = text_fingerprint(record.excerpt, record.text)
-    row.excerpt = record.excerpt
-    row.published_at = utc(record.published)
-    row.type = record.type
-    row.quality = record.quality
-    row.heat = record.heat
-    row.is_published = record.is_published
-    row.provider_name = record.provider.name
-    row.provider_domain = record.provider.domain
-    row.secured = record.secured
-    row.fetched_at = utc(record.provenance.fetched_at)
-    row.text = record.text
-    row.quality_reasons = reasons_to_json(record.quality_reasons)
-    row.content_hash = digest
-    row.updated_at = now
+        provenance = record.provenance
+        values["source_name"] = provenance.source_name
+        values["guid"] = provenance.guid or None
+        values["feed_url"] = provenance.feed_url
+        values["entry_hash"] = provenance.entry_hash
+        values["page_pending"] = provenance.page_pending
+    values.update(
+        amp_web_url=record.amp_web_url,
+        cdn_amp_web_url=record.cdn_amp_web_url,
+        category=record.category,
+        title=record.title,
+        title_key=title_key(record.title),
+        text_hash=text_fingerprint(record.excerpt, record.text),
+        excerpt=record.excerpt,
+        published_at=utc(record.published),
+        type=record.type,
+        quality=record.quality,
+        heat=record.heat,
+        is_published=record.is_published,
+        provider_name=record.provider.name,
+        provider_domain=record.provider.domain,
+        secured=record.secured,
+        fetched_at=utc(record.provenance.fetched_at),
+        text=record.text,
+        quality_reasons=reasons_to_json(record.quality_reasons),
+        content_hash=digest,
+        updated_at=now,
+    )
+    return values
 
 
 def reasons_to_json(reasons: Iterable[QualityReason]) -> list[dict[str, Any]]:
@@ -213,6 +212,36 @@ def _provenance(row: RecordRow) -> Provenance:
         fetched_at=row.fetched_at,
         entry_hash=row.entry_hash,
         page_pending=row.page_pending,
+    )
+
+
+def record_from_values(values: Mapping[str, Any], images: Sequence[Image]) -> Record:
+    """The Record a row holds, from its column values and its images (no topics or related)."""
+    return Record(
+        title=values["title"],
+        web_url=values["web_url"],
+        provider=Provider(name=values["provider_name"], domain=values["provider_domain"]),
+        category=values["category"],
+        excerpt=values["excerpt"],
+        published=utc(values["published_at"]),
+        amp_web_url=values["amp_web_url"],
+        cdn_amp_web_url=values["cdn_amp_web_url"],
+        type=values["type"],
+        quality=values["quality"],
+        heat=values["heat"],
+        is_published=values["is_published"],
+        images=tuple(images),
+        secured=values["secured"],
+        provenance=Provenance(
+            source_name=values["source_name"],
+            feed_url=values["feed_url"],
+            guid=values["guid"] or "",
+            fetched_at=utc(values["fetched_at"]),
+            entry_hash=values["entry_hash"],
+            page_pending=values["page_pending"],
+        ),
+        text=values["text"],
+        quality_reasons=tuple(QualityReason(**reason) for reason in values["quality_reasons"]),
     )
 
 

@@ -7,25 +7,26 @@
     4. else same text fingerprint               any source (`aggregator.dedupe`)
     5. else same provider and near-identical title published within DUPLICATE_WINDOW
 
-`IdentityIndex.load` reads every row that any record of the batch could match, in a few
-chunked queries; the upsert then keeps the index current as it inserts and updates, so
+`IdentityIndex.load` reads the column values of every row that any record of the batch
+could match, in one query per CHUNK records; the upsert then keeps the index current as it
+plans inserts and updates (rows to insert carry placeholder ids, see `PENDING_ID_BASE`), so
 two records of one batch with the same identity collapse into one row.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TypeVar
 
-from sqlmodel import Session, col, select
-from sqlmodel.sql.expression import SelectOfScalar
+from sqlalchemy import ColumnElement, Connection, Table, and_, or_, select
 
 from aggregator.dedupe import DUPLICATE_WINDOW, text_fingerprint, title_key
 from aggregator.models import Record
-from aggregator.store.convert import utc
+from aggregator.store.convert import RowValues, utc
 from aggregator.store.tables import RecordRow
 
 CHUNK = 500
+_RECORDS: Table = RecordRow.__table__  # type: ignore[attr-defined]
 MIN_TITLE_WORDS = 4
 _T = TypeVar("_T")
 
@@ -42,11 +43,21 @@ def chunked(items: Iterable[_T], size: int = CHUNK) -> Iterator[list[_T]]:
         yield batch
 
 
+PENDING_ID_BASE = 1 << 62
+"""Rows a batch is about to insert get ids from here on: after every stored id, like the
+ids the database will give them, and never confused with one."""
+
+
+def is_pending(row_id: int) -> bool:
+    """Whether `row_id` is the placeholder id of a row not inserted yet."""
+    return row_id >= PENDING_ID_BASE
+
+
 class IdentityIndex:
-    """Rows a batch may touch, keyed by the three identities."""
+    """Rows a batch may touch (column values by id), keyed by the three identities."""
 
     def __init__(self) -> None:
-        self.rows: dict[int, RecordRow] = {}
+        self.rows: dict[int, RowValues] = {}
         self._by_guid: dict[tuple[str, str], int] = {}
         self._by_url: dict[str, int] = {}
         self._by_amp: dict[str, int] = {}
@@ -54,84 +65,65 @@ class IdentityIndex:
         self._by_title: dict[tuple[str, str], set[int]] = {}
 
     @classmethod
-    def load(cls, session: Session, records: Sequence[Record]) -> IdentityIndex:
-        """Read the stored rows that match any identity of `records`."""
+    def load(cls, connection: Connection, records: Sequence[Record]) -> IdentityIndex:
+        """Read the stored rows that match any identity of `records` (one query per chunk)."""
         index = cls()
-        guids: dict[str, set[str]] = {}
-        for record in records:
-            if record.provenance.guid:
-                guids.setdefault(record.provenance.source_name, set()).add(record.provenance.guid)
-        for source_name, source_guids in guids.items():
-            for part in chunked(sorted(source_guids)):
-                index._read(
-                    session,
-                    select(RecordRow).where(
-                        col(RecordRow.source_name) == source_name, col(RecordRow.guid).in_(part)
-                    ),
-                )
-        urls = {r.web_url for r in records} | {r.amp_web_url for r in records if r.amp_web_url}
-        texts = {text_fingerprint(r.excerpt, r.text) for r in records} - {""}
-        titles = {title_key(r.title) for r in records} - {""}
-        for column, values in (
-            (RecordRow.web_url, urls),
-            (RecordRow.amp_web_url, urls),
-            (RecordRow.text_hash, texts),
-            (RecordRow.title_key, titles),
-        ):
-            for part in chunked(sorted(values)):
-                index._read(session, select(RecordRow).where(col(column).in_(part)))
+        for part in chunked(records):
+            for row in connection.execute(select(_RECORDS).where(or_(*_identity_terms(part)))):
+                index.add(dict(row._mapping))
         return index
 
-    def _read(self, session: Session, statement: SelectOfScalar[RecordRow]) -> None:
-        for row in session.exec(statement):
-            self.add(row)
-
-    def add(self, row: RecordRow) -> None:
+    def add(self, row: RowValues) -> None:
         """Index `row` under its current identities (lowest id wins a shared AMP URL)."""
-        assert row.id is not None
-        self.rows[row.id] = row
-        if row.guid:
-            self._by_guid[(row.source_name, row.guid)] = row.id
-        self._by_url[row.web_url] = row.id
-        if row.amp_web_url:
-            current = self._by_amp.get(row.amp_web_url)
-            if current is None or row.id < current:
-                self._by_amp[row.amp_web_url] = row.id
-        if row.text_hash:
-            self._by_text.setdefault(row.text_hash, row.id)
-        if row.title_key:
-            self._by_title.setdefault((row.provider_domain, row.title_key), set()).add(row.id)
+        row_id: int = row["id"]
+        self.rows[row_id] = row
+        if row["guid"]:
+            self._by_guid[(row["source_name"], row["guid"])] = row_id
+        self._by_url[row["web_url"]] = row_id
+        amp = row["amp_web_url"]
+        if amp:
+            current = self._by_amp.get(amp)
+            if current is None or row_id < current:
+                self._by_amp[amp] = row_id
+        if row["text_hash"]:
+            self._by_text.setdefault(row["text_hash"], row_id)
+        if row["title_key"]:
+            self._by_title.setdefault((row["provider_domain"], row["title_key"]), set()).add(row_id)
 
-    def discard(self, row: RecordRow) -> None:
+    def discard(self, row: RowValues) -> None:
         """Forget `row`'s identities (before it changes them)."""
-        if row.guid and self._by_guid.get((row.source_name, row.guid)) == row.id:
-            del self._by_guid[(row.source_name, row.guid)]
-        if self._by_url.get(row.web_url) == row.id:
-            del self._by_url[row.web_url]
-        if row.amp_web_url and self._by_amp.get(row.amp_web_url) == row.id:
-            del self._by_amp[row.amp_web_url]
+        row_id = row["id"]
+        guid_key = (row["source_name"], row["guid"])
+        if row["guid"] and self._by_guid.get(guid_key) == row_id:
+            del self._by_guid[guid_key]
+        if self._by_url.get(row["web_url"]) == row_id:
+            del self._by_url[row["web_url"]]
+        amp = row["amp_web_url"]
+        if amp and self._by_amp.get(amp) == row_id:
+            del self._by_amp[amp]
             for other in self.rows.values():
-                if other is not row and other.amp_web_url == row.amp_web_url:
+                if other is not row and other["amp_web_url"] == amp:
                     self.add(other)
-        if row.text_hash and self._by_text.get(row.text_hash) == row.id:
-            del self._by_text[row.text_hash]
-        self._by_title.get((row.provider_domain, row.title_key), set()).discard(row.id)
+        if row["text_hash"] and self._by_text.get(row["text_hash"]) == row_id:
+            del self._by_text[row["text_hash"]]
+        self._by_title.get((row["provider_domain"], row["title_key"]), set()).discard(row_id)
 
-    def match(self, record: Record) -> RecordRow | None:
+    def match(self, record: Record) -> RowValues | None:
         """The row `record` is, by the identity rules; None when it is new."""
         return self.match_rule(record)[0]
 
-    def match_rule(self, record: Record) -> tuple[RecordRow | None, int]:
+    def match_rule(self, record: Record) -> tuple[RowValues | None, int]:
         """The matching row and the ladder step (1–5) that matched; (None, 0) when new."""
         guid = record.provenance.guid
-        steps = (
-            self._by_guid.get((record.provenance.source_name, guid)) if guid else None,
-            self._by_url.get(record.web_url),
-            self._match_amp(record),
-            self._by_text.get(text_fingerprint(record.excerpt, record.text)),
-            self._match_title(record),
+        steps: tuple[Callable[[], int | None], ...] = (
+            lambda: self._by_guid.get((record.provenance.source_name, guid)) if guid else None,
+            lambda: self._by_url.get(record.web_url),
+            lambda: self._match_amp(record),
+            lambda: self._by_text.get(text_fingerprint(record.excerpt, record.text)),
+            lambda: self._match_title(record),
         )
-        for step, row_id in enumerate(steps, start=1):
+        for step, lookup in enumerate(steps, start=1):
+            row_id = lookup()
             if row_id is not None:
                 return self.rows[row_id], step
         return None, 0
@@ -148,7 +140,7 @@ class IdentityIndex:
         if published is None or len(key[1].split()) < MIN_TITLE_WORDS:
             return None  # short or undated titles ("Morning briefing") are not evidence
         for row_id in sorted(self._by_title.get(key, ())):
-            stored = utc(self.rows[row_id].published_at)
+            stored = utc(self.rows[row_id]["published_at"])
             if stored is not None and abs(published - stored) <= DUPLICATE_WINDOW:
                 return row_id
         return None
@@ -160,3 +152,28 @@ class IdentityIndex:
     def guid_owner(self, source_name: str, guid: str) -> int | None:
         """The id of the row holding (source_name, guid), if any."""
         return self._by_guid.get((source_name, guid)) if guid else None
+
+
+def _identity_terms(records: Sequence[Record]) -> list[ColumnElement[bool]]:
+    """WHERE terms that select every stored row any of `records` could match."""
+    columns = _RECORDS.c
+    guids: dict[str, set[str]] = {}
+    for record in records:
+        if record.provenance.guid:
+            guids.setdefault(record.provenance.source_name, set()).add(record.provenance.guid)
+    terms = [
+        and_(columns.source_name == source_name, columns.guid.in_(sorted(source_guids)))
+        for source_name, source_guids in sorted(guids.items())
+    ]
+    urls = {r.web_url for r in records} | {r.amp_web_url for r in records if r.amp_web_url}
+    texts = {text_fingerprint(r.excerpt, r.text) for r in records} - {""}
+    titles = {title_key(r.title) for r in records} - {""}
+    for column, values in (
+        (columns.web_url, urls),
+        (columns.amp_web_url, urls),
+        (columns.text_hash, texts),
+        (columns.title_key, titles),
+    ):
+        if values:
+            terms.append(column.in_(sorted(values)))
+    return terms

@@ -1,50 +1,53 @@
 """Each backend's own ``INSERT … ON CONFLICT``, so writers never read-then-write a unique key.
 
-    dialect_insert(session, model)   the PostgreSQL or SQLite insert construct for `model`
-    insert_record_row(session, row)  insert a new records row unless another transaction
-                                     already stored one of its unique keys (web_url, or
-                                     source+guid); True when inserted, the row then persistent
+    dialect_insert(session, model)      the PostgreSQL or SQLite insert construct for `model`
+    insert_new_rows(connection, rows)   insert many records rows in one executemany, skipping
+                                        any whose unique key (web_url, or source+guid) another
+                                        transaction already stored; → web_url → new id
     upsert_by_name(session, model, values)   insert or update the row keyed by ``name``
 
 On PostgreSQL a conflicting insert waits for the other transaction: when that commits, the
-insert does nothing and the caller re-reads the winner (READ COMMITTED sees it) and updates
-it instead. SQLite serialises writers (``BEGIN IMMEDIATE``), so there it never conflicts.
+insert does nothing and the caller sees the row missing from the answer (then re-reads the
+winner, which READ COMMITTED shows, and updates it instead). SQLite serialises writers
+(``BEGIN IMMEDIATE``), so there it never conflicts.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+from sqlalchemy import Connection, Table
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import make_transient_to_detached
 from sqlmodel import Session, SQLModel
 
+from aggregator.store.convert import RowValues
 from aggregator.store.tables import RecordRow
 
+_RECORDS: Table = RecordRow.__table__  # type: ignore[attr-defined]
 
-def dialect_insert(session: Session, model: type[SQLModel]) -> Any:
+
+def dialect_insert(session: Session | Connection, model: type[SQLModel] | Table) -> Any:
     """``INSERT INTO model`` in the dialect of `session`'s bind (supports ON CONFLICT)."""
-    if session.get_bind().dialect.name == "postgresql":
+    bind = session.get_bind() if isinstance(session, Session) else session
+    if bind.dialect.name == "postgresql":
         return postgresql.insert(model)
     return sqlite.insert(model)
 
 
-def insert_record_row(session: Session, row: RecordRow) -> bool:
-    """Insert `row` (its id comes back) or do nothing when a unique key is already taken."""
-    values = row.model_dump(exclude={"id"})
+def insert_new_rows(connection: Connection, rows: Sequence[RowValues]) -> dict[str, int]:
+    """Insert `rows` (without their ``id``) in one executemany; web_url → id of each row
+    inserted. A row whose unique key is already taken is skipped and missing from the answer."""
+    if not rows:
+        return {}
     statement = (
-        dialect_insert(session, RecordRow)
-        .values(**values)
+        dialect_insert(connection, _RECORDS)
         .on_conflict_do_nothing()
-        .returning(RecordRow.__table__.c.id)  # type: ignore[attr-defined]
+        .returning(_RECORDS.c.id, _RECORDS.c.web_url)
     )
-    new_id = session.execute(statement).scalar_one_or_none()
-    if new_id is None:
-        return False
-    row.id = int(new_id)
-    make_transient_to_detached(row)
-    session.add(row)
-    return True
+    params = [{key: value for key, value in row.items() if key != "id"} for row in rows]
+    result = connection.execute(statement, params)
+    return {web_url: int(row_id) for row_id, web_url in result}
 
 
 def upsert_by_name(session: Session, model: type[SQLModel], values: dict[str, Any]) -> None:

@@ -15,11 +15,12 @@ from types import TracebackType
 
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import Session, col, func, or_, select, update
+from sqlmodel import Session, col, func, or_, select
 
 from aggregator.errors import StorageError
 from aggregator.models import QualityReason, Record
 from aggregator.store import claims, imported, retention
+from aggregator.store.bulk import set_secured_by_url
 from aggregator.store.claims import SourceClaim
 from aggregator.store.convert import source_from_row, source_values
 from aggregator.store.engine import create_store_engine, transaction, writer
@@ -29,6 +30,7 @@ from aggregator.store.migrate import ensure_schema
 from aggregator.store.native import dialect_insert, upsert_by_name
 from aggregator.store.queries import RecordFilter, iter_stored, load_stored, rows_by_id
 from aggregator.store.retention import ChangeMarker
+from aggregator.store.scoring import scoring_records
 from aggregator.store.story_queries import StorySummary, story_summaries
 from aggregator.store.tables import RecordRow, SourceRow
 from aggregator.store.tracking import replace_related, replace_topics
@@ -234,6 +236,12 @@ class Store:
             rows = list(rows_by_id(session, ids).values())
             return {stored.id: stored for stored in load_stored(session, rows)}
 
+    def scoring_records(self, ids: Iterable[int]) -> dict[int, Record]:
+        """id → the stored record as quality scoring sees it: every field but `text`,
+        `topics` and `related` (left empty), in two queries per 500 ids."""
+        with transaction(self._engine, "scoring_records") as session:
+            return scoring_records(session.connection(), ids)
+
     def apply_tracking(self, updates: Sequence[TrackingUpdate]) -> int:
         """Apply story, heat, related and quality updates in ONE transaction; rows changed."""
         if not updates:
@@ -270,12 +278,7 @@ class Store:
         if not seals:
             return
         with transaction(self._writer, "set_secured_many") as session:
-            for web_url, secured in seals:
-                session.execute(
-                    update(RecordRow)
-                    .where(col(RecordRow.web_url) == web_url)
-                    .values(secured=secured)
-                )
+            set_secured_by_url(session.connection(), seals)
 
     def set_secured(self, web_url: str, secured: str) -> None:
         """Store the seal of the record at `web_url` (does not bump updated_at)."""

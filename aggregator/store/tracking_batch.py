@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlmodel import Session, col, delete, insert
+from sqlalchemy import Connection, select
+from sqlmodel import Session
 
 from aggregator.models import QualityReason
-from aggregator.store.convert import reasons_to_json
+from aggregator.store.bulk import RECORDS, RELATED, delete_children, insert_rows, update_rows
+from aggregator.store.convert import RowValues, reasons_to_json
 from aggregator.store.identity import chunked
-from aggregator.store.queries import children_by_record, rows_by_id
-from aggregator.store.tables import RecordRow, RelatedRow
+from aggregator.store.tables import RecordRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,23 +37,47 @@ class TrackingUpdate:
     quality: QualityUpdate | None = None
 
 
+_TRACKED = ("story_id", "heat", "quality", "quality_reasons", "is_published")
+
+
 def apply_updates(session: Session, updates: Sequence[TrackingUpdate], now: datetime) -> int:
-    """Apply `updates` (unknown ids are skipped); return how many rows changed."""
-    rows = rows_by_id(session, (update.record_id for update in updates))
-    related_changed = _replace_related(session, rows, updates)
-    changed = 0
+    """Apply `updates` (unknown ids are skipped); return how many rows changed.
+
+    One read of the tracked columns, one delete and one insert for the related lists that
+    changed, and one executemany per kind of update (the columns it carries) of the rows
+    that changed.
+    """
+    connection = session.connection()
+    rows = _tracked_rows(connection, {update.record_id for update in updates})
+    changed: dict[int, RowValues] = {
+        record_id: {} for record_id in _replace_related(connection, rows, updates)
+    }
     for update in updates:
         row = rows.get(update.record_id)
         if row is None:
             continue
-        if apply_to_row(row, update) or update.record_id in related_changed:
-            row.updated_at = now
-            changed += 1
-    return changed
+        carried = tracked_values(update)
+        if update.record_id in changed or _differs(row, carried):
+            changed.setdefault(update.record_id, {}).update(carried)
+        row.update(carried)
+    writes = [(record_id, {**values, "updated_at": now}) for record_id, values in changed.items()]
+    update_rows(connection, sorted(writes, key=lambda write: sorted(write[1])))
+    return len(writes)
+
+
+def _tracked_rows(connection: Connection, record_ids: Iterable[int]) -> dict[int, RowValues]:
+    """The tracked columns of each stored record among `record_ids`."""
+    columns = [RECORDS.c.id, *(RECORDS.c[name] for name in _TRACKED)]
+    found: dict[int, RowValues] = {}
+    for part in chunked(sorted(record_ids)):
+        for row in connection.execute(select(*columns).where(RECORDS.c.id.in_(part))):
+            values = dict(row._mapping)
+            found[values.pop("id")] = values
+    return found
 
 
 def _replace_related(
-    session: Session, rows: Mapping[int, RecordRow], updates: Sequence[TrackingUpdate]
+    connection: Connection, rows: Mapping[int, RowValues], updates: Sequence[TrackingUpdate]
 ) -> set[int]:
     """Replace the related links of every updated record whose list changed, in bulk."""
     wanted = {
@@ -59,36 +85,63 @@ def _replace_related(
         for u in updates
         if u.related is not None and u.record_id in rows
     }
-    current = children_by_record(session, RelatedRow, wanted)
+    current = _related_entries(connection, wanted)
     stale = [
         record_id
         for record_id, ids in wanted.items()
-        if [(e.related_record_id, e.snapshot) for e in current.get(record_id, [])]
-        != [(i, None) for i in ids]
+        if current.get(record_id, []) != [(i, False) for i in ids]
     ]
-    for part in chunked(stale):
-        session.execute(delete(RelatedRow).where(col(RelatedRow.record_id).in_(part)))
+    delete_children(connection, RELATED, stale)
     links = [
         {"record_id": record_id, "position": position, "related_record_id": related_id}
         for record_id in stale
         for position, related_id in enumerate(wanted[record_id])
     ]
-    if links:
-        session.execute(insert(RelatedRow), links)
+    insert_rows(connection, RELATED, links)
     return set(stale)
+
+
+def _related_entries(
+    connection: Connection, record_ids: Iterable[int]
+) -> dict[int, list[tuple[int | None, bool]]]:
+    """(linked record id, has a snapshot) of each related entry of `record_ids`, in order."""
+    columns = RELATED.c
+    has_snapshot = columns.snapshot.is_not(None)
+    grouped: dict[int, list[tuple[int | None, bool]]] = {}
+    for part in chunked(sorted(set(record_ids))):
+        statement = (
+            select(columns.record_id, columns.related_record_id, has_snapshot)
+            .where(columns.record_id.in_(part))
+            .order_by(columns.record_id, columns.position)
+        )
+        for record_id, related_id, snapshot in connection.execute(statement):
+            grouped.setdefault(record_id, []).append((related_id, bool(snapshot)))
+    return grouped
+
+
+def tracked_values(update: TrackingUpdate) -> RowValues:
+    """The tracked columns `update` sets (its None fields are left out)."""
+    wanted: RowValues = {}
+    if update.story_id is not None:
+        wanted["story_id"] = update.story_id
+    if update.heat is not None:
+        wanted["heat"] = update.heat
+    if update.quality is not None:
+        quality = update.quality
+        wanted["quality"] = quality.score
+        wanted["quality_reasons"] = reasons_to_json(quality.reasons)
+        wanted["is_published"] = quality.is_published
+    return wanted
+
+
+def _differs(current: Mapping[str, Any], values: Mapping[str, Any]) -> bool:
+    return any(current[name] != value for name, value in values.items())
 
 
 def apply_to_row(row: RecordRow, update: TrackingUpdate) -> bool:
     """Set the story, heat and quality an update carries on `row`; whether it changed."""
-    changed = False
-    if update.story_id is not None and row.story_id != update.story_id:
-        row.story_id, changed = update.story_id, True
-    if update.heat is not None and row.heat != update.heat:
-        row.heat, changed = update.heat, True
-    if update.quality is not None:
-        quality = update.quality
-        new = (quality.score, reasons_to_json(quality.reasons), quality.is_published)
-        if (row.quality, row.quality_reasons, row.is_published) != new:
-            row.quality, row.quality_reasons, row.is_published = new
-            changed = True
-    return changed
+    values = tracked_values(update)
+    changes = {name: value for name, value in values.items() if getattr(row, name) != value}
+    for name, value in changes.items():
+        setattr(row, name, value)
+    return bool(changes)

@@ -1,4 +1,4 @@
-"""Upserting one record inside a batch transaction (see `Store.upsert_records`).
+"""Upserting a batch of records in one transaction (see `Store.upsert_records`).
 
 Policy, kept simple on purpose:
 
@@ -14,6 +14,16 @@ Policy, kept simple on purpose:
   of its own (source_name, guid), so the crawler does not refetch its page next time.
 * A unique value already held by another row (web_url, or source+guid) is not moved:
   the matched row keeps its old value rather than failing the batch.
+
+How: `IdentityIndex.load` reads every row the batch could match in one query; `BatchPlan`
+then walks the records in order entirely in memory, exactly as if each were written before
+the next is matched, and collects the writes; `_write` sends them as a few executemany
+statements: updates of stored rows (in batch order), child deletes, the new rows (``INSERT
+… ON CONFLICT DO NOTHING RETURNING``), their children. Updates go first: a stored row only
+takes a URL or guid no other row of the index holds, and a new row's final URL or guid is
+one no stored row holds at the end, so neither step can hit a unique key of the other.
+When a concurrent transaction stored one of the new rows' keys first (PostgreSQL), the
+whole batch is rolled back to its savepoint and planned again against the winner.
 """
 
 from __future__ import annotations
@@ -21,169 +31,146 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
-from sqlmodel import Session, col, delete, insert, select
+from sqlalchemy import Connection, select
+from sqlmodel import Session
 
 from aggregator.dedupe import richer
 from aggregator.errors import StorageError
-from aggregator.models import Record
-from aggregator.store.convert import (
-    apply_record,
-    content_hash,
-    image_rows,
-    new_record_row,
-    snapshot_rows,
-    stored_from_row,
-    topic_rows,
+from aggregator.models import Image, Record
+from aggregator.store.bulk import (
+    IMAGES,
+    RELATED,
+    TOPICS,
+    PendingChildren,
+    delete_children,
+    update_rows,
 )
-from aggregator.store.identity import IdentityIndex
-from aggregator.store.native import insert_record_row
-from aggregator.store.tables import ImageRow, RecordRow, RelatedRow, TopicRow
+from aggregator.store.convert import (
+    RowValues,
+    content_hash,
+    new_record_values,
+    record_from_values,
+    record_values,
+)
+from aggregator.store.identity import PENDING_ID_BASE, IdentityIndex, is_pending
+from aggregator.store.native import insert_new_rows
 
 Outcome = Literal["new", "updated", "unchanged"]
-_Rows = dict[int, list[dict[str, Any]]]
-
-
-class PendingChildren:
-    """Images, topics and related rows of a batch, bulk-inserted once at the end."""
-
-    def __init__(self) -> None:
-        self.images: _Rows = {}
-        self.topics: _Rows = {}
-        self.related: _Rows = {}
-
-    def put(self, record_id: int, record: Record, *, related: bool) -> None:
-        """Make `record`'s children the ones to write for `record_id` (later calls win)."""
-        self.images[record_id] = image_rows(record_id, record.images)
-        self.topics[record_id] = topic_rows(record_id, record.topics)
-        if related:
-            self.related[record_id] = snapshot_rows(record_id, record.related)
-
-    def write(self, session: Session) -> None:
-        """Insert every pending child row (executemany per table)."""
-        tables: list[tuple[Any, _Rows]] = [
-            (ImageRow, self.images),
-            (TopicRow, self.topics),
-            (RelatedRow, self.related),
-        ]
-        for model, pending in tables:
-            rows = [row for rows in pending.values() for row in rows]
-            if rows:
-                session.execute(insert(model), rows)
+_ATTEMPTS = 5  # plans of one batch before giving up on concurrent writers
+_SAME_ARTICLE_ELSEWHERE = 3  # ladder steps that match an article under another URL
 
 
 def upsert_batch(session: Session, records: Sequence[Record], now: datetime) -> list[Outcome]:
     """Upsert `records` in `session`'s transaction; one outcome per record."""
-    index = IdentityIndex.load(session, records)
-    children = PendingChildren()
-    outcomes = [upsert_one(session, index, children, record, now) for record in records]
-    children.write(session)
-    return outcomes
+    connection = session.connection()
+    for _attempt in range(_ATTEMPTS):
+        savepoint = session.begin_nested()
+        plan = BatchPlan(connection, IdentityIndex.load(connection, records), now)
+        outcomes = [plan.upsert(record) for record in records]
+        if _write(connection, plan):
+            savepoint.commit()
+            return outcomes
+        savepoint.rollback()
+    raise StorageError(f"upsert of {len(records)} records kept conflicting with other writers")
 
 
-def upsert_one(
-    session: Session,
-    index: IdentityIndex,
-    children: PendingChildren,
-    record: Record,
-    now: datetime,
-) -> Outcome:
-    """Insert or update `record`, keeping `index` current; return what happened."""
-    row, step = index.match_rule(record)
-    if row is None:
-        row, step = _insert_or_match(session, index, children, record, now)
+def _write(connection: Connection, plan: BatchPlan) -> bool:
+    """Send `plan`'s writes; False when another transaction took a new row's key first."""
+    update_rows(connection, plan.updates)
+    delete_children(connection, IMAGES, plan.stale_children)
+    delete_children(connection, TOPICS, plan.stale_children)
+    delete_children(connection, RELATED, (i for i, both in plan.stale_children.items() if both))
+    inserted = insert_new_rows(connection, plan.new_rows)
+    if len(inserted) < len(plan.new_rows):
+        return False
+    final_ids = {row["id"]: inserted[row["web_url"]] for row in plan.new_rows}
+    plan.children.write(connection, final_ids)
+    return True
+
+
+class BatchPlan:
+    """The writes that upserting a batch, record by record, amounts to."""
+
+    def __init__(self, connection: Connection, index: IdentityIndex, now: datetime) -> None:
+        self._connection = connection
+        self._index = index
+        self._now = now
+        self.new_rows: list[RowValues] = []
+        self.updates: list[tuple[int, RowValues]] = []
+        self.children = PendingChildren()
+        self.stale_children: dict[int, bool] = {}  # stored row id → its related go too
+
+    def upsert(self, record: Record) -> Outcome:
+        """Plan the insert or update of `record`, keeping the index current."""
+        row, step = self._index.match_rule(record)
         if row is None:
+            self._insert(record)
             return "new"
-    if step >= _SAME_ARTICLE_ELSEWHERE:
-        record = _richer_than_stored(session, row, record)
-    digest = content_hash(record)
-    if row.content_hash == digest:
-        _refresh_entry_hash(row, record)
-        return "unchanged"
-    _update(session, index, row, record, digest, now)
-    related = bool(record.related)
-    _delete_children(session, _id(row), related=related)
-    children.put(_id(row), record, related=related)
-    return "updated"
+        if step >= _SAME_ARTICLE_ELSEWHERE:
+            record = self._richer_than_stored(row, record)
+        digest = content_hash(record)
+        if row["content_hash"] == digest:
+            self._refresh_entry_hash(row, record)
+            return "unchanged"
+        self._update(row, record, digest)
+        related = bool(record.related)
+        if not is_pending(row["id"]):
+            self.stale_children[row["id"]] = self.stale_children.get(row["id"], False) or related
+        self.children.put(row["id"], record, related=related)
+        return "updated"
 
+    def _insert(self, record: Record) -> None:
+        row = new_record_values(record, content_hash(record), self._now)
+        row["id"] = PENDING_ID_BASE + len(self.new_rows)
+        self.new_rows.append(row)
+        self._index.add(row)
+        self.children.put(row["id"], record, related=True)
 
-def _insert_or_match(
-    session: Session,
-    index: IdentityIndex,
-    children: PendingChildren,
-    record: Record,
-    now: datetime,
-) -> tuple[RecordRow | None, int]:
-    """Insert `record` as a new row and return (None, 0); when a concurrent transaction
-    stored one of its unique keys first (native ON CONFLICT), return that row and its step."""
-    row = new_record_row(record, content_hash(record), now)
-    if insert_record_row(session, row):
-        index.add(row)
-        children.put(_id(row), record, related=True)
-        return None, 0
-    for stored in IdentityIndex.load(session, [record]).rows.values():
-        index.add(stored)
-    matched, step = index.match_rule(record)
-    if matched is None:
-        raise StorageError(f"upsert of {record.web_url!r} conflicted with an unreadable row")
-    return matched, step
+    def _update(self, row: RowValues, record: Record, digest: str) -> None:
+        source, guid = record.provenance.source_name, record.provenance.guid
+        url_owner = self._index.url_owner(record.web_url)
+        guid_owner = self._index.guid_owner(source, guid)
+        foreign_guid = row["guid"] is not None and row["source_name"] != source
+        values = record_values(
+            record,
+            digest,
+            self._now,
+            keep_web_url=url_owner not in (None, row["id"]),
+            keep_identity=foreign_guid or guid_owner not in (None, row["id"]),
+        )
+        self._index.discard(row)
+        row.update(values)
+        self._index.add(row)
+        self._changed(row, values)
 
+    def _refresh_entry_hash(self, row: RowValues, record: Record) -> None:
+        """Keep the feed-entry fingerprint current even when the public fields did not change."""
+        provenance = record.provenance
+        same_entry = (row["source_name"], row["guid"]) == (provenance.source_name, provenance.guid)
+        if same_entry and provenance.entry_hash and row["entry_hash"] != provenance.entry_hash:
+            row["entry_hash"] = provenance.entry_hash
+            self._changed(row, {"entry_hash": provenance.entry_hash})
 
-def _update(
-    session: Session,
-    index: IdentityIndex,
-    row: RecordRow,
-    record: Record,
-    digest: str,
-    now: datetime,
-) -> None:
-    source, guid = record.provenance.source_name, record.provenance.guid
-    url_owner = index.url_owner(record.web_url)
-    guid_owner = index.guid_owner(source, guid)
-    foreign_guid = row.guid is not None and row.source_name != source
-    index.discard(row)
-    apply_record(
-        row,
-        record,
-        digest,
-        now,
-        keep_web_url=url_owner not in (None, row.id),
-        keep_identity=foreign_guid or guid_owner not in (None, row.id),
-    )
-    index.add(row)
-    session.flush()
+    def _changed(self, row: RowValues, values: RowValues) -> None:
+        if not is_pending(row["id"]):  # a row still to insert goes in with its final values
+            self.updates.append((row["id"], values))
 
+    def _richer_than_stored(self, row: RowValues, record: Record) -> Record:
+        """The same article reached by another URL: keep the stored URL, richer fields win."""
+        stored = record_from_values(row, self._images_of(row["id"]))
+        merged = richer(stored, record)
+        return replace(merged, web_url=row["web_url"], provenance=stored.provenance)
 
-_SAME_ARTICLE_ELSEWHERE = 3  # ladder steps that match an article under another URL
-
-
-def _richer_than_stored(session: Session, row: RecordRow, record: Record) -> Record:
-    """The same article reached by another URL: keep the stored URL, richer fields win."""
-    images = session.exec(
-        select(ImageRow).where(col(ImageRow.record_id) == row.id).order_by(col(ImageRow.position))
-    ).all()
-    stored = stored_from_row(row, images, [], []).record
-    merged = richer(stored, record)
-    return replace(merged, web_url=row.web_url, provenance=stored.provenance)
-
-
-def _refresh_entry_hash(row: RecordRow, record: Record) -> None:
-    """Keep the feed-entry fingerprint current even when the public fields did not change."""
-    provenance = record.provenance
-    same_entry = (row.source_name, row.guid) == (provenance.source_name, provenance.guid)
-    if same_entry and provenance.entry_hash and row.entry_hash != provenance.entry_hash:
-        row.entry_hash = provenance.entry_hash
-
-
-def _delete_children(session: Session, record_id: int, *, related: bool) -> None:
-    """Delete the stored children of a record (those of earlier transactions)."""
-    models: list[Any] = [ImageRow, TopicRow, RelatedRow] if related else [ImageRow, TopicRow]
-    for model in models:
-        statement = delete(model).where(col(model.record_id) == record_id)
-        session.exec(statement.execution_options(synchronize_session=False))
-
-
-def _id(row: RecordRow) -> int:
-    assert row.id is not None
-    return row.id
+    def _images_of(self, row_id: int) -> tuple[Image, ...]:
+        """The images `row_id` has as of this point of the batch."""
+        if row_id in self.children.images:
+            return self.children.images[row_id]
+        statement = (
+            select(IMAGES.c.url, IMAGES.c.width, IMAGES.c.height, IMAGES.c.title)
+            .where(IMAGES.c.record_id == row_id)
+            .order_by(IMAGES.c.position)
+        )
+        rows = self._connection.execute(statement)
+        return tuple(Image(url=url, width=w, height=h, title=title) for url, w, h, title in rows)
