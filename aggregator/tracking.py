@@ -7,6 +7,9 @@
 
 The story index is held in memory and covers only the story window: after a restart it is
 rebuilt from the window's stored records, so its cost follows the window, not the store.
+A Tracker that lives on (the daemon, a distributed worker) keeps its index between batches
+and, under the linking lock, catches up with the stories other processes wrote since it
+last looked (`records.link_seq`, see `aggregator.store.link_log`) instead of rebuilding.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ class Tracker:
         self.matcher = TopicMatcher(settings.topics)
         self.window = timedelta(hours=settings.stories.window_hours)
         self._index: StoryIndex | None = None
+        self._seen_seq = 0  # the last linking batch the index reflects
+        self.rebuilds = 0  # full rebuilds of the index, for tests and metrics
 
     # ------------------------------------------------------------- topics, quality
 
@@ -121,7 +126,14 @@ class Tracker:
             for key, story in stories.items()
         ]
         updates += [update for key, update in refreshed.items() if key not in stories]
-        self.store.apply_tracking(updates)
+        seq = self.store.next_link_sequence()
+        try:
+            self.store.apply_tracking(updates, link_seq=seq)
+        except BaseException:
+            self._index = None  # it holds links the store does not: rebuild next time
+            raise
+        if seq == self._seen_seq + 1:  # nobody linked in between (SQLite has no lock)
+            self._seen_seq = seq
 
     def _refresh(
         self, index: StoryIndex, keys: Iterable[int], *, now: datetime
@@ -154,20 +166,43 @@ class Tracker:
         return QualityUpdate(scored.quality, scored.quality_reasons, scored.is_published)
 
     def _story_index(self, now: datetime) -> StoryIndex:
+        assert self.store is not None
+        if self._index is not None and not self._caught_up(self._index, now):
+            self._index = None
         if self._index is None:
+            self._seen_seq = self.store.link_sequence()
             self._index = StoryIndex(window=self.window)
-            if self.store is not None:
-                for stored in self.store.iter_records(since=now - self.window):
-                    self._restore(self._index, stored, now=now)
+            self.rebuilds += 1
+            self._rebuild(self._index, now)
         return self._index
 
-    @staticmethod
-    def _restore(index: StoryIndex, stored: StoredRecord, *, now: datetime) -> None:
-        item = _link_item(stored.id, stored.record)
-        if stored.story_id:
-            index.restore(item, stored.story_id, now=now)
-        else:
-            index.add(item, now=now)
+    def _rebuild(self, index: StoryIndex, now: datetime) -> None:
+        """Fill an empty index with the window's stored records: linked ones first, with
+        their stored story ids, then any not linked yet (this batch's own, or a batch
+        interrupted before linking) in arrival order, so they can join the stories above."""
+        unlinked: list[StoredRecord] = []
+        for stored in self.store.iter_records(since=now - self.window) if self.store else ():
+            if stored.story_id:
+                index.restore(_link_item(stored.id, stored.record), stored.story_id, now=now)
+            else:
+                unlinked.append(stored)
+        for stored in sorted(unlinked, key=lambda s: _arrival_order(s.record)):
+            index.add(_link_item(stored.id, stored.record), now=now)
+
+    def _caught_up(self, index: StoryIndex, now: datetime) -> bool:
+        """Bring a kept index up to the stories other processes wrote; False when it
+        cannot be (one of its records moved to another story): rebuild it then."""
+        assert self.store is not None
+        current = self.store.link_sequence()
+        if current == self._seen_seq:
+            return True
+        for stored in self.store.linked_since(self._seen_seq, dated_since=now - self.window):
+            if stored.id not in index:
+                index.restore(_link_item(stored.id, stored.record), stored.story_id or "", now=now)
+            elif index.resolve(index.story_of(stored.id)) != index.resolve(stored.story_id or ""):
+                return False
+        self._seen_seq = current
+        return True
 
 
 def _when(record: Record, now: datetime) -> datetime:

@@ -19,7 +19,7 @@ from sqlmodel import Session, col, func, or_, select
 
 from aggregator.errors import StorageError
 from aggregator.models import QualityReason, Record
-from aggregator.store import claims, imported, retention
+from aggregator.store import claims, imported, link_log, retention
 from aggregator.store.bulk import set_secured_by_url
 from aggregator.store.claims import SourceClaim
 from aggregator.store.convert import source_from_row, source_values
@@ -242,12 +242,36 @@ class Store:
         with transaction(self._engine, "scoring_records") as session:
             return scoring_records(session.connection(), ids)
 
-    def apply_tracking(self, updates: Sequence[TrackingUpdate]) -> int:
-        """Apply story, heat, related and quality updates in ONE transaction; rows changed."""
+    def apply_tracking(
+        self, updates: Sequence[TrackingUpdate], *, link_seq: int | None = None
+    ) -> int:
+        """Apply story, heat, related and quality updates in ONE transaction; rows changed.
+
+        With `link_seq`, every record whose story id changes is stamped with it (see
+        `link_log`)."""
         if not updates:
             return 0
         with transaction(self._writer, "apply_tracking") as session:
-            return apply_updates(session, updates, _now())
+            return apply_updates(session, updates, _now(), link_seq=link_seq)
+
+    def link_sequence(self) -> int:
+        """The number of the last story-linking batch written (0 before the first)."""
+        with transaction(self._engine, "link_sequence") as session:
+            return link_log.current_sequence(session)
+
+    def next_link_sequence(self) -> int:
+        """Take the number of a new story-linking batch (hold `linking_lock` around the
+        batch, so numbers follow the order in which batches are written)."""
+        with transaction(self._writer, "next_link_sequence") as session:
+            return link_log.next_sequence(session)
+
+    def linked_since(self, seen: int, *, dated_since: datetime) -> list[StoredRecord]:
+        """Records whose story was written by a linking batch after `seen`, dated at or
+        after `dated_since`, in batch order."""
+        with transaction(self._engine, "linked_since") as session:
+            ids = link_log.linked_since(session, seen, dated_since=dated_since)
+        by_id = self.get_records(ids)
+        return [by_id[record_id] for record_id in ids if record_id in by_id]
 
     def set_related(self, record_id: int, related_ids: Sequence[int]) -> None:
         """Replace the related entries of a record by links to `related_ids`, best first.

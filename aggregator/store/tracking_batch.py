@@ -40,12 +40,18 @@ class TrackingUpdate:
 _TRACKED = ("story_id", "heat", "quality", "quality_reasons", "is_published")
 
 
-def apply_updates(session: Session, updates: Sequence[TrackingUpdate], now: datetime) -> int:
+def apply_updates(
+    session: Session,
+    updates: Sequence[TrackingUpdate],
+    now: datetime,
+    *,
+    link_seq: int | None = None,
+) -> int:
     """Apply `updates` (unknown ids are skipped); return how many rows changed.
 
     One read of the tracked columns, one delete and one insert for the related lists that
     changed, and one executemany per kind of update (the columns it carries) of the rows
-    that changed.
+    that changed. A row whose story id changes is stamped with `link_seq` when given.
     """
     connection = session.connection()
     rows = _tracked_rows(connection, {update.record_id for update in updates})
@@ -57,6 +63,8 @@ def apply_updates(session: Session, updates: Sequence[TrackingUpdate], now: date
         if row is None:
             continue
         carried = tracked_values(update)
+        if link_seq is not None and "story_id" in carried and row["story_id"] != update.story_id:
+            carried["link_seq"] = link_seq
         if update.record_id in changed or _differs(row, carried):
             changed.setdefault(update.record_id, {}).update(carried)
         row.update(carried)
@@ -135,7 +143,7 @@ def tracked_values(update: TrackingUpdate) -> RowValues:
 
 
 def _differs(current: Mapping[str, Any], values: Mapping[str, Any]) -> bool:
-    return any(current[name] != value for name, value in values.items())
+    return any(current.get(name) != value for name, value in values.items())
 
 
 def apply_to_row(row: RecordRow, update: TrackingUpdate) -> bool:
