@@ -8,19 +8,28 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
+from contextlib import closing
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import TextIO
+from types import TracebackType
+from typing import Any, TextIO
 
 from aggregator.dates import parse_datetime, utc_now
 from aggregator.errors import AggregatorError, ConfigError, ExportError, ExtractError
-from aggregator.export.feeds import write_feeds
-from aggregator.export.files import MANIFEST, ExportStats, ExportWriter, atomic_write
-from aggregator.export.jsonl import iter_jsonl, record_to_json_line
-from aggregator.export.markdown import parse_markdown, render_markdown
-from aggregator.export.seal import instance_id, load_or_create_key, seal_record, verify_record
+from aggregator.export.feeds import FeedCollector
+from aggregator.export.fields import record_to_public
+from aggregator.export.files import (
+    MANIFEST,
+    AtomicStream,
+    ExportStats,
+    ExportWriter,
+    json_line_bytes,
+)
+from aggregator.export.jsonl import iter_jsonl, public_to_json_line, record_to_json_line
+from aggregator.export.markdown import parse_markdown, render_markdown, render_public_markdown
+from aggregator.export.seal import Sealer, instance_id, load_or_create_key, verify_record
 from aggregator.extract import extract_page
 from aggregator.fetch import Fetcher
 from aggregator.inspection import extended_lines
@@ -153,25 +162,37 @@ def import_paths(
     return ImportSummary(files, len(records), counts.new, counts.updated, counts.unchanged)
 
 
-def _sealed(settings: Settings, store: Store | None, records: Iterable[Record]) -> Iterator[Record]:
+def _sealed_public(
+    settings: Settings, store: Store | None, records: Iterable[Record]
+) -> Generator[tuple[Record, dict[str, Any]], None, None]:
+    """Each record with a valid seal (renewed when stale or missing) and its public dict.
+
+    New seals are written back to the store in batches, so the next export finds them valid.
+    """
     data_dir = Path(settings.data_dir)
-    key = load_or_create_key(data_dir)
-    instance = instance_id(data_dir)
+    sealer = Sealer(load_or_create_key(data_dir), instance_id(data_dir))
     pending: list[tuple[str, str]] = []
     try:
         for record in records:
-            if record.secured and verify_record(record, key).ok:
-                yield record
-                continue
-            sealed = replace(record, secured=seal_record(record, key, instance))
-            pending.append((sealed.web_url, sealed.secured))
-            if len(pending) >= _SEAL_BATCH and store is not None:
-                store.set_secured_many(pending)
-                pending.clear()
-            yield sealed
+            public = record_to_public(record)
+            secured = sealer.renewed(record, public)
+            if secured is not None:
+                record = replace(record, secured=secured)
+                public["secured"] = secured
+                pending.append((record.web_url, secured))
+                if len(pending) >= _SEAL_BATCH and store is not None:
+                    store.set_secured_many(pending)
+                    pending.clear()
+            yield record, public
     finally:
         if store is not None:
             store.set_secured_many(pending)
+
+
+def _sealed(settings: Settings, store: Store | None, records: Iterable[Record]) -> Iterator[Record]:
+    with closing(_sealed_public(settings, store, records)) as sealed:
+        for record, _public in sealed:
+            yield record
 
 
 def export_records(
@@ -212,7 +233,10 @@ def _export_extended(
         count = sum(stdout.write(line + "\n") > 0 for line in lines)
         return f"{count} record(s)"
     path = out_dir / "records.extended.jsonl"
-    changed = atomic_write(path, "".join(line + "\n" for line in lines))
+    with AtomicStream(path) as stream:
+        for line in lines:
+            stream.write(json_line_bytes(line))
+        changed = stream.commit()
     return f"extended jsonl → {path}: {'written' if changed else 'unchanged'}"
 
 
@@ -239,24 +263,65 @@ def export_is_stale(settings: Settings, reports: Iterable[SourceReport]) -> bool
 def export_configured(settings: Settings, store: Store) -> list[str]:
     """Refresh the public export tree: published records in every configured format.
 
-    The published records are read and their seals checked once, then written in each
-    format (the Markdown writer holds them all anyway to name and prune files).
+    The published records are streamed from the store once, newest first, a page at a
+    time: each is sealed, turned into its public fields once, and handed to every
+    configured writer (Markdown files, the JSONL stream, the feed collector), so memory
+    does not grow with the number of records. One summary per configured format.
     """
     stored = store.iter_records(published_only=True)
-    records = list(_sealed(settings, store, (item.record for item in stored)))
-    out_dir = Path(settings.export.dir)
-    writer = ExportWriter(out_dir)
-    summaries = []
-    for fmt in settings.export.formats:
-        if fmt == "feeds":
-            summaries.append(_write_feeds(settings, records[:_FEED_WINDOW]))
-        elif fmt == "md":
-            stats = writer.write_markdown(records)
-            summaries.append(_markdown_summary(out_dir, stats))
-        else:
-            changed = writer.write_jsonl(records)
-            summaries.append(_jsonl_summary(out_dir, changed))
-    return summaries
+    with _TreeExport(settings) as export:
+        with closing(_sealed_public(settings, store, (item.record for item in stored))) as sealed:
+            for record, public in sealed:
+                export.add(record, public)
+        return export.finish()
+
+
+class _TreeExport:
+    """One run over the configured export tree: `add` each published record, then `finish`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.out_dir = Path(settings.export.dir)
+        formats = settings.export.formats
+        topics = [topic.name for topic in settings.topics]
+        size = settings.export.feed_size
+        feeds = "feeds" in formats
+        self.feeds = FeedCollector(topics, size=size, window=_FEED_WINDOW) if feeds else None
+        writer = ExportWriter(self.out_dir)
+        self.markdown = writer.markdown_tree() if "md" in formats else None
+        self.jsonl = writer.jsonl_stream() if "jsonl" in formats else None  # opened last
+
+    def add(self, record: Record, public: dict[str, Any]) -> None:
+        """Hand one sealed record (and its public dict) to every configured writer."""
+        if self.markdown is not None:
+            self.markdown.add(record, render_public_markdown(public))
+        if self.jsonl is not None:
+            self.jsonl.write(json_line_bytes(public_to_json_line(public)))
+        if self.feeds is not None:
+            self.feeds.offer(record)
+
+    def finish(self) -> list[str]:
+        """Complete every writer; one summary line per configured format, in config order."""
+        done: dict[str, str] = {}
+        if self.markdown is not None:
+            done["md"] = _markdown_summary(self.out_dir, self.markdown.finish())
+        if self.jsonl is not None:
+            done["jsonl"] = _jsonl_summary(self.out_dir, self.jsonl.commit())
+        if self.feeds is not None:
+            done["feeds"] = _write_feeds(self.settings, self.feeds)
+        return [done[fmt] for fmt in self.settings.export.formats]
+
+    def __enter__(self) -> _TreeExport:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if exc_type is not None and self.jsonl is not None:
+            self.jsonl.abort()
 
 
 def _markdown_summary(out_dir: Path, stats: ExportStats) -> str:
@@ -270,16 +335,10 @@ def _jsonl_summary(out_dir: Path, changed: bool) -> str:
     return f"jsonl → {out_dir / 'records.jsonl'}: {'written' if changed else 'unchanged'}"
 
 
-def _write_feeds(settings: Settings, newest: list[Record]) -> str:
+def _write_feeds(settings: Settings, feeds: FeedCollector) -> str:
     """Write RSS, Atom and JSON Feed files for all published records and for each topic."""
-    stats = write_feeds(
-        Path(settings.export.dir),
-        newest,
-        [topic.name for topic in settings.topics],
-        size=settings.export.feed_size,
-        base_url=settings.export.base_url,
-        now=utc_now(),
-    )
+    out_dir = Path(settings.export.dir)
+    stats = feeds.write(out_dir, base_url=settings.export.base_url, now=utc_now())
     return f"feeds: {stats.written} written, {stats.unchanged} unchanged, {stats.removed} removed"
 
 

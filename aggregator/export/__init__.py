@@ -4,7 +4,8 @@
     markdown.py  the seed's Markdown + YAML front matter, byte for byte
     jsonl.py     one JSON record per line
     seal.py      `secured`: AES-GCM sealed provenance and per-field hashes
-    files.py     atomic writes, safe file names, the incremental ExportWriter
+    atomic.py    atomic replaces (whole or streamed), create-once files, one flush per batch
+    files.py     safe file names, the incremental ExportWriter / MarkdownTree, the manifest
 
 The package namespace re-exports the public functions of those modules.
 """

@@ -1,10 +1,11 @@
 """Exported feeds: RSS 2.0, Atom 1.0 and JSON Feed 1.1 for all records and per topic.
 
     write_feeds(out_dir, records, topics, size=N, base_url=…, now=…)
-      for "all" and every topic:
+      FeedCollector: records offered newest first, one at a time; for "all" and every topic
         newest N records (of that topic)  → FeedSet
         render_rss / render_atom / render_json_feed  → bytes   (feeds_xml.py, feeds_json.py)
-        atomic_write(out_dir/feeds/<stem>.<ext>)               only when the bytes changed
+        atomic_write(out_dir/feeds/<stem>.<ext>)               only when the bytes changed,
+                                                               one disk flush for them all
       remove feeds/topic-*.{rss,atom,json} of topics no longer configured
 
 File stems are ``all`` and ``topic-<slug>``; a slug that two topics share, or that a
@@ -25,14 +26,16 @@ from datetime import datetime
 from pathlib import Path
 
 from aggregator.errors import ExportError
+from aggregator.export.atomic import atomic_write, sync_directory
 from aggregator.export.feeds_items import FeedSet, require_url, safe_url
 from aggregator.export.feeds_json import render_json_feed
 from aggregator.export.feeds_xml import render_atom, render_rss
-from aggregator.export.files import atomic_write, slugify
+from aggregator.export.files import slugify
 from aggregator.models import Record
 
 __all__ = [
     "FEEDS_DIR",
+    "FeedCollector",
     "FeedSet",
     "FeedWriteStats",
     "feed_stems",
@@ -87,29 +90,13 @@ def feed_stems(topics: Iterable[str]) -> dict[str, str]:
     return stems
 
 
-def _newest(records: Iterable[Record], size: int, topic: str | None = None) -> list[Record]:
-    """The first `size` records (of `topic`) with a publishable, not yet seen webUrl."""
-    chosen: list[Record] = []
-    seen: set[str] = set()
-    for record in records:
-        if len(chosen) >= size:
-            break
-        if topic is not None and topic not in record.topics:
-            continue
-        url = safe_url(record.web_url)
-        if url is not None and url not in seen:
-            seen.add(url)
-            chosen.append(record)
-    return chosen
-
-
 def _write_set(directory: Path, stem: str, feed: FeedSet, base: str, now: datetime) -> int:
     """Write the three files of one feed set; returns how many were (re)written."""
     written = 0
     for extension, render in FORMATS:
         feed_url = f"{base}/{FEEDS_DIR}/{stem}.{extension}"
         data = render(feed, site_url=f"{base}/", feed_url=feed_url, now=now)
-        written += atomic_write(directory / f"{stem}.{extension}", data)
+        written += atomic_write(directory / f"{stem}.{extension}", data, durable=False)
     return written
 
 
@@ -128,9 +115,75 @@ def _remove_stale(directory: Path, keep: set[str]) -> int:
     return removed
 
 
+class FeedCollector:
+    """Picks the records of every feed (all, and each topic) from a stream, newest first.
+
+    `offer` the published records newest first: each feed keeps the first `size` (per
+    topic: those listing the topic) with a publishable, not yet seen webUrl, among the
+    first `window` records offered (all of them when `window` is None). Only the chosen
+    records are held, so the stream itself can be as long as the store.
+    """
+
+    def __init__(self, topics: Sequence[str], *, size: int, window: int | None = None) -> None:
+        if size < 0:
+            raise ValueError(f"size must be >= 0, got {size}")
+        self.stems = feed_stems(topics)
+        self._size = size
+        self._remaining = window
+        feeds: list[str | None] = [None, *self.stems]  # None is the "all" feed
+        self._picked: dict[str | None, tuple[list[Record], set[str]]] = {
+            feed: ([], set()) for feed in feeds
+        }
+
+    def offer(self, record: Record) -> None:
+        """Consider `record`, the next newest published record."""
+        if self._remaining is not None:
+            if self._remaining <= 0:
+                return
+            self._remaining -= 1
+        url = safe_url(record.web_url)
+        if url is None:
+            return
+        for feed in (None, *record.topics):
+            picked = self._picked.get(feed)
+            if picked is None:
+                continue
+            chosen, seen = picked
+            if len(chosen) < self._size and url not in seen:
+                seen.add(url)
+                chosen.append(record)
+
+    def feed_sets(self, site_title: str) -> list[tuple[str, FeedSet]]:
+        """(file stem, feed) for "all" and every topic, in that order."""
+        everything = self._picked[None][0]
+        sets = [(ALL_STEM, FeedSet(ALL_STEM, f"{site_title}: all topics", everything))]
+        for topic, stem in self.stems.items():
+            chosen = self._picked[topic][0]
+            sets.append((stem, FeedSet(topic, f"{site_title}: {topic}", chosen)))
+        return sets
+
+    def write(
+        self, out_dir: Path, *, base_url: str, now: datetime, site_title: str = "aggregator"
+    ) -> FeedWriteStats:
+        """Write the collected feeds; see `write_feeds`."""
+        base = require_url(base_url, "base_url").rstrip("/")
+        directory = out_dir / FEEDS_DIR
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ExportError(str(directory), f"cannot create: {exc.strerror or exc}") from exc
+        sets = self.feed_sets(site_title)
+        written = sum(_write_set(directory, stem, feed, base, now) for stem, feed in sets)
+        if written:
+            sync_directory(directory)
+        keep = {f"{stem}.{extension}" for stem, _ in sets for extension, _ in FORMATS}
+        removed = _remove_stale(directory, keep)
+        return FeedWriteStats(written, len(keep) - written, removed)
+
+
 def write_feeds(
     out_dir: Path,
-    records: Sequence[Record],
+    records: Iterable[Record],
     topics: Sequence[str],
     *,
     size: int,
@@ -146,19 +199,8 @@ def write_feeds(
     no longer in `topics` are removed. Raises ValueError for a bad `base_url` or `size`,
     ExportError when a file cannot be written.
     """
-    if size < 0:
-        raise ValueError(f"size must be >= 0, got {size}")
-    base = require_url(base_url, "base_url").rstrip("/")
-    directory = out_dir / FEEDS_DIR
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ExportError(str(directory), f"cannot create: {exc.strerror or exc}") from exc
-    sets = [(ALL_STEM, FeedSet(ALL_STEM, f"{site_title}: all topics", _newest(records, size)))]
-    for topic, stem in feed_stems(topics).items():
-        chosen = _newest(records, size, topic)
-        sets.append((stem, FeedSet(topic, f"{site_title}: {topic}", chosen)))
-    written = sum(_write_set(directory, stem, feed, base, now) for stem, feed in sets)
-    keep = {f"{stem}.{extension}" for stem, _ in sets for extension, _ in FORMATS}
-    removed = _remove_stale(directory, keep)
-    return FeedWriteStats(written, len(keep) - written, removed)
+    collector = FeedCollector(topics, size=size)
+    require_url(base_url, "base_url")
+    for record in records:
+        collector.offer(record)
+    return collector.write(out_dir, base_url=base_url, now=now, site_title=site_title)

@@ -1,9 +1,12 @@
-"""Writing export files safely: atomic replaces, safe names, incremental Markdown trees.
+"""Writing export files safely: safe names and incremental Markdown trees.
 
     safe_filename(record)   YYYY-MM-DD-<slug>-<8 hex of sha256(webUrl)>.md, never a path
-    atomic_write(path, …)   temp file + fsync + os.replace + dir fsync; skips identical content
     ExportWriter(out_dir)   rewrites only changed files; `.manifest.json` maps webUrl → file
                             so a renamed record (new date/title) removes its old file
+    MarkdownTree            one streamed Markdown run: `add` record by record, then `finish`
+
+The atomic writes themselves (`atomic_write`, `AtomicStream`, `create_new_file`,
+`sync_directory`) live in `atomic.py` and are re-exported here.
 
 File names never come from untrusted input except through `safe_filename`; names read
 back from the manifest are checked against the same pattern before they are touched.
@@ -14,9 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
-import tempfile
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -24,7 +25,14 @@ from pathlib import Path
 
 from aggregator.dates import to_utc
 from aggregator.errors import ExportError
-from aggregator.export.jsonl import records_to_jsonl
+from aggregator.export.atomic import (
+    AtomicStream,
+    atomic_write,
+    create_new_file,
+    remove_stale_temps,
+    sync_directory,
+)
+from aggregator.export.jsonl import record_to_json_line
 from aggregator.export.markdown import render_markdown
 from aggregator.models import Record
 
@@ -52,93 +60,6 @@ def safe_filename(record: Record) -> str:
     return f"{day}-{slugify(record.title)}-{digest}.md"
 
 
-def sync_directory(directory: Path) -> None:
-    """Flush a directory's written files and entries to disk (after bulk non-durable writes)."""
-    if hasattr(os, "sync"):
-        os.sync()  # one flush for the whole batch instead of one fsync per file
-    _fsync_dir(directory)
-
-
-def _fsync_dir(directory: Path) -> None:
-    if os.name != "posix":
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_temp(directory: Path, name: str, data: bytes, mode: int, durable: bool = True) -> Path:
-    """Write `data` to a temp file in `directory` (fsynced when `durable`); return its path."""
-    fd, temp_name = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
-    temp = Path(temp_name)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            if os.name == "posix":
-                os.fchmod(handle.fileno(), mode)
-            if durable:
-                os.fsync(handle.fileno())
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    return temp
-
-
-def atomic_write(
-    path: Path, data: bytes | str, mode: int | None = None, *, durable: bool = True
-) -> bool:
-    """Replace `path` with `data` atomically; False (nothing written) when already identical.
-
-    The file keeps its current mode, else gets `mode` (default 0644). Raises ExportError.
-    Readers and crashes of this process never see a partial file either way; `durable`
-    also fsyncs the data and the directory so the new content survives a power cut. Bulk
-    writers pass ``durable=False`` and call `sync_directory` once at the end.
-    """
-    payload = data.encode("utf-8") if isinstance(data, str) else data
-    try:
-        current = path.read_bytes()
-    except FileNotFoundError:
-        current = None
-    except OSError as exc:
-        raise ExportError(str(path), f"cannot read: {exc.strerror or exc}") from exc
-    if current == payload:
-        return False
-    if mode is None:
-        mode = 0o644 if current is None else path.stat().st_mode & 0o7777
-    try:
-        temp = _write_temp(path.parent, path.name, payload, mode, durable)
-        try:
-            temp.replace(path)
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
-        if durable:
-            _fsync_dir(path.parent)
-    except OSError as exc:
-        raise ExportError(str(path), f"cannot write: {exc.strerror or exc}") from exc
-    return True
-
-
-def create_new_file(path: Path, data: bytes, mode: int = 0o600) -> bool:
-    """Create `path` with `data` and `mode` atomically; never overwrite.
-
-    Returns False when the file already exists (another process won the race); readers
-    never see a partial file because it is written under a temp name, then hard-linked.
-    """
-    temp = _write_temp(path.parent, path.name, data, mode)
-    try:
-        os.link(temp, path)
-    except FileExistsError:
-        return False
-    finally:
-        temp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
-    return True
-
-
 @dataclass(frozen=True, slots=True)
 class ExportStats:
     """What one export run did to the files."""
@@ -148,84 +69,163 @@ class ExportStats:
     removed: int = 0
 
 
+class MarkdownTree:
+    """One incremental Markdown export run: `add` records one at a time, then `finish`.
+
+    Each file is written as its record arrives (only when its bytes changed), so nothing
+    but the manifest and this run's file names is held. Old files of records whose name
+    changed are removed at `finish`, unless another record of this run claimed the name.
+    """
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
+        self._manifest = load_manifest(out_dir)  # updated in place as records arrive
+        self._urls: set[str] = set()  # web URLs of this run's records
+        self._claimed: set[str] = set()  # their file names
+        self._written: set[str] = set()  # web URLs whose file was (re)written
+        self._replaced: list[str] = []  # old names of records whose name changed
+        out_dir.mkdir(parents=True, exist_ok=True)
+
+    def add(self, record: Record, text: str | None = None) -> None:
+        """Write `record`'s file; `text` is its rendered Markdown when already at hand."""
+        url = record.web_url
+        name = safe_filename(record)
+        rendered = render_markdown(record) if text is None else text
+        if atomic_write(self.out_dir / name, rendered, durable=False):
+            self._written.add(url)
+        previous = self._manifest.get(url)
+        if previous is not None and previous != name:
+            self._replaced.append(previous)
+        self._manifest[url] = name
+        self._urls.add(url)
+        self._claimed.add(name)
+
+    def finish(self) -> ExportStats:
+        """Remove replaced files, flush everything to disk once, save the manifest."""
+        stale = set(self._replaced) - self._claimed
+        removed = sum(unlink_export(self.out_dir, name) for name in stale)
+        written = len(self._written)
+        if written or removed:
+            sync_directory(self.out_dir)
+        remove_stale_temps(self.out_dir)
+        save_manifest(self.out_dir, self._manifest)
+        return ExportStats(written, len(self._urls) - written, removed)
+
+
 class ExportWriter:
     """Incrementally maintains a directory of Markdown records (and JSON Lines exports)."""
 
     def __init__(self, out_dir: Path) -> None:
         self.out_dir = out_dir
 
+    def markdown_tree(self) -> MarkdownTree:
+        """Start an incremental Markdown run over this directory (see `MarkdownTree`)."""
+        return MarkdownTree(self.out_dir)
+
     def write_markdown(self, records: Iterable[Record]) -> ExportStats:
         """Write each record to its safe file; unchanged files are left alone and a record
         whose file name changed (new date or title) has its old file removed."""
-        by_url = {record.web_url: record for record in records}
-        manifest = self._load_manifest()
-        claimed = {safe_filename(record) for record in by_url.values()}
-        written = unchanged = removed = 0
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        for url, record in by_url.items():
-            name = safe_filename(record)
-            if atomic_write(self.out_dir / name, render_markdown(record), durable=False):
-                written += 1
-            else:
-                unchanged += 1
-            old = manifest.get(url)
-            if old is not None and old != name and old not in claimed:
-                removed += self._unlink(old)
-            manifest[url] = name
-        if written or removed:
-            sync_directory(self.out_dir)
-        self._save_manifest(manifest)
-        return ExportStats(written, unchanged, removed)
+        tree = self.markdown_tree()
+        for record in records:
+            tree.add(record)
+        return tree.finish()
 
-    def write_jsonl(self, records: Iterable[Record], name: str = "records.jsonl") -> bool:
-        """Write all records to `name` as one atomic replace; False when it was unchanged."""
+    def jsonl_stream(self, name: str = "records.jsonl") -> AtomicStream:
+        """An `AtomicStream` replacing `name` in this directory (a plain file name)."""
         if not _SAFE_PLAIN_NAME.fullmatch(name) or name == MANIFEST:
             raise ExportError(name, "not a plain file name")
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        return atomic_write(self.out_dir / name, records_to_jsonl(records))
+        return AtomicStream(self.out_dir / name)
+
+    def write_jsonl(self, records: Iterable[Record], name: str = "records.jsonl") -> bool:
+        """Write all records to `name` as one atomic replace; False when it was unchanged."""
+        with self.jsonl_stream(name) as stream:
+            for record in records:
+                stream.write(json_line_bytes(record_to_json_line(record)))
+            return stream.commit()
 
     def remove(self, web_urls: Iterable[str]) -> ExportStats:
         """Delete the Markdown files of these records and forget them in the manifest."""
-        manifest = self._load_manifest()
+        manifest = load_manifest(self.out_dir)
         removed = 0
         for url in web_urls:
             name = manifest.pop(url, None)
             if name is not None:
-                removed += self._unlink(name)
-        self._save_manifest(manifest)
+                removed += unlink_export(self.out_dir, name)
+        save_manifest(self.out_dir, manifest)
         return ExportStats(removed=removed)
 
-    def _unlink(self, name: str) -> int:
-        try:
-            (self.out_dir / name).unlink()
-        except FileNotFoundError:
-            return 0
-        except OSError as exc:
-            raise ExportError(str(self.out_dir / name), f"cannot remove: {exc.strerror}") from exc
-        return 1
 
-    def _load_manifest(self) -> dict[str, str]:
-        path = self.out_dir / MANIFEST
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError) as exc:
-            raise ExportError(str(path), f"unreadable manifest: {exc}") from exc
-        files = data.get("files") if isinstance(data, dict) else None
-        if not isinstance(files, dict):
-            raise ExportError(str(path), "manifest has no 'files' mapping")
-        manifest = {}
-        for url, name in files.items():
-            if isinstance(name, str) and _SAFE_MD_NAME.fullmatch(name):
-                manifest[url] = name
-            else:
-                log.warning("ignoring unsafe manifest entry for %r", url)
-        return manifest
+def json_line_bytes(line: str) -> bytes:
+    """One JSON line as the bytes of a JSONL file (UTF-8, newline-terminated)."""
+    return (line + "\n").encode("utf-8")
 
-    def _save_manifest(self, manifest: dict[str, str]) -> None:
-        if not manifest and not (self.out_dir / MANIFEST).exists():
-            return
-        text = json.dumps({"version": 1, "files": dict(sorted(manifest.items()))}, indent=1)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.out_dir / MANIFEST, text + "\n")
+
+def unlink_export(out_dir: Path, name: str) -> int:
+    """Remove `out_dir/name` (a checked plain name); 1 if it existed, else 0."""
+    try:
+        (out_dir / name).unlink()
+    except FileNotFoundError:
+        return 0
+    except OSError as exc:
+        raise ExportError(str(out_dir / name), f"cannot remove: {exc.strerror}") from exc
+    return 1
+
+
+def load_manifest(out_dir: Path) -> dict[str, str]:
+    """The manifest's webUrl → file name map; unsafe names are dropped with a warning."""
+    path = out_dir / MANIFEST
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise ExportError(str(path), f"unreadable manifest: {exc}") from exc
+    files = data.get("files") if isinstance(data, dict) else None
+    if not isinstance(files, dict):
+        raise ExportError(str(path), "manifest has no 'files' mapping")
+    manifest = {}
+    for url, name in files.items():
+        if isinstance(name, str) and _SAFE_MD_NAME.fullmatch(name):
+            manifest[url] = name
+        else:
+            log.warning("ignoring unsafe manifest entry for %r", url)
+    return manifest
+
+
+def save_manifest(out_dir: Path, manifest: dict[str, str]) -> None:
+    """Write the manifest (durably); nothing when it is empty and there was none.
+
+    The bytes are those of ``json.dumps({"version": 1, "files": sorted}, indent=1)`` plus
+    a newline, streamed entry by entry so a large manifest is never one big string.
+    """
+    if not manifest and not (out_dir / MANIFEST).exists():
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with AtomicStream(out_dir / MANIFEST) as stream:
+        stream.write(b'{\n "version": 1,\n "files": {')
+        separator = b"\n  "
+        for url in sorted(manifest):
+            entry = f"{json.dumps(url)}: {json.dumps(manifest[url])}"
+            stream.write(separator + entry.encode("ascii"))
+            separator = b",\n  "
+        stream.write(b"\n }\n}\n" if manifest else b"}\n}\n")
+        stream.commit()
+
+
+__all__ = [
+    "MANIFEST",
+    "AtomicStream",
+    "ExportStats",
+    "ExportWriter",
+    "MarkdownTree",
+    "atomic_write",
+    "create_new_file",
+    "json_line_bytes",
+    "load_manifest",
+    "safe_filename",
+    "save_manifest",
+    "slugify",
+    "sync_directory",
+    "unlink_export",
+]

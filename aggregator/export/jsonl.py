@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +18,18 @@ from aggregator.errors import ExportError
 from aggregator.export.fields import public_to_record, record_to_public
 from aggregator.models import Record
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False)  # json.dumps, built once
 _MUST_ESCAPE = re.compile("[\x85\u2028\u2029\ud800-\udfff]")
 
 
 def record_to_json_line(record: Record) -> str:
     """Serialise a record to one JSON line (no trailing newline)."""
-    text = json.dumps(record_to_public(record), ensure_ascii=False, allow_nan=False)
+    return public_to_json_line(record_to_public(record))
+
+
+def public_to_json_line(public: Mapping[str, Any]) -> str:
+    """Serialise a record's public dict (`record_to_public`) to one JSON line."""
+    text = _ENCODER.encode(public)
     # Outside strings JSON never contains these characters, so escaping them is lossless.
     return _MUST_ESCAPE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 

@@ -24,8 +24,10 @@ cannot end the front matter or inject YAML. Reading uses `yaml.safe_load` only.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
+from collections.abc import Mapping
 from typing import Any
 
 import yaml
@@ -42,7 +44,7 @@ _SHORT_ESCAPES = {"\\": "\\\\", '"': '\\"', "\t": "\\t", "\n": "\\n", "\r": "\\r
 # Unicode categories written as escapes: controls, format (bidi, zero-width), surrogates,
 # private use, unassigned, line/paragraph separators. Spaces other than U+0020 too.
 _ESCAPED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp", "Zs"})
-_BARE_EXTRA = frozenset(" ._-/'&()+,")
+_BARE_CHARS = re.compile(r"[\w ./'&()+,-]*")  # \w is exactly str.isalnum() plus "_"
 _RESOLVER = yaml.resolver.Resolver()
 _STR_TAG = "tag:yaml.org,2002:str"
 _BLOCKS = ("provider", "topics", "images", "related", "secured")
@@ -50,45 +52,54 @@ _BLOCKS = ("provider", "topics", "images", "related", "secured")
 
 def render_markdown(record: Record) -> str:
     """Render a record as a Markdown file whose front matter holds every public field."""
-    public = record_to_public(record)
+    return render_public_markdown(record_to_public(record))
+
+
+def render_public_markdown(public: Mapping[str, Any]) -> str:
+    """Render a record's public dict (`record_to_public`) as its Markdown file."""
     lines = [_FENCE]
     for key, value in public.items():
         if key in _BLOCKS:
             lines.append("")
-        lines.extend(_render_entry(key, value, indent=""))
-    lines.extend([_FENCE, "", ""])
+        _render_entry(lines, key, value, "")
+    lines.extend((_FENCE, "", ""))
     return "\n".join(lines)
 
 
-def _render_entry(key: str, value: Any, indent: str) -> list[str]:
-    """Render `key: value` at `indent`; mappings and lists become nested blocks."""
+def _render_entry(lines: list[str], key: str, value: Any, indent: str) -> None:
+    """Append `key: value` at `indent`; mappings and lists become nested blocks."""
     if isinstance(value, dict):
-        lines = [f"{indent}{key}:"]
+        lines.append(f"{indent}{key}:")
+        inner = indent + "  "
         for sub_key, sub_value in value.items():
-            lines.extend(_render_entry(sub_key, sub_value, indent + "  "))
-        return lines
-    if isinstance(value, list):
+            _render_entry(lines, sub_key, sub_value, inner)
+    elif isinstance(value, list):
         if not value:
-            return [f"{indent}{key}: []"]
-        lines = [f"{indent}{key}:"]
+            lines.append(f"{indent}{key}: []")
+            return
+        lines.append(f"{indent}{key}:")
+        inner = indent + "  "
         for item in value:
-            lines.extend(_render_item(item, indent + "  "))
-        return lines
-    return [f"{indent}{key}: {_scalar(key, value)}"]
+            _render_item(lines, item, inner)
+    else:
+        lines.append(f"{indent}{key}: {_scalar(key, value)}")
 
 
-def _render_item(item: Any, indent: str) -> list[str]:
-    """Render one list item: `- scalar`, or a mapping whose first key follows the dash."""
+def _render_item(lines: list[str], item: Any, indent: str) -> None:
+    """Append one list item: `- scalar`, or a mapping whose first key follows the dash."""
     if not isinstance(item, dict):
-        return [f"{indent}- {_scalar('', item)}"]
-    lines: list[str] = []
+        lines.append(f"{indent}- {_scalar('', item)}")
+        return
+    first = len(lines)
+    inner = indent + "  "
     for sub_key, sub_value in item.items():
-        lines.extend(_render_entry(sub_key, sub_value, indent + "  "))
-    lines[0] = f"{indent}- {lines[0].lstrip(' ')}"
-    return lines
+        _render_entry(lines, sub_key, sub_value, inner)
+    lines[first] = f"{indent}- {lines[first].lstrip(' ')}"
 
 
 def _scalar(key: str, value: Any) -> str:
+    if type(value) is str:
+        return _string(key, value)
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -97,6 +108,10 @@ def _scalar(key: str, value: Any) -> str:
         return str(value)
     if not isinstance(value, str):
         raise TypeError(f"{key}: cannot render {type(value).__name__}")
+    return _string(key, value)
+
+
+def _string(key: str, value: str) -> str:
     if key == "publishedDateTime" and _is_utc_stamp(value):
         return value
     if key in _QUOTED_KEYS or not is_bare_safe(value):
@@ -111,6 +126,7 @@ def _is_utc_stamp(value: str) -> bool:
     return _UTC_STAMP.fullmatch(value) is not None
 
 
+@functools.lru_cache(maxsize=4096)  # categories, providers, topics: the same few strings
 def is_bare_safe(value: str) -> bool:
     """True when `value` may be written as a plain YAML scalar and read back unchanged.
 
@@ -120,7 +136,7 @@ def is_bare_safe(value: str) -> bool:
     """
     if not value or not value[0].isalnum() or value[-1] == " ":
         return False
-    if not all(char.isalnum() or char in _BARE_EXTRA for char in value):
+    if _BARE_CHARS.fullmatch(value) is None:
         return False
     tag: str = _RESOLVER.resolve(yaml.ScalarNode, value, (True, False))  # type: ignore[no-untyped-call]
     return tag == _STR_TAG

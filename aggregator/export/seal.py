@@ -118,52 +118,103 @@ def instance_id(data_dir: Path) -> str:
         raise SealError(f"{path}: not a valid instance id") from exc
 
 
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+)  # built once: json.dumps with options builds an encoder per call
+
+
 def canonical_json(value: Any) -> bytes:
     """The canonical JSON bytes that the seal's hashes are computed over."""
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
-    ).encode("ascii")
+    return _CANONICAL.encode(value).encode("ascii")
+
+
+def _without_seal(public: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in public.items() if key != "secured"}
 
 
 def _hashed_fields(record: Record) -> dict[str, Any]:
-    public = record_to_public(record)
-    del public["secured"]
-    return public
+    return _without_seal(record_to_public(record))
+
+
+def _hash_of(hashed: Mapping[str, Any]) -> str:
+    return hashlib.sha256(canonical_json(hashed)).hexdigest()
+
+
+def _field_hashes_of(hashed: Mapping[str, Any]) -> dict[str, str]:
+    return {
+        key: hashlib.sha256(canonical_json(value)).hexdigest()[:16] for key, value in hashed.items()
+    }
 
 
 def public_hash(record: Record) -> str:
     """sha256 hex of the canonical JSON of all public fields except `secured`."""
-    return hashlib.sha256(canonical_json(_hashed_fields(record))).hexdigest()
+    return _hash_of(_hashed_fields(record))
 
 
 def field_hashes(record: Record) -> dict[str, str]:
     """A short sha256 per public field (but `secured`), to name the field that differs."""
-    return {
-        key: hashlib.sha256(canonical_json(value)).hexdigest()[:16]
-        for key, value in _hashed_fields(record).items()
-    }
+    return _field_hashes_of(_hashed_fields(record))
 
 
-def seal_payload(record: Record, instance: str) -> dict[str, Any]:
-    """The provenance and hashes that `seal_record` encrypts."""
+def _payload(
+    record: Record, instance: str, hashed: Mapping[str, Any], digest: str
+) -> dict[str, Any]:
     fetched = record.provenance.fetched_at
     return {
         "v": SEAL_VERSION,
         "source": record.provenance.feed_url,
         "fetched": None if fetched is None else format_utc(fetched),
         "instance": instance,
-        "hash": public_hash(record),
-        "fields": field_hashes(record),
+        "hash": digest,
+        "fields": _field_hashes_of(hashed),
     }
+
+
+def seal_payload(record: Record, instance: str) -> dict[str, Any]:
+    """The provenance and hashes that `seal_record` encrypts."""
+    hashed = _hashed_fields(record)
+    return _payload(record, instance, hashed, _hash_of(hashed))
+
+
+def _encrypt(aead: AESGCM, payload: Mapping[str, Any]) -> str:
+    nonce = secrets.token_bytes(NONCE_BYTES)
+    return f"{_b64(aead.encrypt(nonce, canonical_json(payload), AAD))};{_b64(nonce)}"
 
 
 def seal_record(record: Record, key: bytes, instance: str) -> str:
     """Return the `secured` value for `record`: ``base64(ciphertext);base64(nonce)``."""
     if len(key) != KEY_BYTES:
         raise SealError(f"the sealing key must be {KEY_BYTES} bytes")
-    nonce = secrets.token_bytes(NONCE_BYTES)
-    ciphertext = AESGCM(key).encrypt(nonce, canonical_json(seal_payload(record, instance)), AAD)
-    return f"{_b64(ciphertext)};{_b64(nonce)}"
+    return _encrypt(AESGCM(key), seal_payload(record, instance))
+
+
+class Sealer:
+    """Checks and renews the seals of many records with one key (the exporters' path).
+
+    `renewed` takes the record's public dict, computed once by the caller and shared with
+    the renderers, so each record's public fields are built and hashed only once.
+    """
+
+    def __init__(self, key: bytes, instance: str) -> None:
+        if len(key) != KEY_BYTES:
+            raise SealError(f"the sealing key must be {KEY_BYTES} bytes")
+        self._aead = AESGCM(key)
+        self._instance = instance
+
+    def renewed(self, record: Record, public: Mapping[str, Any]) -> str | None:
+        """None when `record.secured` still seals `public` (this key); else a fresh seal."""
+        hashed = _without_seal(public)
+        digest = _hash_of(hashed)
+        if record.secured and self._seals(record.secured, digest):
+            return None
+        return _encrypt(self._aead, _payload(record, self._instance, hashed, digest))
+
+    def _seals(self, secured: str, digest: str) -> bool:
+        try:
+            payload = _open(secured, self._aead)
+        except SealError:
+            return False
+        return bool(payload.get("hash") == digest)
 
 
 def _b64(data: bytes) -> str:
@@ -172,12 +223,16 @@ def _b64(data: bytes) -> str:
 
 def open_seal(secured: str, key: bytes) -> dict[str, Any]:
     """Decrypt a `secured` value; raises SealError when it is malformed or does not open."""
+    return _open(secured, AESGCM(key))
+
+
+def _open(secured: str, aead: AESGCM) -> dict[str, Any]:
     parts = secured.strip().split(";")
     if len(parts) != 2:
         raise SealError("malformed seal: expected 'ciphertext;nonce'")
     try:
         ciphertext, nonce = (base64.b64decode(part, validate=True) for part in parts)
-        plain = AESGCM(key).decrypt(nonce, ciphertext, AAD)
+        plain = aead.decrypt(nonce, ciphertext, AAD)
         payload = json.loads(plain.decode("utf-8"))
     except (binascii.Error, ValueError, InvalidTag, UnicodeDecodeError) as exc:
         raise SealError(WRONG_KEY) from exc

@@ -1,5 +1,10 @@
 """Read queries: load records with their children in bulk, and page through them newest first.
 
+Records are read with SQLAlchemy Core selects (plain rows, no ORM instances): one select for
+a page of records, then one IN query per child table (images, topics, related) and one for
+the records that related entries link to (plus their images). Only the finished frozen
+values (`StoredRecord`, `Record`) leave this module.
+
 Paging is keyset-based on (published_at DESC, id DESC), then undated records by id DESC,
 so memory stays bounded by the page size and concurrent inserts do not shift pages.
 Each page is read in its own short transaction; nothing stays open between pages.
@@ -7,34 +12,83 @@ Each page is read in its own short transaction; nothing stays open between pages
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from sqlalchemy import Engine, and_, or_
-from sqlmodel import Session, col, select
-from sqlmodel.sql.expression import SelectOfScalar
+from sqlalchemy import Connection, Engine, Row, Select, and_, or_, select
+from sqlmodel import Session, col
+from sqlmodel import select as orm_select
 
-from aggregator.models import RelatedRecord
-from aggregator.store.convert import related_from_row, related_from_snapshot, stored_from_row, utc
+from aggregator.models import Image, Provenance, Provider, QualityReason, Record, RelatedRecord
+from aggregator.store.convert import related_from_snapshot, utc
 from aggregator.store.engine import transaction
 from aggregator.store.identity import chunked
 from aggregator.store.tables import ImageRow, RecordRow, RelatedRow, TopicRow
 from aggregator.store.values import StoredRecord
 
-PAGE_SIZE = 200
+PAGE_SIZE = 500
 _Child = TypeVar("_Child", ImageRow, TopicRow, RelatedRow)
+
+_RECORD_FIELDS = (
+    "id",
+    "web_url",
+    "title",
+    "provider_name",
+    "provider_domain",
+    "category",
+    "excerpt",
+    "published_at",
+    "amp_web_url",
+    "cdn_amp_web_url",
+    "type",
+    "quality",
+    "heat",
+    "is_published",
+    "secured",
+    "source_name",
+    "feed_url",
+    "guid",
+    "fetched_at",
+    "entry_hash",
+    "page_pending",
+    "text",
+    "quality_reasons",
+    "story_id",
+    "content_hash",
+    "updated_at",
+)
+_RELATED_FIELDS = (
+    "id",
+    "title",
+    "excerpt",
+    "published_at",
+    "web_url",
+    "amp_web_url",
+    "cdn_amp_web_url",
+    "type",
+    "provider_name",
+    "provider_domain",
+    "quality",
+)
+Query = Select[*tuple[Any, ...]]
+CoreRow = Row[*tuple[Any, ...]]
+RecordLike = RecordRow | CoreRow  # an ORM row, or a Core row of the same columns
+
+
+def _columns(names: Iterable[str]) -> list[Any]:
+    return [col(getattr(RecordRow, name)) for name in names]
 
 
 def children_by_record(
     session: Session, model: type[_Child], record_ids: Iterable[int]
 ) -> dict[int, list[_Child]]:
-    """Child rows of `model` for each record id, in position order."""
+    """Child rows of `model` (ORM instances) for each record id, in position order."""
     grouped: dict[int, list[_Child]] = {}
     for part in chunked(sorted(set(record_ids))):
         statement = (
-            select(model)
+            orm_select(model)
             .where(col(model.record_id).in_(part))
             .order_by(col(model.record_id), col(model.position))
         )
@@ -44,41 +98,169 @@ def children_by_record(
 
 
 def rows_by_id(session: Session, ids: Iterable[int]) -> dict[int, RecordRow]:
-    """Record rows for `ids` (missing ids are left out)."""
+    """Record rows (ORM instances) for `ids` (missing ids are left out)."""
     found: dict[int, RecordRow] = {}
     for part in chunked(sorted(set(ids))):
-        for row in session.exec(select(RecordRow).where(col(RecordRow.id).in_(part))):
+        for row in session.exec(orm_select(RecordRow).where(col(RecordRow.id).in_(part))):
             assert row.id is not None
             found[row.id] = row
     return found
 
 
+@dataclass(frozen=True, slots=True)
+class _Children:
+    """The children of one batch of records, by record id."""
+
+    images: dict[int, tuple[Image, ...]] = field(default_factory=dict)
+    topics: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    related: dict[int, tuple[RelatedRecord, ...]] = field(default_factory=dict)
+
+
+def _grouped(
+    connection: Connection, statement: Callable[[list[int]], Query], ids: Iterable[int]
+) -> Iterator[CoreRow]:
+    for part in chunked(sorted(set(ids))):
+        yield from connection.execute(statement(part))
+
+
+def _images_by_record(connection: Connection, ids: Iterable[int]) -> dict[int, tuple[Image, ...]]:
+    def statement(part: list[int]) -> Query:
+        return (
+            select(
+                col(ImageRow.record_id),
+                col(ImageRow.url),
+                col(ImageRow.width),
+                col(ImageRow.height),
+                col(ImageRow.title),
+            )
+            .where(col(ImageRow.record_id).in_(part))
+            .order_by(col(ImageRow.record_id), col(ImageRow.position))
+        )
+
+    grouped: dict[int, list[Image]] = {}
+    for record_id, url, width, height, title in _grouped(connection, statement, ids):
+        image = Image(url=url, width=width, height=height, title=title)
+        grouped.setdefault(record_id, []).append(image)
+    return {record_id: tuple(images) for record_id, images in grouped.items()}
+
+
+def _topics_by_record(connection: Connection, ids: Iterable[int]) -> dict[int, tuple[str, ...]]:
+    def statement(part: list[int]) -> Query:
+        return (
+            select(col(TopicRow.record_id), col(TopicRow.topic))
+            .where(col(TopicRow.record_id).in_(part))
+            .order_by(col(TopicRow.record_id), col(TopicRow.position))
+        )
+
+    grouped: dict[int, list[str]] = {}
+    for record_id, topic in _grouped(connection, statement, ids):
+        grouped.setdefault(record_id, []).append(topic)
+    return {record_id: tuple(topics) for record_id, topics in grouped.items()}
+
+
+def _related_entries(connection: Connection, ids: Iterable[int]) -> list[CoreRow]:
+    def statement(part: list[int]) -> Query:
+        return (
+            select(
+                col(RelatedRow.record_id),
+                col(RelatedRow.related_record_id),
+                col(RelatedRow.snapshot),
+            )
+            .where(col(RelatedRow.record_id).in_(part))
+            .order_by(col(RelatedRow.record_id), col(RelatedRow.position))
+        )
+
+    return list(_grouped(connection, statement, ids))
+
+
+def _linked_records(
+    connection: Connection, ids: set[int], known_images: dict[int, tuple[Image, ...]]
+) -> dict[int, RelatedRecord]:
+    """Related entries rendered from the current rows of the records with `ids`."""
+
+    def statement(part: list[int]) -> Query:
+        return select(*_columns(_RELATED_FIELDS)).where(col(RecordRow.id).in_(part))
+
+    rows = list(_grouped(connection, statement, ids))
+    images = dict(known_images)
+    images.update(_images_by_record(connection, (r.id for r in rows if r.id not in images)))
+    return {row.id: _related_from_row(row, images.get(row.id, ())) for row in rows}
+
+
+def _related_from_row(row: CoreRow, images: tuple[Image, ...]) -> RelatedRecord:
+    return RelatedRecord(
+        title=row.title,
+        excerpt=row.excerpt,
+        published=row.published_at,
+        web_url=row.web_url,
+        amp_web_url=row.amp_web_url,
+        cdn_amp_web_url=row.cdn_amp_web_url,
+        type=row.type,
+        provider=Provider(name=row.provider_name, domain=row.provider_domain),
+        quality=row.quality,
+        images=images,
+    )
+
+
+def _load_children(connection: Connection, ids: list[int]) -> _Children:
+    images = _images_by_record(connection, ids)
+    entries = _related_entries(connection, ids)
+    wanted = {entry.related_record_id for entry in entries} - {None}
+    linked = _linked_records(connection, wanted, images)
+    related: dict[int, list[RelatedRecord]] = {}
+    for record_id, linked_id, snapshot in entries:
+        target = linked.get(linked_id) if linked_id is not None else None
+        if target is None and snapshot:
+            target = related_from_snapshot(snapshot)
+        if target is not None:
+            related.setdefault(record_id, []).append(target)
+    rendered = {record_id: tuple(items) for record_id, items in related.items()}
+    return _Children(images, _topics_by_record(connection, ids), rendered)
+
+
+def _stored(row: RecordLike, children: _Children) -> StoredRecord:
+    record_id = row.id
+    assert record_id is not None
+    record = Record(
+        title=row.title,
+        web_url=row.web_url,
+        provider=Provider(name=row.provider_name, domain=row.provider_domain),
+        category=row.category,
+        excerpt=row.excerpt,
+        published=row.published_at,
+        amp_web_url=row.amp_web_url,
+        cdn_amp_web_url=row.cdn_amp_web_url,
+        type=row.type,
+        quality=row.quality,
+        heat=row.heat,
+        is_published=row.is_published,
+        topics=children.topics.get(record_id, ()),
+        images=children.images.get(record_id, ()),
+        related=children.related.get(record_id, ()),
+        secured=row.secured,
+        provenance=Provenance(
+            source_name=row.source_name,
+            feed_url=row.feed_url,
+            guid=row.guid or "",
+            fetched_at=row.fetched_at,
+            entry_hash=row.entry_hash,
+            page_pending=row.page_pending,
+        ),
+        text=row.text,
+        quality_reasons=tuple(QualityReason(**reason) for reason in row.quality_reasons),
+    )
+    return StoredRecord(record_id, record, row.story_id, row.content_hash, row.updated_at)
+
+
+def _assemble(connection: Connection, rows: Sequence[RecordLike]) -> list[StoredRecord]:
+    children = _load_children(connection, [row.id for row in rows if row.id is not None])
+    return [_stored(row, children) for row in rows]
+
+
 def load_stored(session: Session, rows: Sequence[RecordRow]) -> list[StoredRecord]:
     """StoredRecords for `rows`, children and related entries loaded in a few queries."""
-    ids = [row.id for row in rows if row.id is not None]
-    images = children_by_record(session, ImageRow, ids)
-    topics = children_by_record(session, TopicRow, ids)
-    related = children_by_record(session, RelatedRow, ids)
-    linked_ids = {r.related_record_id for rs in related.values() for r in rs}
-    linked = rows_by_id(session, (i for i in linked_ids if i is not None))
-    linked_images = children_by_record(session, ImageRow, linked)
-
-    def render(entry: RelatedRow) -> RelatedRecord | None:
-        if entry.related_record_id is not None:
-            target = linked.get(entry.related_record_id)
-            if target is not None:
-                return related_from_row(target, linked_images.get(entry.related_record_id, []))
-        return related_from_snapshot(entry.snapshot) if entry.snapshot else None
-
-    stored = []
-    for row in rows:
-        assert row.id is not None
-        entries = [render(entry) for entry in related.get(row.id, [])]
-        rendered = [entry for entry in entries if entry is not None]
-        stored.append(
-            stored_from_row(row, images.get(row.id, []), topics.get(row.id, []), rendered)
-        )
-    return stored
+    session.flush()  # the children are read with Core, which does not autoflush the session
+    return _assemble(session.connection(), rows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,10 +272,10 @@ class RecordFilter:
     published_only: bool = False
     updated_after: datetime | None = None
 
-    def apply(self, statement: SelectOfScalar[RecordRow]) -> SelectOfScalar[RecordRow]:
+    def apply(self, statement: Query) -> Query:
         """`statement` narrowed by every filter that is set."""
         if self.topic is not None:
-            tagged = select(TopicRow.record_id).where(col(TopicRow.topic) == self.topic)
+            tagged = select(col(TopicRow.record_id)).where(col(TopicRow.topic) == self.topic)
             statement = statement.where(col(RecordRow.id).in_(tagged))
         if self.since is not None:
             statement = statement.where(col(RecordRow.published_at) >= utc(self.since))
@@ -104,9 +286,13 @@ class RecordFilter:
         return statement
 
 
-def _dated_page(flt: RecordFilter, after: RecordRow | None, size: int) -> SelectOfScalar[RecordRow]:
+def _records() -> Query:
+    return select(*_columns(_RECORD_FIELDS))
+
+
+def _dated_page(flt: RecordFilter, after: CoreRow | None, size: int) -> Query:
     published = col(RecordRow.published_at)
-    statement = flt.apply(select(RecordRow).where(published.is_not(None)))
+    statement = flt.apply(_records().where(published.is_not(None)))
     if after is not None:
         statement = statement.where(
             or_(
@@ -117,10 +303,8 @@ def _dated_page(flt: RecordFilter, after: RecordRow | None, size: int) -> Select
     return statement.order_by(published.desc(), col(RecordRow.id).desc()).limit(size)
 
 
-def _undated_page(
-    flt: RecordFilter, after: RecordRow | None, size: int
-) -> SelectOfScalar[RecordRow]:
-    statement = flt.apply(select(RecordRow).where(col(RecordRow.published_at).is_(None)))
+def _undated_page(flt: RecordFilter, after: CoreRow | None, size: int) -> Query:
+    statement = flt.apply(_records().where(col(RecordRow.published_at).is_(None)))
     if after is not None:
         statement = statement.where(col(RecordRow.id) < after.id)
     return statement.order_by(col(RecordRow.id).desc()).limit(size)
@@ -132,11 +316,12 @@ def iter_stored(
     """Matching records newest first (undated ones last), one page in memory at a time."""
     pages = [_dated_page] if flt.since is not None else [_dated_page, _undated_page]
     for page in pages:
-        after: RecordRow | None = None
+        after: CoreRow | None = None
         while True:
             with transaction(engine, "iter_records") as session:
-                rows = list(session.exec(page(flt, after, page_size)))
-                stored = load_stored(session, rows)
+                connection = session.connection()
+                rows = list(connection.execute(page(flt, after, page_size)))
+                stored = _assemble(connection, rows)
             yield from stored
             if len(rows) < page_size:
                 break
