@@ -2,38 +2,98 @@
 
 Exit status: 0 success; 1 a verified record was altered; 2 usage or configuration error;
 3 some sources failed (what succeeded is stored and exported).
+
+Start-up is part of every command's cost (a re-poll where every feed answers 304 is mostly
+start-up), so each command imports what it uses when it runs, and the commands defined in
+other modules (`run`, `worker`, `serve`, `db`, `sources`) are imported only when invoked or
+listed by `aggregator --help` (`_LazyGroup`): `aggregator fetch` never loads the daemon, the
+scheduler, the job queue, the HTTP server or the migrations.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
-from aggregator import inspection, operations
 from aggregator.cli_options import ConfigOption, fail, open_store, settings_or_exit
-from aggregator.daemon import run_command
-from aggregator.distributed import worker_command
 from aggregator.errors import AggregatorError, ConfigError
-from aggregator.pipeline import CrawlOptions, crawl
-from aggregator.progress import CrawlProgress, print_explanation, print_summary
-from aggregator.serve import serve_command
-from aggregator.sources import export_opml_command, import_opml_command, sources_command
-from aggregator.store import Store
-from aggregator.store.migrate import db_upgrade_command
+
+if TYPE_CHECKING:  # typer's own (vendored) click types
+    from typer._click import core as click
 
 EXIT_OK = 0
 EXIT_ALTERED = 1
 EXIT_USAGE = 2
 EXIT_SOURCES_FAILED = 3
 
+
+def _command(module: str, function: str, name: str) -> Callable[[], click.Command]:
+    """A command defined as `function` in `module`, built when first needed."""
+
+    def build() -> click.Command:
+        single = typer.Typer(add_completion=False)
+        single.command(name)(getattr(importlib.import_module(module), function))
+        return typer.main.get_command(single)
+
+    return build
+
+
+def _sources_group() -> click.Command:
+    from aggregator import sources
+
+    group = typer.Typer(name="sources", help="Source health, and OPML import/export.")
+    group.callback(invoke_without_command=True)(sources.sources_command)
+    group.command("import-opml")(sources.import_opml_command)
+    group.command("export-opml")(sources.export_opml_command)
+    return typer.main.get_group(group)
+
+
+def _db_group() -> click.Command:
+    from aggregator.store.migrate import db_upgrade_command
+
+    group = typer.Typer(name="db", help="Database schema migrations.")
+    group.command("upgrade")(db_upgrade_command)
+    return typer.main.get_group(group)
+
+
+_LAZY_COMMANDS: dict[str, Callable[[], click.Command]] = {
+    "run": _command("aggregator.daemon", "run_command", "run"),
+    "worker": _command("aggregator.distributed", "worker_command", "worker"),
+    "db": _db_group,
+    "serve": _command("aggregator.serve", "serve_command", "serve"),
+    "sources": _sources_group,
+}
+
+
+class _LazyGroup(TyperGroup):
+    """The top-level group: commands from other modules are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """The commands defined here, then the lazily imported ones."""
+        return [*super().list_commands(ctx), *_LAZY_COMMANDS]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """The command called `cmd_name`, importing its module when it lives elsewhere."""
+        build = _LAZY_COMMANDS.get(cmd_name)
+        if build is None:
+            return super().get_command(ctx, cmd_name)
+        if cmd_name not in self.commands:
+            self.add_command(build(), cmd_name)
+        return self.commands[cmd_name]
+
+
 app = typer.Typer(
+    cls=_LazyGroup,
     add_completion=False,
     no_args_is_help=True,
     help="Topic-tracking news aggregator: crawl feeds into seed-shaped records and export them.",
@@ -58,12 +118,14 @@ def fetch(
 
     Example: aggregator fetch --source "Ars Technica" --no-pages
     """
+    from aggregator import operations
+    from aggregator.pipeline import CrawlOptions, crawl
+    from aggregator.progress import CrawlProgress, print_summary
+
     settings = settings_or_exit(config)
     options = CrawlOptions(source_names=tuple(source or ()), fetch_pages=not no_pages)
     try:
-        with Store(
-            settings.storage.url, busy_timeout_seconds=settings.storage.busy_timeout_seconds
-        ) as store:
+        with open_store(settings) as store:
             with CrawlProgress(
                 console, total=len(options.source_names or settings.sources)
             ) as progress:
@@ -94,6 +156,8 @@ def extract(
 
     Example: aggregator extract https://example.com/story --html saved.html --format md
     """
+    from aggregator import operations
+
     if output_format not in ("json", "md"):
         fail(f"--format: expected json or md, got {output_format!r}")
     settings = settings_or_exit(config)
@@ -116,11 +180,11 @@ def import_(
 
     Example: aggregator import ../shared/seed/000_f39ce92c9ebe8ec3.txt
     """
+    from aggregator import operations
+
     settings = settings_or_exit(config)
     try:
-        with Store(
-            settings.storage.url, busy_timeout_seconds=settings.storage.busy_timeout_seconds
-        ) as store:
+        with open_store(settings) as store:
             summary = operations.import_paths(settings, store, paths, recompute=recompute)
     except AggregatorError as exc:
         fail(str(exc))
@@ -156,14 +220,14 @@ def export(
 
     Example: aggregator export --format jsonl --out - --topic AI --since 2026-01-01 --extended
     """
+    from aggregator import operations
+
     if output_format not in ("md", "jsonl"):
         fail(f"--format: expected md or jsonl, got {output_format!r}")
     settings = settings_or_exit(config)
     try:
         since_at = operations.parse_since(since)
-        with Store(
-            settings.storage.url, busy_timeout_seconds=settings.storage.busy_timeout_seconds
-        ) as store:
+        with open_store(settings) as store:
             request = operations.ExportRequest(
                 output_format,
                 out,
@@ -188,6 +252,8 @@ def verify(
 
     Example: aggregator verify data/export/*.md
     """
+    from aggregator import operations
+
     settings = settings_or_exit(config)
     try:
         outcomes = operations.verify_paths(settings, paths)
@@ -211,6 +277,8 @@ def retag(config: ConfigOption = None) -> None:
 
     Example: aggregator retag --config config.yaml
     """
+    from aggregator import inspection
+
     settings = settings_or_exit(config)
     try:
         with open_store(settings) as store:
@@ -229,6 +297,9 @@ def explain(
 
     Example: aggregator explain https://example.com/news/story
     """
+    from aggregator import inspection
+    from aggregator.progress import print_explanation
+
     settings = settings_or_exit(config)
     try:
         with open_store(settings) as store:
@@ -238,19 +309,6 @@ def explain(
     if explanation is None:
         fail(f"no record with id or URL {key!r}", EXIT_ALTERED)
     print_explanation(Console(), explanation)
-
-
-app.command("run")(run_command)
-app.command("worker")(worker_command)
-db_app = typer.Typer(help="Database schema migrations.")
-db_app.command("upgrade")(db_upgrade_command)
-app.add_typer(db_app, name="db")
-app.command("serve")(serve_command)
-sources_app = typer.Typer(help="Source health, and OPML import/export.")
-sources_app.callback(invoke_without_command=True)(sources_command)
-sources_app.command("import-opml")(import_opml_command)
-sources_app.command("export-opml")(export_opml_command)
-app.add_typer(sources_app, name="sources")
 
 
 def main() -> None:

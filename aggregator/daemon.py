@@ -1,7 +1,8 @@
 """`aggregator run`: the long-running daemon that runs the scheduled jobs (APScheduler 3.x).
 
     lock data_dir/daemon.lock (flock)     a second daemon is refused: exit status 2
-    open the store; start the webhook dispatcher (when a topic has webhooks) and, with
+    open the store and the work pool (parsers, started by the first crawl that needs one);
+    start the webhook dispatcher (when a topic has webhooks) and, with
     --http HOST:PORT, the export server (/healthz, /readyz fed by the last crawl tick, /metrics)
     every job (jobs/registry.py) on an interval, on the asyncio loop, timed into
     metrics.observe_job:
@@ -43,10 +44,12 @@ from aggregator.cli_options import ConfigOption
 from aggregator.dates import Clock, utc_now
 from aggregator.errors import AggregatorError
 from aggregator.locks import DaemonLock, process_owner
+from aggregator.pipeline import crawl_pool
 from aggregator.serve import Readiness, build_app, is_loopback, parse_listen, start_http
 from aggregator.settings import Settings, load_settings
 from aggregator.store import Store
 from aggregator.webhooks import WebhookDispatcher
+from aggregator.workpool import WorkPool
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +91,7 @@ class JobContext:
     stopping: asyncio.Event  # set on SIGTERM: claim no new work
     clock: Clock = utc_now
     webhooks: WebhookDispatcher | None = None  # new published records → topic webhooks
+    pool: WorkPool | None = None  # parses for every crawl tick (the daemon's lifetime)
 
 
 JobFunc = Callable[[JobContext], Awaitable[None]]
@@ -147,14 +151,15 @@ class Daemon:
         lock = DaemonLock(lock_path(self.settings), self.settings.data_dir)
         with lock:
             storage = self.settings.storage
-            with Store(storage.url, busy_timeout_seconds=storage.busy_timeout_seconds) as store:
+            store = Store(storage.url, busy_timeout_seconds=storage.busy_timeout_seconds)
+            with store, crawl_pool(self.settings) as pool:
                 async with contextlib.AsyncExitStack() as services:
                     webhooks = await self._start_webhooks(services)
                     await self._start_http(services)
                     context = JobContext(
                         self.settings, self.daemon, store, self.owner, self.stopping, self.clock
                     )
-                    await self._run_until_stopped(replace(context, webhooks=webhooks))
+                    await self._run_until_stopped(replace(context, webhooks=webhooks, pool=pool))
         log.info("daemon stopped")
 
     async def _run_until_stopped(self, context: JobContext) -> None:

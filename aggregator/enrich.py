@@ -8,7 +8,8 @@
 
 A failure that may pass (timeout, 5xx, 429, connection) keeps the record pending for the
 next run, up to MAX_ATTEMPTS; one that will not (robots.txt, 4xx, refused address, not
-HTML) ends the wait. `pipeline.crawl` uses the same `fetch_page` to flag pending pages.
+HTML) ends the wait. `pipeline.crawl` uses the same `fetch_page_body` to flag pending pages
+(and extracts in its work pool; here `fetch_page` extracts in-process: few pages, no pool).
 """
 
 from __future__ import annotations
@@ -26,25 +27,17 @@ from aggregator.errors import (
     FetchError,
     RobotsDisallowedError,
 )
-from aggregator.extract import extract_page
 from aggregator.fetch import Fetcher
 from aggregator.models import PageMetadata, RawEntry, Record
 from aggregator.records import build_record
 from aggregator.settings import Settings, SourceSettings
 from aggregator.store import Store, StoredRecord
 from aggregator.tracking import Tracker
+from aggregator.worktasks import PageBody, PageOutcome, extract_page_task
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
-
-
-@dataclass(frozen=True, slots=True)
-class PageOutcome:
-    """A fetched page, or why there is none and whether trying again may help."""
-
-    page: PageMetadata | None
-    retry: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,16 +58,26 @@ def worth_retrying(exc: AggregatorError) -> bool:
     return isinstance(exc, FetchError)
 
 
-async def fetch_page(fetcher: Fetcher, url: str, now: datetime) -> PageOutcome:
-    """Fetch and extract one article page; errors become an outcome, never an exception."""
+async def fetch_page_body(fetcher: Fetcher, url: str) -> PageBody | PageOutcome:
+    """Fetch one article page for extraction; a failure becomes an outcome, never raises."""
     try:
         result = await fetcher.fetch(url, kind="page")
-        return PageOutcome(
-            extract_page(result.content, result.final_url, headers=result.headers, now=now)
-        )
     except AggregatorError as exc:
-        log.info("page skipped: %s", exc)
-        return PageOutcome(None, retry=worth_retrying(exc))
+        return PageOutcome(None, retry=worth_retrying(exc), skipped=str(exc))
+    return PageBody(result.final_url, result.content, dict(result.headers))
+
+
+def log_skipped(outcome: PageOutcome) -> PageOutcome:
+    """Log why a page was skipped (extraction may have run in a worker process)."""
+    if outcome.skipped:
+        log.info("page skipped: %s", outcome.skipped)
+    return outcome
+
+
+async def fetch_page(fetcher: Fetcher, url: str, now: datetime) -> PageOutcome:
+    """Fetch and extract one article page; errors become an outcome, never an exception."""
+    body = await fetch_page_body(fetcher, url)
+    return log_skipped(body if isinstance(body, PageOutcome) else extract_page_task(body, now))
 
 
 async def enrich_pending(

@@ -5,15 +5,21 @@ For every selected source, concurrently, one source's failure never stopping the
     claim(source) or report "busy"                            # a lease in the store (locks.py)
     state   = store.source_state(source)                      # etag, last-modified, body hash
     result  = fetch(url_override or url, conditional)         # fetch.py   (304 → done)
-    feed    = parse_feed(result.content)                      # feeds.py
+    (unchanged body hash → done, even when the server ignores conditional GET)
+    feed    = parse_feed(result.content)                      # feeds.py       [pool]
     entries = entries new or changed since last time          # entry hashes in the store
-    pages   = fetch + extract each entry's article page       # fetch.py, extract.py
-    records = build_record(entry, page, source)               # records.py (normalize, merge)
-    records = tracker.enrich(records)                         # topics → quality
+    pages   = fetch each entry's article page, extract it     # fetch.py, extract.py [pool]
+    records = build_record(entry, page, source)               # records.py     [pool]
+    records = tracker.enrich(records)                         # topics → quality [pool]
     store.upsert_records(records)                             # one transaction per source
     tracker.link(records)                                     # stories, heat, related
     webhooks.offer(new published records)                     # webhooks.py (background)
     store.save_source_state(state' + schedule.next_check)     # source_schedule.py
+
+Steps marked [pool] are CPU-bound: they run in the crawl's `WorkPool` (worktasks.py), so
+the other cores parse while this process keeps the sockets busy and does the store and the
+story linking. One pool serves a whole crawl (the daemon keeps one for its lifetime); with
+no workers they run here, in the same code.
 
 The next check of a source (success, 304, error, 410, confirmed 301/308) is decided here, by
 the adaptive schedule, so `aggregator fetch` and the daemon store the same thing.
@@ -26,19 +32,18 @@ and reported the same way, so the batch still finishes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import random
 from collections.abc import Callable, Sequence
-from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from aggregator import metrics
 from aggregator.dates import Clock, utc_now
-from aggregator.enrich import fetch_page
+from aggregator.enrich import fetch_page_body, log_skipped
 from aggregator.errors import AggregatorError, ConfigError
-from aggregator.feeds import parse_feed
 from aggregator.fetch import Fetcher
 from aggregator.locks import source_claim
 from aggregator.models import (
@@ -49,7 +54,6 @@ from aggregator.models import (
     Record,
     SourceReport,
 )
-from aggregator.records import build_record
 from aggregator.schedule import SchedulePolicy, observe_result
 from aggregator.settings import Settings, SourceSettings
 from aggregator.source_schedule import (
@@ -63,10 +67,27 @@ from aggregator.sources import count_states, effective_settings
 from aggregator.store import SourceState, Store
 from aggregator.tracking import Tracker
 from aggregator.webhooks import WebhookDispatcher, webhook_session
+from aggregator.workpool import WorkPool, default_workers
+from aggregator.worktasks import (
+    PageOutcome,
+    SourceWork,
+    TrackingConfig,
+    build_source_records,
+    entry_hash,
+    extract_page_task,
+    parse_feed_task,
+)
 
 log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[SourceReport], None]
+
+POOL_MIN_SOURCES = 8
+"""With `fetch.parse_workers` unset, a smaller crawl parses in-process (unless the pool is
+already running): starting workers would cost more than they save."""
+WORKER_MODULES = ("aggregator.worktasks", "aggregator.feeds", "aggregator.extract")
+"""What the pool's forkserver imports once, for every worker it forks."""
+_IN_PROCESS = WorkPool(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +108,9 @@ class _Context:
     options: CrawlOptions
     clock: Clock
     policy: SchedulePolicy
+    pool: WorkPool
+    tracking: TrackingConfig
+    page_slots: asyncio.Semaphore  # pages fetched but not yet extracted, at most
     webhooks: WebhookDispatcher | None = None
     rng: random.Random = field(default_factory=random.Random)
 
@@ -102,6 +126,13 @@ def select_sources(settings: Settings, names: Sequence[str]) -> list[SourceSetti
     return [known[name] for name in names]
 
 
+def crawl_pool(settings: Settings) -> WorkPool:
+    """The work pool `fetch.parse_workers` asks for (unset: `default_workers()`); nothing
+    starts until a crawl gives it work. Close it when done (it is a context manager)."""
+    workers = settings.fetch.parse_workers
+    return WorkPool(default_workers() if workers is None else workers, preload=WORKER_MODULES)
+
+
 async def crawl(
     settings: Settings,
     store: Store,
@@ -110,19 +141,43 @@ async def crawl(
     clock: Clock = utc_now,
     on_report: ProgressCallback | None = None,
     webhooks: WebhookDispatcher | None = None,
+    pool: WorkPool | None = None,
 ) -> list[SourceReport]:
     """Crawl the selected sources concurrently and return one report per source.
 
     New published records go to `webhooks` (the daemon's long-lived dispatcher); without
     one, a local dispatcher is used when a topic has webhooks, drained before returning.
+    Parsing runs in `pool` (the daemon's long-lived one); without one, in a pool of this
+    crawl, closed before returning.
     """
     settings = effective_settings(settings, store)
     sources = select_sources(settings, options.source_names)
+    with contextlib.nullcontext(pool) if pool else crawl_pool(settings) as work_pool:
+        return await _crawl_sources(
+            settings, store, sources, options, clock, on_report, webhooks, work_pool
+        )
+
+
+async def _crawl_sources(
+    settings: Settings,
+    store: Store,
+    sources: Sequence[SourceSettings],
+    options: CrawlOptions,
+    clock: Clock,
+    on_report: ProgressCallback | None,
+    webhooks: WebhookDispatcher | None,
+    pool: WorkPool,
+) -> list[SourceReport]:
     tracker = Tracker(settings, store)
     policy = schedule_policy(settings.scheduler)
+    slots = asyncio.Semaphore(4 * settings.fetch.concurrency)
+    tracking = TrackingConfig.of(settings)
+    pool = _pool_worth_using(pool, settings, len(sources))
     reports: list[SourceReport] = []
     async with Fetcher(settings.fetch) as fetcher, webhook_session(settings, webhooks) as sink:
-        context = _Context(settings, store, fetcher, tracker, options, clock, policy, sink)
+        context = _Context(
+            settings, store, fetcher, tracker, options, clock, policy, pool, tracking, slots, sink
+        )
         for next_report in asyncio.as_completed([_crawl_claimed(context, s) for s in sources]):
             report = await next_report
             reports.append(report)
@@ -131,6 +186,13 @@ async def crawl(
     metrics.set_sources_by_state(count_states(store.list_source_states()))
     order = {source.name: index for index, source in enumerate(sources)}
     return sorted(reports, key=lambda report: order[report.source])
+
+
+def _pool_worth_using(pool: WorkPool, settings: Settings, sources: int) -> WorkPool:
+    """`pool`, unless `parse_workers` is unset, the pool is idle and the crawl is small."""
+    if settings.fetch.parse_workers is not None or pool.started or sources >= POOL_MIN_SOURCES:
+        return pool
+    return _IN_PROCESS
 
 
 async def _crawl_claimed(context: _Context, source: SourceSettings) -> SourceReport:
@@ -167,10 +229,13 @@ async def crawl_source(context: _Context, source: SourceSettings) -> SourceRepor
     if result.not_modified or body_hash == state.body_hash:
         _save_success(context, state, source, result, now, body_hash or state.body_hash or "")
         return SourceReport(source=source.name, status="not modified", not_modified=True)
-    feed = parse_feed(result.content, url=result.final_url, headers=result.headers)
+    feed = await context.pool.run(parse_feed_task, result.content, result.final_url, result.headers)
     entries, new_guids = _changed_entries(context.store, source.name, feed.entries)
     pages, page_errors, pending = await _fetch_pages(context, source, entries)
-    records = _build_records(context, source, result.final_url, entries, pages, now, pending)
+    work = SourceWork(
+        context.tracking, source, result.final_url, tuple(entries), pages, frozenset(pending), now
+    )
+    records = list(await context.pool.run(build_source_records, work)) if entries else []
     counts = context.store.upsert_records(records)
     metrics.record_records(counts.new, counts.updated)
     context.tracker.after_upsert(records, now=now)
@@ -185,14 +250,6 @@ async def crawl_source(context: _Context, source: SourceSettings) -> SourceRepor
         pages_fetched=len(pages),
         page_errors=page_errors,
     )
-
-
-def entry_hash(entry: RawEntry) -> str:
-    """A fingerprint of what the feed says about an entry, to notice edits at the source."""
-    published = entry.published.isoformat() if entry.published else ""
-    updated = entry.updated.isoformat() if entry.updated else ""
-    parts = (entry.guid, entry.link, entry.title, entry.summary, published, updated)
-    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 
 def _changed_entries(
@@ -229,41 +286,21 @@ async def _fetch_pages(
         linked[settings.max_pages_per_source :],
     )
     now = context.clock()
-    outcomes = await asyncio.gather(
-        *(fetch_page(context.fetcher, entry.link, now) for entry in wanted)
-    )
+    outcomes = await asyncio.gather(*(_page(context, entry.link, now) for entry in wanted))
     pages = {e.guid: o.page for e, o in zip(wanted, outcomes, strict=True) if o.page}
     pending = {e.guid for e, o in zip(wanted, outcomes, strict=True) if o.retry}
     pending.update(entry.guid for entry in deferred)
     return pages, len(wanted) - len(pages), pending
 
 
-def _build_records(
-    context: _Context,
-    source: SourceSettings,
-    feed_url: str,
-    entries: Sequence[RawEntry],
-    pages: dict[str, PageMetadata],
-    now: datetime,
-    pending: AbstractSet[str] = frozenset(),
-) -> list[Record]:
-    records: list[Record] = []
-    for entry in entries:
-        record = build_record(
-            entry, pages.get(entry.guid), source, feed_url=feed_url, fetched_at=now, now=now
-        )
-        if record is not None:
-            provenance = replace(
-                record.provenance,
-                entry_hash=entry_hash(entry),
-                page_pending=entry.guid in pending,
-            )
-            records.append(replace(record, provenance=provenance))
-    return context.tracker.enrich(records, now=now, categories=_categories(entries))
-
-
-def _categories(entries: Sequence[RawEntry]) -> dict[str, tuple[str, ...]]:
-    return {entry.guid: entry.categories for entry in entries}
+async def _page(context: _Context, url: str, now: datetime) -> PageOutcome:
+    """Fetch one page and extract it in the pool; bodies waiting for extraction are bounded
+    by `page_slots` (the pool may extract more slowly than loopback serves)."""
+    async with context.page_slots:
+        body = await fetch_page_body(context.fetcher, url)
+        if not isinstance(body, PageOutcome):
+            body = await context.pool.run(extract_page_task, body, now)
+    return log_skipped(body)
 
 
 def _save_success(

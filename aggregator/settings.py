@@ -68,6 +68,9 @@ class FetchSettings(_Strict):
     allow_private_networks: bool = False
     fetch_pages: bool = True
     max_pages_per_source: int = Field(default=100, ge=0)
+    # Processes that parse feeds and extract pages (0: in this process; None: one per CPU
+    # beyond the first, see aggregator.workpool.default_workers).
+    parse_workers: int | None = Field(default=None, ge=0, le=64)
 
 
 class SourceSettings(_Strict):

@@ -117,7 +117,12 @@ async def run(context: JobContext) -> None:
         return
     options = CrawlOptions(source_names=names, claim_owner=context.owner)
     reports = await crawl(
-        context.settings, store, options=options, clock=context.clock, webhooks=context.webhooks
+        context.settings,
+        store,
+        options=options,
+        clock=context.clock,
+        webhooks=context.webhooks,
+        pool=context.pool,
     )
     log.info(
         "crawled %d due source(s), deferred %d: %s", len(names), len(later), summarise(reports)

@@ -1,0 +1,207 @@
+"""A process pool for the crawl's CPU-bound work, shared by `aggregator fetch` and the daemon.
+
+    pool  = WorkPool(workers, preload=("aggregator.worktasks",))   nothing starts yet
+    value = await pool.run(fn, *args)     fn(*args) in a worker process, awaited on the loop
+    pool.close()                          stop the workers (also on errors and on SIGTERM)
+
+With ``workers == 0`` `run` calls ``fn(*args)`` in this process: the reference behaviour, and
+the cheapest for a handful of sources. Otherwise the first `run` starts a
+`ProcessPoolExecutor` whose workers are forked from a forkserver that has imported `preload`
+once: forking the crawling process itself would copy its event loop, its sockets and the
+locks of its resolver threads, and spawning each worker would import everything again.
+
+Arguments go in as bytes and frozen values, results come back as frozen values. A task's
+exception comes back as itself when it survives pickling (`ParseError` and `ExtractError`
+are taught to below), else as a `RuntimeError` naming it, so a bad input never breaks the
+pool. A worker that dies (a crash in a C extension, the OOM killer) breaks the executor: the
+pool is replaced, and each task that was in flight runs once more, alone in a fresh process,
+so only the task that kills its worker fails, with `WorkerCrashError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copyreg
+import logging
+import multiprocessing
+import os
+import pickle
+import signal
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.context import BaseContext
+from types import TracebackType
+from typing import Any, TypeVar
+
+from aggregator.errors import AggregatorError, ExtractError, ParseError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+UrlError = TypeVar("UrlError", ParseError, ExtractError)
+
+MAX_AUTO_WORKERS = 8
+"""`default_workers` never picks more: past this the main process is the bottleneck."""
+
+
+class WorkerCrashError(AggregatorError):
+    """A worker process died while running a task; the task's input is the suspect."""
+
+
+def default_workers() -> int:
+    """One worker per CPU beyond the first; 0 (in-process) on a single CPU.
+
+    The crawling process keeps a CPU busy itself (HTTP, the store, story linking, exports),
+    so a worker per remaining CPU keeps every core working without making them contend.
+    """
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(0, min(cpus - 1, MAX_AUTO_WORKERS))
+
+
+class WorkPool:
+    """Runs picklable functions in worker processes (or in-process with 0 workers)."""
+
+    def __init__(self, workers: int, *, preload: Sequence[str] = ()) -> None:
+        self.workers = workers
+        # "__main__" first: the forkserver runs the entry script once, its forks need not
+        self._preload = ["__main__", *preload]
+        self._executor: ProcessPoolExecutor | None = None
+        self._starting: asyncio.Task[ProcessPoolExecutor] | None = None
+        self._closed = False
+
+    @property
+    def in_process(self) -> bool:
+        """True when tasks run in the calling process."""
+        return self.workers == 0
+
+    @property
+    def started(self) -> bool:
+        """True once worker processes exist (until `close`)."""
+        return self._executor is not None
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)`, in a worker process unless the pool is in-process."""
+        if self.in_process:
+            return fn(*args)
+        try:
+            executor = await self._running_executor()
+        except (BrokenProcessPool, OSError) as exc:  # no processes here (limits, sandbox…)
+            log.warning("cannot start worker processes, parsing in-process: %s", exc)
+            self.workers = 0
+            return fn(*args)
+        try:
+            return await asyncio.wrap_future(executor.submit(_call, fn, args))
+        except BrokenProcessPool:
+            self._discard(executor)
+            return await self._run_alone(fn, args)
+
+    def close(self) -> None:
+        """Stop the workers: queued tasks are cancelled, running ones finish first."""
+        self._closed = True
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> WorkPool:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def _running_executor(self) -> ProcessPoolExecutor:
+        """The executor, started off the event loop: the first worker waits for the
+        forkserver's imports, and the sockets must not wait with it."""
+        if self._closed:
+            raise RuntimeError("the work pool is closed")
+        if self._executor is not None:
+            return self._executor
+        loop = asyncio.get_running_loop()
+        if self._starting is None or self._starting.get_loop() is not loop:
+            self._starting = loop.create_task(asyncio.to_thread(self._start_executor))
+        starting = self._starting
+        try:
+            return await asyncio.shield(starting)
+        except Exception:
+            if self._starting is starting:  # let the next task try again
+                self._starting = None
+            raise
+
+    def _start_executor(self) -> ProcessPoolExecutor:
+        executor = self._new_executor(self.workers)
+        executor.submit(len, ()).result()  # one worker up: the forkserver is warm
+        if self._closed:  # closed while starting
+            executor.shutdown(wait=False, cancel_futures=True)
+            raise RuntimeError("the work pool is closed")
+        self._executor = executor
+        return executor
+
+    def _new_executor(self, workers: int) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            workers, mp_context=self._context(), initializer=_ignore_stop_signals
+        )
+
+    def _context(self) -> BaseContext:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(self._preload)
+        return context
+
+    def _discard(self, executor: ProcessPoolExecutor) -> None:
+        """Forget a broken executor; the next `run` starts a fresh one."""
+        if self._executor is executor:
+            log.warning("a worker process died: replacing the work pool")
+            self._executor = self._starting = None
+        executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _run_alone(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        """Retry a task whose worker died, alone in a fresh process: only a task that kills
+        its worker twice fails, the tasks that were merely in flight beside it succeed."""
+        alone = self._new_executor(1)
+        try:
+            return await asyncio.wrap_future(alone.submit(_call, fn, args))
+        except BrokenProcessPool as exc:
+            name = getattr(fn, "__qualname__", repr(fn))
+            raise WorkerCrashError(f"a worker process died while running {name}") from exc
+        finally:
+            alone.shutdown(wait=False, cancel_futures=True)
+
+
+def _ignore_stop_signals() -> None:
+    """Workers leave SIGINT/SIGTERM to the crawling process, which closes the pool itself
+    (a worker exits on its own when that process is gone)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def _call(fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+    """Run a task in a worker; an exception that would not unpickle is replaced by one that
+    does (an unpicklable result breaks the whole executor, not just the task)."""
+    try:
+        return fn(*args)
+    except Exception as exc:
+        raise _portable(exc) from None
+
+
+def _portable(exc: Exception) -> Exception:
+    try:
+        pickle.loads(pickle.dumps(exc))  # noqa: S301 - our own bytes, just made
+    except Exception:
+        return RuntimeError(f"{exc!r}")
+    return exc
+
+
+def _reduce_url_error(exc: UrlError) -> tuple[type[UrlError], tuple[str, str]]:
+    """Pickle our (url, message) errors by their constructor arguments, not their text."""
+    return type(exc), (exc.url, exc.message)
+
+
+copyreg.pickle(ParseError, _reduce_url_error)
+copyreg.pickle(ExtractError, _reduce_url_error)

@@ -1,0 +1,115 @@
+"""The crawl's process pool: results and errors cross the process boundary intact, a dead
+worker costs only its own task, and the pool size comes from `fetch.parse_workers`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pickle
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+
+from aggregator.errors import ConfigError, ExtractError, ParseError
+from aggregator.pipeline import WORKER_MODULES, crawl_pool
+from aggregator.settings import parse_settings
+from aggregator.workpool import WorkerCrashError, WorkPool, default_workers
+from aggregator.worktasks import PageBody, extract_page_task, parse_feed_task
+
+FEED_URL = "https://feeds.example/main.xml"
+NOW = datetime(2026, 1, 5, 12, tzinfo=UTC)
+
+
+class UnpicklableError(Exception):
+    """An exception whose constructor does not match its args: unpickling it fails."""
+
+    def __init__(self, first: str, second: str) -> None:
+        super().__init__(f"{first} and {second}")
+
+
+def raise_unpicklable() -> None:
+    raise UnpicklableError("one", "two")
+
+
+@pytest.fixture
+def pool() -> Iterator[WorkPool]:
+    with WorkPool(2, preload=WORKER_MODULES) as work_pool:
+        yield work_pool
+
+
+def test_tasks_run_in_worker_processes(pool: WorkPool) -> None:
+    async def pids() -> list[int]:
+        return list(await asyncio.gather(*(pool.run(os.getpid) for _ in range(4))))
+
+    found = asyncio.run(pids())
+    assert pool.started
+    assert os.getpid() not in found
+
+
+def test_in_process_pool_runs_here_and_starts_nothing() -> None:
+    pool = WorkPool(0)
+    assert asyncio.run(pool.run(os.getpid)) == os.getpid()
+    assert pool.in_process and not pool.started
+
+
+def test_a_bad_feed_fails_with_the_same_error_as_in_process(pool: WorkPool) -> None:
+    with pytest.raises(ParseError) as in_process:
+        parse_feed_task(b"<html><body>no feed</body></html>", FEED_URL, {})
+    with pytest.raises(ParseError) as in_worker:
+        asyncio.run(pool.run(parse_feed_task, b"<html><body>no feed</body></html>", FEED_URL, {}))
+    assert str(in_worker.value) == str(in_process.value)
+    assert (in_worker.value.url, in_worker.value.message) == (FEED_URL, in_process.value.message)
+    assert asyncio.run(pool.run(pow, 2, 10)) == 1024  # the pool survived
+
+
+def test_a_page_that_is_not_html_is_skipped_not_retried(pool: WorkPool) -> None:
+    body = PageBody("https://site.example/a", b'{"json": true}', {"content-type": "text/html"})
+    outcome = asyncio.run(pool.run(extract_page_task, body, NOW))
+    assert outcome == extract_page_task(body, NOW)
+    assert outcome.page is None and not outcome.retry and outcome.skipped
+
+
+def test_our_errors_pickle_by_their_constructor_arguments() -> None:
+    for error in (ParseError(FEED_URL, "not a feed"), ExtractError(FEED_URL, "binary")):
+        copy = pickle.loads(pickle.dumps(error))
+        assert type(copy) is type(error) and str(copy) == str(error)
+
+
+def test_an_unpicklable_exception_comes_back_as_a_runtime_error(pool: WorkPool) -> None:
+    with pytest.raises(RuntimeError, match="UnpicklableError"):
+        asyncio.run(pool.run(raise_unpicklable))
+    assert asyncio.run(pool.run(pow, 3, 2)) == 9  # the executor is not broken
+
+
+def test_a_dying_worker_fails_only_its_own_task(pool: WorkPool) -> None:
+    async def crash_beside_others() -> list[object]:
+        tasks = [pool.run(os._exit, 3), *(pool.run(pow, 2, n) for n in range(6))]
+        return list(await asyncio.gather(*tasks, return_exceptions=True))
+
+    crashed, *others = asyncio.run(crash_beside_others())
+    assert isinstance(crashed, WorkerCrashError)
+    assert "died" in str(crashed)
+    assert others == [2**n for n in range(6)]
+    assert asyncio.run(pool.run(pow, 2, 5)) == 32  # replaced, and working
+
+
+def test_a_closed_pool_refuses_work() -> None:
+    pool = WorkPool(1, preload=WORKER_MODULES)
+    assert asyncio.run(pool.run(pow, 2, 2)) == 4
+    pool.close()
+    assert not pool.started
+    with pytest.raises(RuntimeError, match="closed"):
+        asyncio.run(pool.run(pow, 2, 2))
+
+
+def test_pool_size_comes_from_parse_workers() -> None:
+    assert crawl_pool(parse_settings({"fetch": {"parse_workers": 0}})).in_process
+    assert crawl_pool(parse_settings({"fetch": {"parse_workers": 3}})).workers == 3
+    assert crawl_pool(parse_settings({})).workers == default_workers()
+    assert 0 <= default_workers() < max(os.cpu_count() or 1, 2)
+
+
+def test_a_bad_parse_workers_value_names_the_key() -> None:
+    with pytest.raises(ConfigError, match=r"^fetch\.parse_workers: "):
+        parse_settings({"fetch": {"parse_workers": -1}})
