@@ -72,6 +72,7 @@ class WorkPool:
         self._executor: ProcessPoolExecutor | None = None
         self._starting: asyncio.Task[ProcessPoolExecutor] | None = None
         self._closed = False
+        self._alone_slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
 
     @property
     def in_process(self) -> bool:
@@ -164,14 +165,23 @@ class WorkPool:
     async def _run_alone(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         """Retry a task whose worker died, alone in a fresh process: only a task that kills
         its worker twice fails, the tasks that were merely in flight beside it succeed."""
-        alone = self._new_executor(1)
-        try:
-            return await asyncio.wrap_future(alone.submit(_call, fn, args))
-        except BrokenProcessPool as exc:
-            name = getattr(fn, "__qualname__", repr(fn))
-            raise WorkerCrashError(f"a worker process died while running {name}") from exc
-        finally:
-            alone.shutdown(wait=False, cancel_futures=True)
+        async with self._alone_slot():
+            alone = self._new_executor(1)
+            try:
+                return await asyncio.wrap_future(alone.submit(_call, fn, args))
+            except BrokenProcessPool as exc:
+                name = getattr(fn, "__qualname__", repr(fn))
+                raise WorkerCrashError(f"a worker process died while running {name}") from exc
+            finally:
+                alone.shutdown(wait=False, cancel_futures=True)
+
+    def _alone_slot(self) -> asyncio.Semaphore:
+        """At most `workers` lone retries at once: a pool broken with hundreds of tasks
+        queued must not start hundreds of processes."""
+        loop = asyncio.get_running_loop()
+        if self._alone_slots is None or self._alone_slots[0] is not loop:
+            self._alone_slots = (loop, asyncio.Semaphore(max(1, self.workers)))
+        return self._alone_slots[1]
 
 
 def _ignore_stop_signals() -> None:

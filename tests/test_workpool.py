@@ -8,6 +8,7 @@ import os
 import pickle
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -92,6 +93,30 @@ def test_a_dying_worker_fails_only_its_own_task(pool: WorkPool) -> None:
     assert "died" in str(crashed)
     assert others == [2**n for n in range(6)]
     assert asyncio.run(pool.run(pow, 2, 5)) == 32  # replaced, and working
+
+
+def note_interval(log: str, seconds: float) -> None:
+    """Append this task's (start, end) times to `log` (one line per task, O_APPEND)."""
+    import time
+
+    start = time.monotonic()
+    time.sleep(seconds)
+    with open(log, "a", encoding="utf-8") as out:
+        out.write(f"{start} {time.monotonic()}\n")
+
+
+def test_retries_after_a_crash_run_at_most_workers_at_once(pool: WorkPool, tmp_path: Path) -> None:
+    log = str(tmp_path / "intervals")
+
+    async def crash_with_a_queue() -> list[object]:
+        tasks = [pool.run(os._exit, 3), *(pool.run(note_interval, log, 0.1) for _ in range(12))]
+        return list(await asyncio.gather(*tasks, return_exceptions=True))
+
+    crashed, *others = asyncio.run(crash_with_a_queue())
+    assert isinstance(crashed, WorkerCrashError) and others == [None] * 12
+    intervals = [tuple(map(float, line.split())) for line in Path(log).read_text().splitlines()]
+    most_at_once = max(sum(1 for s, e in intervals if s <= t < e) for t, _ in intervals)
+    assert len(intervals) == 12 and most_at_once <= pool.workers
 
 
 def test_a_closed_pool_refuses_work() -> None:
