@@ -48,6 +48,7 @@ from aggregator.pipeline import crawl_pool
 from aggregator.serve import Readiness, build_app, is_loopback, parse_listen, start_http
 from aggregator.settings import Settings, load_settings
 from aggregator.store import Store
+from aggregator.tracking import Tracker
 from aggregator.webhooks import WebhookDispatcher
 from aggregator.workpool import WorkPool
 
@@ -92,6 +93,7 @@ class JobContext:
     clock: Clock = utc_now
     webhooks: WebhookDispatcher | None = None  # new published records → topic webhooks
     pool: WorkPool | None = None  # parses for every crawl tick (the daemon's lifetime)
+    tracker: Tracker | None = None  # links every tick, keeping its story index
 
 
 JobFunc = Callable[[JobContext], Awaitable[None]]
@@ -159,7 +161,10 @@ class Daemon:
                     context = JobContext(
                         self.settings, self.daemon, store, self.owner, self.stopping, self.clock
                     )
-                    await self._run_until_stopped(replace(context, webhooks=webhooks, pool=pool))
+                    tracker = Tracker(self.settings, store)
+                    await self._run_until_stopped(
+                        replace(context, webhooks=webhooks, pool=pool, tracker=tracker)
+                    )
         log.info("daemon stopped")
 
     async def _run_until_stopped(self, context: JobContext) -> None:

@@ -38,6 +38,7 @@ from aggregator.errors import AggregatorError, ConfigError
 from aggregator.pipeline import CrawlOptions, crawl
 from aggregator.settings import Settings, load_settings
 from aggregator.store import Store
+from aggregator.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +53,13 @@ CLEANUP_INTERVAL_S = 3600.0
 
 @dataclass(frozen=True, slots=True)
 class WorkerContext:
-    """What every job of a worker process shares: settings and the open store."""
+    """What every job of a worker process shares: settings, the open store, and the
+    tracker whose story index lives as long as the worker (caught up, not rebuilt, by
+    each job: see `aggregator.tracking`)."""
 
     settings: Settings
     store: Store
+    tracker: Tracker
     clock: Clock = utc_now
 
 
@@ -84,7 +88,9 @@ async def crawl_source_task(context: procrastinate.JobContext, source_name: str)
     """Crawl one source with the shared pipeline; the claim is owned by this job."""
     worker: WorkerContext = context.additional_context[CONTEXT_KEY]
     options = CrawlOptions(source_names=(source_name,), claim_owner=f"job:{context.job.id}")
-    reports = await crawl(worker.settings, worker.store, options=options, clock=worker.clock)
+    reports = await crawl(
+        worker.settings, worker.store, options=options, clock=worker.clock, tracker=worker.tracker
+    )
     for report in reports:
         log.info("job %s crawled %s: %s", context.job.id, report.source, report.status)
 
@@ -170,7 +176,9 @@ async def run_worker(settings: Settings, concurrency: int, *, clock: Clock = utc
                 await app.run_worker_async(
                     queues=[QUEUE],
                     concurrency=concurrency,
-                    additional_context={CONTEXT_KEY: WorkerContext(settings, store, clock)},
+                    additional_context={
+                        CONTEXT_KEY: WorkerContext(settings, store, Tracker(settings, store), clock)
+                    },
                     update_heartbeat_interval=max(0.2, stalled_after / 4),
                     stalled_worker_timeout=stalled_after,
                 )

@@ -81,9 +81,15 @@ async def fetch_page(fetcher: Fetcher, url: str, now: datetime) -> PageOutcome:
 
 
 async def enrich_pending(
-    settings: Settings, store: Store, *, limit: int, clock: Callable[[], datetime]
+    settings: Settings,
+    store: Store,
+    *,
+    limit: int,
+    clock: Callable[[], datetime],
+    tracker: Tracker | None = None,
 ) -> EnrichReport:
-    """Fetch up to `limit` pending pages and update their records in place."""
+    """Fetch up to `limit` pending pages and update their records in place (linked by
+    `tracker`, the daemon's, when given)."""
     pending = store.pending_pages(limit, max_attempts=MAX_ATTEMPTS)
     if not pending:
         return EnrichReport(0, 0, 0)
@@ -101,7 +107,7 @@ async def enrich_pending(
         still += keep_waiting
         if record is not None:
             enriched.append(record)
-    tracker = Tracker(settings, store)
+    tracker = tracker or Tracker(settings, store)
     enriched = tracker.enrich(enriched, now=now)
     store.upsert_records(enriched)
     tracker.after_upsert(enriched, now=now)

@@ -142,19 +142,29 @@ async def crawl(
     on_report: ProgressCallback | None = None,
     webhooks: WebhookDispatcher | None = None,
     pool: WorkPool | None = None,
+    tracker: Tracker | None = None,
 ) -> list[SourceReport]:
     """Crawl the selected sources concurrently and return one report per source.
 
     New published records go to `webhooks` (the daemon's long-lived dispatcher); without
     one, a local dispatcher is used when a topic has webhooks, drained before returning.
     Parsing runs in `pool` (the daemon's long-lived one); without one, in a pool of this
-    crawl, closed before returning.
+    crawl, closed before returning. Linking uses `tracker` (a daemon's or worker's, which
+    keeps its story index between crawls); without one, a new Tracker of this crawl.
     """
     settings = effective_settings(settings, store)
     sources = select_sources(settings, options.source_names)
     with contextlib.nullcontext(pool) if pool else crawl_pool(settings) as work_pool:
         return await _crawl_sources(
-            settings, store, sources, options, clock, on_report, webhooks, work_pool
+            settings,
+            store,
+            sources,
+            options,
+            clock,
+            on_report,
+            webhooks,
+            work_pool,
+            tracker or Tracker(settings, store),
         )
 
 
@@ -167,8 +177,8 @@ async def _crawl_sources(
     on_report: ProgressCallback | None,
     webhooks: WebhookDispatcher | None,
     pool: WorkPool,
+    tracker: Tracker,
 ) -> list[SourceReport]:
-    tracker = Tracker(settings, store)
     policy = schedule_policy(settings.scheduler)
     slots = asyncio.Semaphore(4 * settings.fetch.concurrency)
     tracking = TrackingConfig.of(settings)

@@ -123,6 +123,7 @@ async def run(context: JobContext) -> None:
         clock=context.clock,
         webhooks=context.webhooks,
         pool=context.pool,
+        tracker=context.tracker,
     )
     log.info(
         "crawled %d due source(s), deferred %d: %s", len(names), len(later), summarise(reports)

@@ -16,7 +16,13 @@ async def run(context: JobContext) -> None:
     """Enrich up to BATCH records whose page could not be fetched with their entry."""
     if context.stopping.is_set():
         return
-    report = await enrich_pending(context.settings, context.store, limit=BATCH, clock=context.clock)
+    report = await enrich_pending(
+        context.settings,
+        context.store,
+        limit=BATCH,
+        clock=context.clock,
+        tracker=context.tracker,
+    )
     if report.attempted:
         log.info(
             "enriched %d of %d pending page(s); %d still pending",
