@@ -3,12 +3,19 @@
     add(item, now) → evict items older than now - window      (memory bounded by the window)
       → weighted terms + entity-like tokens   (stories_features, stories_entities)
       → TF-IDF with online document frequencies, candidates from capped posting lists
+        (rarest first, at most `scan_budget` postings read)
       → average-link score per candidate story, minus the item's background similarity
       → join the best story above `join_threshold` if corroborated (stories_gate: rare
         shared entities, or a match far above the background), or start a new one
       → stories scoring above `merge_threshold` merge; the oldest id survives
+      → stories the item bridges merge too when, by their centroids (sums of member unit
+        vectors), their members are about as alike across as within the looser story
+        (`merge_cohesion`) and the item is corroborated in both
       → joins made before `warmup_docs` documents are provisional: when the statistics
         mature, groups that no longer hold together are split off (stories_warmup)
+
+Every pair similarity computed is cached for both items (stories_pairs): related lists
+take their candidates from that cache instead of searching the index again.
 
 The index is an explicit state object: the pipeline rebuilds it after a restart by
 `restore()`-ing the records of the window with their stored story ids, or by re-adding them
@@ -30,6 +37,7 @@ from aggregator.stories_gate import corroborated
 from aggregator.stories_heat import story_heat
 from aggregator.stories_index import TermIndex, Vector
 from aggregator.stories_linkage import story_scores
+from aggregator.stories_pairs import PairCache
 from aggregator.stories_types import AddResult, Entry, LinkItem, Story
 from aggregator.stories_warmup import settle
 
@@ -40,6 +48,7 @@ BACKGROUND_PRIOR = 0.1  # assumed background similarity before the window has st
 BACKGROUND_RATE = 0.05  # how fast the running background level follows the stream
 Linkage = Literal["single", "average", "centroid", "mixed"]
 VECTOR_REFRESH = 1000  # recompute a cached TF-IDF vector after this many additions
+NEAR_CAP = 4  # pair similarities cached per item, in units of `candidate_limit`
 
 
 class StoryIndex:
@@ -55,6 +64,7 @@ class StoryIndex:
         related_threshold: float = 0.15,
         candidate_limit: int = 40,
         posting_cap: int = 200,
+        scan_budget: int = 2000,
         idf_power: float = 1.0,
         linkage: Linkage = "average",
         background_weight: float = 1.5,
@@ -64,7 +74,9 @@ class StoryIndex:
         rare_df: float = 0.0,
         rare_share: float = 0.01,
         warmup_docs: int = 200,
+        merge_cohesion: float = 0.9,
     ) -> None:
+        self.merge_cohesion = merge_cohesion
         self.warmup_docs = warmup_docs
         self._provisional: list[int] | None = [] if warmup_docs > 0 else None
         self.gate_rare = gate_rare
@@ -82,13 +94,16 @@ class StoryIndex:
         self.linkage = linkage
         self.background_weight = background_weight
         self.ratio = ratio
-        self.terms = TermIndex(posting_cap=posting_cap, idf_power=idf_power)
+        self.terms = TermIndex(
+            posting_cap=posting_cap, idf_power=idf_power, scan_budget=scan_budget
+        )
         self._entries: dict[int, Entry] = {}
         self._stories: dict[str, Story] = {}
         self._aliases: dict[str, str] = {}
         self._by_url: dict[str, int] = {}
         self._expiry: list[tuple[datetime, int]] = []
         self._seq = 0
+        self.pairs = PairCache(per_entry=NEAR_CAP * candidate_limit, max_age=VECTOR_REFRESH)
 
     # ----------------------------------------------------------------- queries
 
@@ -130,10 +145,27 @@ class StoryIndex:
         return story_heat([(i.published, i.provider) for i in items], now=now)
 
     def similarity(self, a: int, b: int) -> float:
-        """Cosine similarity of two indexed items (TF-IDF vectors, refreshed periodically)."""
+        """Cosine similarity of two indexed items (TF-IDF vectors, refreshed periodically).
+
+        Pairs are cached for `VECTOR_REFRESH` additions, the staleness cached vectors are
+        allowed anyway (`aggregator.stories_pairs`).
+        """
+        cached = self.pairs.get(a, b, now=self.terms.added)
+        if cached is not None:
+            return cached
         va = self._vector(self._entries[a])
         vb = self._vector(self._entries[b])
-        return cosine(va.weights, vb.weights, va.norm, vb.norm)
+        sim = cosine(va.weights, vb.weights, va.norm, vb.norm)
+        self.pairs.put(a, b, sim, now=self.terms.added)
+        return sim
+
+    def neighbours(self, key: int, limit: int) -> list[int]:
+        """Up to `limit` keys most similar to `key` among those compared with it so far.
+
+        These are the candidates found when either item was added, plus pairs compared
+        since (story members, gate checks): no index search, bounded work.
+        """
+        return self.pairs.nearest(key, limit)
 
     def _vector(self, entry: Entry) -> Vector:
         """The entry's TF-IDF vector, recomputed when the statistics moved on enough."""
@@ -176,6 +208,11 @@ class StoryIndex:
         linked = {best} | {sid for sid, score in scores.items() if score >= self.merge_threshold}
         survivor, merged, moved = self._merge(linked)
         self._join(entry, survivor)
+        converged = self._converged(survivor, scores, entry.item.key)
+        if converged:
+            survivor, more, also = self._merge({survivor, *converged})
+            merged += more
+            moved += also
         touched = self._touched(entry, sims, survivor)
         return AddResult(survivor, tuple(merged), tuple(moved), touched)
 
@@ -196,6 +233,7 @@ class StoryIndex:
         """Recompute an item's vector and background similarity under current statistics."""
         entry = self._entries[key]
         entry.vector = None
+        self.pairs.forget(key)
         self._candidate_sims(entry, self._vector(entry))
 
     def split(self, story_id: str, keys: list[int]) -> str:
@@ -205,10 +243,9 @@ class StoryIndex:
         new_id = self._new_story(self._entries[keys[0]])
         for key in keys[1:]:
             self._join(self._entries[key], new_id)
-        if self.linkage in ("centroid", "mixed"):
-            story.centroid = {}
-            for key in story.members:
-                self._add_to_centroid(story, self._entries[key])
+        story.centroid = {}
+        for key in story.members:
+            self._add_to_centroid(story, self._entries[key])
         return new_id
 
     def restore(self, item: LinkItem, story_id: str, *, now: datetime) -> None:
@@ -233,10 +270,13 @@ class StoryIndex:
                 continue
             self.terms.remove(key, entry.counts)
             self.entity_stats.remove(key, entry.entities)
+            self.pairs.forget(key)
             if self._by_url.get(entry.item.web_url) == key:
                 del self._by_url[entry.item.web_url]
             story = self._stories[entry.story]
             story.members.remove(key)
+            if entry.in_centroid is not None:
+                story.add_vector(entry.in_centroid, -1.0)
             if not story.members:
                 for alias in story.absorbed:
                     self._aliases.pop(alias, None)
@@ -268,6 +308,7 @@ class StoryIndex:
                 continue
             ov = self._vector(cand)
             sim = cosine(vector.weights, ov.weights, vector.norm, ov.norm)
+            self.pairs.put(entry.item.key, other, sim, now=self.terms.added)
             if cand.item.provider == entry.item.provider:
                 sim *= self.same_provider_factor
             sims[other] = sim
@@ -281,6 +322,36 @@ class StoryIndex:
                 bg = 0.5 * (entry.background + self._entries[other].background)
                 sims[other] = sims[other] - bw * bg
         return sims
+
+    def _converged(self, story_id: str, scores: dict[str, float], key: int) -> list[str]:
+        """Candidate stories to merge into `story_id` now that item `key` joined it.
+
+        A story qualifies when the item scored above `join_threshold` against it and is
+        corroborated in it (`stories_gate`), and the two stories are cohesive together:
+        the new item bridged two halves of one event.
+        """
+        story = self._stories[story_id]
+        close = []
+        for other_id, score in scores.items():
+            other = self._stories.get(other_id)
+            if other is None or other_id == story_id or score < self.join_threshold:
+                continue
+            if self._cohesive(story, other) and corroborated(self, key, other_id):
+                close.append(other_id)
+        return close
+
+    def _cohesive(self, a: Story, b: Story) -> bool:
+        """True when members of `a` and `b` are about as alike as those of the looser one.
+
+        The mean cross-story similarity must reach `merge_cohesion` × the smaller of the
+        two stories' mean within-story similarities (from their centroids; a single-item
+        story has none, so at least one side needs two members).
+        """
+        looser = min(a.cohesion(), b.cohesion())
+        if looser == float("inf"):
+            return False
+        cross = cosine(a.centroid, b.centroid, 1.0, 1.0) / (len(a.members) * len(b.members))
+        return cross >= self.merge_cohesion * looser
 
     def _pick_story(self, entry: Entry, scores: dict[str, float]) -> str | None:
         """The story to join: same webUrl first, else the best story passing the thresholds.
@@ -332,13 +403,11 @@ class StoryIndex:
         entry.story = story_id
         story.members.append(entry.item.key)
         story.first_time = min(story.first_time, entry.time)
-        if self.linkage in ("centroid", "mixed"):
-            self._add_to_centroid(story, entry)
+        self._add_to_centroid(story, entry)
 
     def _add_to_centroid(self, story: Story, entry: Entry) -> None:
-        v = self._vector(entry)
-        for t, w in v.weights.items():
-            story.centroid[t] = story.centroid.get(t, 0.0) + w / v.norm
+        entry.in_centroid = self._vector(entry)
+        story.add_vector(entry.in_centroid)
 
     def _merge(self, linked: Iterable[str]) -> tuple[str, list[str], list[int]]:
         """Merge stories into the oldest; returns (survivor, absorbed ids, moved keys)."""
@@ -351,8 +420,7 @@ class StoryIndex:
                 self._entries[key].story = survivor.id
             moved.extend(story.members)
             survivor.members.extend(story.members)
-            for t, w in story.centroid.items():
-                survivor.centroid[t] = survivor.centroid.get(t, 0.0) + w
+            survivor.absorb_centroid(story)
             survivor.first_time = min(survivor.first_time, story.first_time)
             for alias in [story.id, *story.absorbed]:
                 self._aliases[alias] = survivor.id

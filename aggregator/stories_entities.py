@@ -14,6 +14,7 @@ document frequencies from the window (`aggregator.stories_index.TermIndex`). Pur
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 
@@ -39,8 +40,10 @@ _TOKEN = re.compile(
     r"|(?P<word>[^\W\d_]+(?:['’][^\W\d_]+)*(?:-[^\W\d_]+)*)"
 )
 _SCALE = {"million": "m", "billion": "bn", " ": ""}
+Tokens = list[tuple[str, bool, bool]]  # (text, is a number, follows punctuation)
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _normalise_number(raw: str) -> str | None:
     """'$6,000' → '$6000', '52 million' → '52m'; None for lone digits and plain years."""
     low = raw.lower().replace(",", "")
@@ -52,6 +55,7 @@ def _normalise_number(raw: str) -> str | None:
     return low
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _word_key(word: str) -> str:
     low = word.lower().replace("’", "'")
     return low[:-2] if low.endswith("'s") else low
@@ -64,15 +68,15 @@ def _is_headline_case(words: list[str]) -> bool:
     return bool(longer) and caps > 0.6 * len(longer)
 
 
-def _tokens(sentence: str) -> list[tuple[str, bool, bool]]:
+def _tokens(sentence: str) -> Tokens:
     """(text, is_number, follows punctuation) tokens of one sentence."""
-    out: list[tuple[str, bool, bool]] = []
+    out: Tokens = []
     end = 0
     for m in _TOKEN.finditer(sentence):
-        gap = bool(sentence[end : m.start()].strip())
-        end = m.end()
-        number = m.group("num") is not None
-        out.append((m.group("num") if number else m.group("word"), number, gap))
+        start, stop = m.span()
+        gap = start > end and not sentence[end:start].isspace()
+        end = stop
+        out.append((m.group(), m.lastgroup == "num", gap))
     return out
 
 
@@ -82,9 +86,13 @@ def _sentences(text: str) -> list[str]:
 
 def proper_lexicon(sentences: list[str]) -> set[str]:
     """Lower-cased words written capitalised inside running (not headline-case) sentences."""
+    return _lexicon([_tokens(sentence) for sentence in sentences])
+
+
+def _lexicon(sentences: list[Tokens]) -> set[str]:
     found: set[str] = set()
-    for sentence in sentences:
-        words = [t for t, number, _ in _tokens(sentence) if not number]
+    for tokens in sentences:
+        words = [t for t, number, _ in tokens if not number]
         if _is_headline_case(words):
             continue
         for word in words[1:]:
@@ -93,9 +101,8 @@ def proper_lexicon(sentences: list[str]) -> set[str]:
     return found
 
 
-def _sentence_entities(sentence: str, lexicon: set[str]) -> Iterator[str]:
-    """Entities of one sentence: numbers, proper nouns and their joined runs."""
-    tokens = _tokens(sentence)
+def _sentence_entities(tokens: Tokens, lexicon: set[str]) -> Iterator[str]:
+    """Entities of one sentence's tokens: numbers, proper nouns and their joined runs."""
     headline = _is_headline_case([t for t, number, _ in tokens if not number])
     run: list[str] = []
     for index, (text, number, gap) in enumerate(tokens):
@@ -120,7 +127,7 @@ def _sentence_entities(sentence: str, lexicon: set[str]) -> Iterator[str]:
     yield from _joined(run)
 
 
-def _leads_name(tokens: list[tuple[str, bool, bool]]) -> bool:
+def _leads_name(tokens: Tokens) -> bool:
     """A sentence opening with two capitalised words ("North Korea said") opens with a name."""
     if len(tokens) < 2 or tokens[1][1] or tokens[1][2]:
         return False
@@ -143,12 +150,12 @@ def extract_entities(title: str, excerpt: str, text: str) -> dict[str, float]:
     if excerpt and body.startswith(excerpt[:80]):
         body = body[len(excerpt) :]
     fields = [(title, TITLE_WEIGHT), (excerpt, EXCERPT_WEIGHT), (body, BODY_WEIGHT)]
-    split = [(_sentences(field), weight) for field, weight in fields]
-    lexicon = proper_lexicon([s for sentences, _ in split[1:] for s in sentences])
+    split = [([_tokens(s) for s in _sentences(field)], weight) for field, weight in fields]
+    lexicon = _lexicon([tokens for sentences, _ in split[1:] for tokens in sentences])
     out: dict[str, float] = {}
     for sentences, weight in split:
-        for sentence in sentences:
-            for entity in _sentence_entities(sentence, lexicon):
+        for tokens in sentences:
+            for entity in _sentence_entities(tokens, lexicon):
                 if len(out) >= MAX_ENTITIES and entity not in out:
                     continue
                 out[entity] = max(weight, out.get(entity, 0.0))

@@ -11,7 +11,9 @@ Pure functions, no I/O, no downloads.
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 import re
 from collections.abc import Iterable, Mapping
 from urllib.parse import urlsplit
@@ -60,16 +62,13 @@ def _stem(word: str) -> str:
     return word
 
 
-def _is_capitalised(token: str) -> bool:
-    return token[:1].isupper() and not _NUMBER.match(token)
-
-
 def _is_title_case(tokens: list[str]) -> bool:
     """True when most words are capitalised (headline style): capitals carry no signal."""
-    words = [t for t in tokens if not _NUMBER.match(t) and len(t) > 3]
+    words = [t for t in tokens if len(t) > 3 and not _token_kind(t)[1]]
     return bool(words) and sum(1 for t in words if t[:1].isupper()) > 0.6 * len(words)
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _normalise(token: str) -> str | None:
     """The term for a token, or None for stopwords and noise."""
     low = token.lower().replace("’", "'")
@@ -81,14 +80,20 @@ def _normalise(token: str) -> str | None:
     return term
 
 
-def _sentence_terms(sentence: str, detect_entities: bool) -> Iterable[tuple[str, bool]]:
-    """(term, entity-like) pairs of one sentence, plus joined capitalised runs."""
-    tokens = _WORD.findall(sentence)
+@functools.lru_cache(maxsize=1 << 16)
+def _token_kind(token: str) -> tuple[str | None, bool, bool]:
+    """(term, is a number, is capitalised) of one token."""
+    number = bool(_NUMBER.match(token))
+    return _normalise(token), number, token[:1].isupper() and not number
+
+
+def _sentence_terms(tokens: list[str], detect_entities: bool) -> Iterable[tuple[str, bool]]:
+    """(term, entity-like) pairs of one sentence's tokens, plus joined capitalised runs."""
     run: list[str] = []
     for index, token in enumerate(tokens):
-        term = _normalise(token)
-        capital = detect_entities and _is_capitalised(token)
-        entity = bool(_NUMBER.match(token)) or (capital and index > 0)
+        term, number, capitalised = _token_kind(token)
+        capital = detect_entities and capitalised
+        entity = number or (capital and index > 0)
         if capital and term is not None:
             run.append(term)
         else:
@@ -106,7 +111,7 @@ def field_terms(text: str, weight: float, out: dict[str, float]) -> None:
     for sentence in _SENTENCE_SPLIT.split(text):
         tokens = _WORD.findall(sentence)
         detect = not _is_title_case(tokens)
-        for term, entity in _sentence_terms(sentence, detect):
+        for term, entity in _sentence_terms(tokens, detect):
             out[term] = out.get(term, 0.0) + weight * (ENTITY_BOOST if entity else 1.0)
 
 
@@ -154,7 +159,6 @@ def cosine(a: Mapping[str, float], b: Mapping[str, float], norm_a: float, norm_b
     """Cosine similarity of two sparse vectors with known norms (0.0 when either is empty)."""
     if norm_a <= 0.0 or norm_b <= 0.0:
         return 0.0
-    if len(a) > len(b):
-        a, b = b, a
-    dot = sum(value * b[term] for term, value in a.items() if term in b)
-    return dot / (norm_a * norm_b)
+    common = a.keys() & b.keys()
+    dot = sum(map(operator.mul, map(a.__getitem__, common), map(b.__getitem__, common)))
+    return float(dot) / (norm_a * norm_b)

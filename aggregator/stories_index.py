@@ -4,17 +4,18 @@ Document frequencies count the items currently in the index (the story window), 
 follows the news of the moment and memory stays bounded by the window. Each term's posting
 list keeps only the `posting_cap` most recently added keys, and terms held by more than
 `max_df_ratio` of the items are not used to find candidates: the work of finding candidates
-for one item is at most `query_terms × posting_cap`, whatever the size of the store.
+for one item is at most `scan_budget` postings (rarest terms first), whatever the size of
+the store.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
-
-from aggregator.stories_features import tf_weight
+from operator import itemgetter
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +33,10 @@ class TermIndex:
     follows the recent stream, is not starved when the window holds few items, and forgets
     old vocabulary: terms whose decayed frequency falls under `PRUNE_BELOW` are dropped in a
     sweep every `half_life_docs` additions (amortised constant work, bounded memory).
+
+    Frequencies are stored scaled to the last sweep (`df = stored × decay`, one shared decay
+    factor), so reading one is a lookup and a multiplication. Evicted keys leave their
+    posting lists lazily: they are skipped while read, and dropped once at a list's front.
     """
 
     PRUNE_BELOW = 0.25
@@ -45,15 +50,19 @@ class TermIndex:
         max_df_ratio: float = 0.2,
         half_life_docs: int = 5000,
         idf_power: float = 1.0,
+        scan_budget: int = 2000,
     ) -> None:
         self.posting_cap = posting_cap
         self.query_terms = query_terms
         self.max_df_ratio = max_df_ratio
         self.half_life_docs = half_life_docs
         self.idf_power = idf_power
+        self.scan_budget = scan_budget
         self.added = 0
         self._ratio = 0.5 ** (1.0 / half_life_docs)
-        self._df: dict[str, tuple[float, int]] = {}
+        self._decay = 1.0  # ratio ** (added - added at the last sweep)
+        self._df: dict[str, float] = {}  # frequencies scaled to the last sweep
+        self._live: set[int] = set()
         self.postings: dict[str, deque[int]] = {}
 
     @property
@@ -63,37 +72,40 @@ class TermIndex:
 
     def df(self, term: str) -> float:
         """The decayed document frequency of `term` (0.0 when unseen)."""
-        entry = self._df.get(term)
-        if entry is None:
-            return 0.0
-        return float(entry[0] * self._ratio ** (self.added - entry[1]))
+        return self._df.get(term, 0.0) * self._decay
 
     def add(self, key: int, counts: Mapping[str, float]) -> None:
         """Count an item's terms and append its key to their posting lists."""
         self.added += 1
+        self._decay *= self._ratio
+        step = 1.0 / self._decay
+        frequencies = self._df
         for term in counts:
-            self._df[term] = (self.df(term) + 1.0, self.added)
+            frequencies[term] = frequencies.get(term, 0.0) + step
             posting = self.postings.get(term)
             if posting is None:
                 posting = self.postings[term] = deque(maxlen=self.posting_cap)
             posting.append(key)
+        self._live.add(key)
         if self.added % self.half_life_docs == 0:
-            self._prune()
+            self._sweep()
 
-    def _prune(self) -> None:
-        for term in [t for t in self._df if self.df(t) < self.PRUNE_BELOW]:
-            del self._df[term]
+    def _sweep(self) -> None:
+        """Rescale the stored frequencies to now and drop the ones decayed to nothing."""
+        decay = self._decay
+        self._df = {t: v * decay for t, v in self._df.items() if v * decay >= self.PRUNE_BELOW}
+        self._decay = 1.0
 
     def remove(self, key: int, counts: Mapping[str, float]) -> None:
         """Drop an evicted item from its posting lists (frequencies just decay)."""
+        self._live.discard(key)
+        live = self._live
         for term in counts:
             posting = self.postings.get(term)
             if posting is None:
                 continue
-            if posting and posting[0] == key:
+            while posting and posting[0] not in live:
                 posting.popleft()
-            elif key in posting:
-                posting.remove(key)
             if not posting:
                 del self.postings[term]
 
@@ -106,26 +118,41 @@ class TermIndex:
         """The TF-IDF vector of raw weighted counts under the current statistics."""
         n_docs = self.n_docs
         power = self.idf_power
+        decay = self._decay
+        frequencies = self._df
         weights: dict[str, float] = {}
         for term, count in counts.items():
-            df = max(1.0, self.df(term))
+            df = frequencies.get(term, 0.0) * decay
+            df = df if df > 1.0 else 1.0
             idf = math.log(1.0 + (n_docs - df + 0.5) / (df + 0.5))
-            weights[term] = tf_weight(count) * (idf if power == 1.0 else idf**power)
+            tf = 1.0 + math.log(count) if count > 1.0 else count  # stories_features.tf_weight
+            weights[term] = tf * (idf if power == 1.0 else idf**power)
         return Vector(weights, math.sqrt(sum(w * w for w in weights.values())))
 
     def candidates(self, key: int, vector: Vector, limit: int) -> list[int]:
         """Keys sharing significant terms with `vector`, best rough score first.
 
         Uses the `query_terms` heaviest terms whose document frequency is not too high,
-        and only the capped posting lists: bounded work per call.
+        and only their capped posting lists, shortest (rarest) first, reading at most
+        `scan_budget` postings in all: bounded work per call.
         """
-        ceiling = max(self.MIN_DF_CEILING, self.max_df_ratio * self.n_docs)
-        usable = [(w, t) for t, w in vector.weights.items() if self.df(t) <= ceiling]
+        ceiling = max(self.MIN_DF_CEILING, self.max_df_ratio * self.n_docs) / self._decay
+        frequencies = self._df
+        usable = [(w, t) for t, w in vector.weights.items() if frequencies.get(t, 0.0) <= ceiling]
         usable.sort(key=lambda wt: (-wt[0], wt[1]))
+        lists = [(w, self.postings.get(t, ())) for w, t in usable[: self.query_terms]]
+        lists.sort(key=lambda wp: len(wp[1]))  # rarest first: the budget goes to specifics
         scores: dict[int, float] = {}
-        for weight, term in usable[: self.query_terms]:
-            for other in self.postings.get(term, ()):
-                if other != key:
-                    scores[other] = scores.get(other, 0.0) + weight
-        ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
-        return [other for other, _ in ranked[:limit]]
+        get = scores.get
+        budget = self.scan_budget
+        for weight, posting in lists:
+            budget -= len(posting)
+            if budget < 0:
+                break
+            for other in posting:
+                scores[other] = get(other, 0.0) + weight
+        scores.pop(key, None)
+        for evicted in scores.keys() - self._live:
+            del scores[evicted]
+        best = heapq.nlargest(limit, scores.items(), key=itemgetter(1))  # ties: first read
+        return [other for other, _ in best]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 
 from aggregator.stories_features import cosine
@@ -35,7 +34,7 @@ def story_scores(
         return {sid: total[sid] / len(stories[sid].members) for sid in total}
     scores: dict[str, float] = {}
     for sid, top in best.items():
-        cen = stories[sid].centroid
-        c = cosine(vector.weights, cen, vector.norm, math.sqrt(sum(w * w for w in cen.values())))
+        cen = stories[sid]
+        c = cosine(vector.weights, cen.centroid, vector.norm, cen.centroid_norm())
         scores[sid] = c if linkage == "centroid" else 0.5 * (c + top)
     return scores

@@ -4,7 +4,9 @@
       1. members of the record's story from other providers, one per provider,
          most similar first
       2. records that share a topic with it, are similar above `related_threshold`
-         and lie within the window of its time, most similar first
+         and lie within the window of its time, most similar first; candidates are the
+         records the linker already compared it with (`StoryIndex.neighbours`), so no
+         index search runs here
     never the record itself, never a webUrl twice (its own included), never the same
     story twice from the same provider (its own story and provider included), at most `limit`.
 
@@ -45,12 +47,12 @@ def _ranked(index: StoryIndex, key: int, keys: list[int]) -> list[int]:
 
 
 def _similar_by_topic(index: StoryIndex, key: int) -> list[int]:
-    """Candidates sharing a topic, similar enough, within the window of the record."""
+    """Neighbours sharing a topic, similar enough, within the window of the record."""
     own = index.item(key)
     topics = set(own.topics)
     when = index.entry_time(key)
     found: list[int] = []
-    for other in index.candidate_keys(key):
+    for other in index.neighbours(key, index.candidate_limit):
         item = index.item(other)
         if not topics & set(item.topics):
             continue

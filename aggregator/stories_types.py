@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from aggregator.stories_index import Vector
+
+CENTROID_EPSILON = 1e-9  # centroid weights this close to zero (members evicted) are dropped
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +43,11 @@ class AddResult:
 
 @dataclass(slots=True)
 class Entry:
-    """An indexed item: its features, story, background and cached vector."""
+    """An indexed item: its features, story, background, cached vector.
+
+    `in_centroid` is the vector the item added to its story's centroid (taken out again
+    when the item is evicted).
+    """
 
     item: LinkItem
     time: datetime
@@ -50,11 +57,15 @@ class Entry:
     background: float = 0.0
     vector: Vector | None = None
     vector_at: int = -1
+    in_centroid: Vector | None = None
 
 
 @dataclass(slots=True)
 class Story:
-    """A live story: members in join order, centroid, and the ids it absorbed."""
+    """A live story: members in join order, centroid, and the ids it absorbed.
+
+    The centroid is the sum of the unit vectors of the members in the window.
+    """
 
     id: str
     seq: int
@@ -62,3 +73,41 @@ class Story:
     members: list[int] = field(default_factory=list)
     centroid: dict[str, float] = field(default_factory=dict)
     absorbed: list[str] = field(default_factory=list)
+    _norm: float | None = None
+
+    def add_vector(self, vector: Vector, sign: float = 1.0) -> None:
+        """Add (or with `sign` -1, take out) a member's unit vector to the centroid."""
+        if vector.norm <= 0.0:
+            return
+        centroid = self.centroid
+        scale = sign / vector.norm
+        for term, weight in vector.weights.items():
+            value = centroid.get(term, 0.0) + weight * scale
+            if abs(value) > CENTROID_EPSILON:
+                centroid[term] = value
+            else:
+                centroid.pop(term, None)
+        self._norm = None
+
+    def absorb_centroid(self, other: Story) -> None:
+        """Add another story's centroid to this one (a merge)."""
+        for term, weight in other.centroid.items():
+            self.centroid[term] = self.centroid.get(term, 0.0) + weight
+        self._norm = None
+
+    def cohesion(self) -> float:
+        """Mean cosine between two different members (inf for a single-member story).
+
+        The centroid is a sum of unit vectors, so |c|² = n + Σ over ordered pairs of
+        their cosines.
+        """
+        n = len(self.members)
+        if n < 2:
+            return float("inf")
+        return (self.centroid_norm() ** 2 - n) / (n * (n - 1))
+
+    def centroid_norm(self) -> float:
+        """The Euclidean norm of the centroid (cached until it changes)."""
+        if self._norm is None:
+            self._norm = math.sqrt(sum(w * w for w in self.centroid.values()))
+        return self._norm

@@ -3,6 +3,10 @@
 
 Usage:
     python bench/eval_linking.py [--eval-dir ../shared/eval] [--corpus DIR] [--window-hours H]
+                                 [--halves] [--seed N] [--feeds N]
+
+`--halves` adds giveme5w1h's even and odd events as separate rows (a held-out split: tune
+on one, read the other); `--seed` / `--feeds` generate another synthetic corpus.
 
 Sets:
   giveme5w1h   ../shared/eval/giveme5w1h-news-cluster (419 real articles, 70 events)
@@ -139,12 +143,12 @@ def run(
             for key in by_story.pop(old, set()):
                 stored[key] = result.story_id
                 by_story[result.story_id].add(key)
-        for key in result.moved_keys:  # merges and warm-up splits
+        stored[labeled.item.key] = result.story_id
+        by_story[result.story_id].add(labeled.item.key)
+        for key in result.moved_keys:  # merges and warm-up splits (the new item too)
             by_story[stored[key]].discard(key)
             stored[key] = index.story_of(key)
             by_story[stored[key]].add(key)
-        stored[labeled.item.key] = result.story_id
-        by_story[result.story_id].add(labeled.item.key)
         for key in result.touched_keys if with_related else ():
             related[key] = index.related(key, limit=6)
     return RunResult(stored, related, time.perf_counter() - started)
@@ -260,17 +264,28 @@ def evaluate(name: str, data: Sequence[Labeled], window: timedelta, label: str) 
     return row
 
 
-def ensure_corpus(corpus: Path | None) -> Path | None:
-    """The synthetic corpus folder, generated into /tmp/linkcorpus when not given."""
+def events_half(data: Sequence[Labeled], parity: int) -> list[Labeled]:
+    """The items of every other event (by event id order): a held-out split."""
+    labels = sorted({d.label for d in data}, key=lambda s: (len(s), s))
+    keep = {label for n, label in enumerate(labels) if n % 2 == parity}
+    return [d for d in data if d.label in keep]
+
+
+def ensure_corpus(corpus: Path | None, seed: int = 1, feeds: int = 60) -> Path | None:
+    """The synthetic corpus folder, generated into /tmp/linkcorpus when not given.
+
+    Other seeds or sizes than the default go to /tmp/linkcorpus-<feeds>x30-s<seed>.
+    """
     if corpus is not None:
         return corpus
-    target = Path("/tmp/linkcorpus")
+    default = (seed, feeds) == (1, 60)
+    target = Path("/tmp/linkcorpus" if default else f"/tmp/linkcorpus-{feeds}x30-s{seed}")
     if (target / "truth.jsonl").is_file():
         return target
     generator = ROOT / "bench" / "gen_corpus.py"
     if not generator.is_file():
         return None
-    args = ["--feeds", "60", "--items", "30", "--seed", "1", "--out", str(target)]
+    args = ["--feeds", str(feeds), "--items", "30", "--seed", str(seed), "--out", str(target)]
     subprocess.run([sys.executable, str(generator), *args], check=True, capture_output=True)
     return target
 
@@ -281,6 +296,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eval-dir", type=Path, default=SHARED / "eval")
     ap.add_argument("--corpus", type=Path, default=None)
     ap.add_argument("--window-hours", type=float, default=72.0)
+    ap.add_argument("--seed", type=int, default=1, help="synthetic corpus seed")
+    ap.add_argument("--feeds", type=int, default=60, help="synthetic corpus outlets")
+    ap.add_argument(
+        "--halves", action="store_true", help="also giveme5w1h's even and odd events apart"
+    )
     args = ap.parse_args(argv)
     window = timedelta(hours=args.window_hours)
     rows = []
@@ -289,7 +309,11 @@ def main(argv: list[str] | None = None) -> int:
         data = load_giveme(giveme)
         rows.append(evaluate("giveme5w1h", data, window, f"{args.window_hours:g}h"))
         rows.append(evaluate("giveme5w1h", data, timedelta(days=3650), "all"))
-    corpus = ensure_corpus(args.corpus)
+        for parity in (0, 1) if args.halves else ():
+            half = events_half(data, parity)
+            name = f"giveme5w1h-{'even' if parity == 0 else 'odd'}"
+            rows.append(evaluate(name, half, timedelta(days=3650), "all"))
+    corpus = ensure_corpus(args.corpus, args.seed, args.feeds)
     if corpus is not None:
         data = load_synthetic(corpus)
         rows.append(evaluate("synthetic", data, window, f"{args.window_hours:g}h"))

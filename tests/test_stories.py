@@ -296,7 +296,7 @@ def test_giveme5w1h_story_f1_floor(eval_dir: Path) -> None:
     truth = {d.item.key: d.label for d in data}
     result = ev.run(data, timedelta(days=3650), with_related=False)  # type: ignore[attr-defined]
     scores = ev.cluster_scores(result.stories, truth)  # type: ignore[attr-defined]
-    assert scores["F1"] >= 0.82
+    assert scores["F1"] >= 0.85  # issue 3 target; 0.865 measured
     assert scores["P"] >= 0.85
 
 

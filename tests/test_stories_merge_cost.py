@@ -1,0 +1,202 @@
+"""Story merges by centroid cohesion, the pair-similarity cache and bounded candidate work."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from aggregator.stories import LinkItem, StoryIndex
+from aggregator.stories_index import TermIndex, Vector
+from aggregator.stories_pairs import PairCache
+
+T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+
+QUAKE = [
+    (
+        "Magnitude 6.8 earthquake strikes Valparaiso region in Chile",
+        "A powerful earthquake of magnitude 6.8 shook the Valparaiso region of Chile, toppling "
+        "buildings in Viña del Mar and cutting power to 400,000 homes, officials said.",
+    ),
+    (
+        "Chile earthquake: 6.8 quake hits Valparaiso, power cut to 400,000 homes",
+        "The 6.8 magnitude quake struck near Valparaiso, Chile. Buildings collapsed in Viña del "
+        "Mar and emergency services said 400,000 homes lost power after the earthquake.",
+    ),
+    (
+        "Valparaiso quake: Viña del Mar buildings collapse, 400,000 without power",
+        "Rescuers searched collapsed buildings in Viña del Mar after the 6.8 earthquake near "
+        "Valparaiso left 400,000 homes in Chile without power.",
+    ),
+    (
+        "Chile counts damage after 6.8 Valparaiso earthquake",
+        "Chile's government counted collapsed buildings in Viña del Mar and Valparaiso after "
+        "the magnitude 6.8 earthquake; power returned to most of the 400,000 homes.",
+    ),
+]
+BRIDGE = (
+    "Valparaiso earthquake of magnitude 6.8: Chile, Viña del Mar and 400,000 homes",
+    "The 6.8 earthquake in the Valparaiso region of Chile collapsed buildings in Viña del Mar "
+    "and cut power to 400,000 homes; the quake shook Chile's coast.",
+)
+FILLERS = [
+    ("Museum opens new gallery of Flemish tapestries", "The Ghent museum unveiled tapestries."),
+    ("Bakery chain recalls sourdough over labelling", "Loaves sold in Leeds lacked labels."),
+    ("Volcano observatory raises alert on Etna", "Scientists in Catania reported ash."),
+    ("Chess prodigy wins Reykjavik open tournament", "The 14-year-old beat grandmasters."),
+    ("Rovers sign Brazilian striker Teixeira for £18m", "Harbour Rovers completed a signing."),
+    ("Parliament approves Lisbon transport budget", "Lawmakers approved the metro budget."),
+]
+
+
+def item(key: int, content: tuple[str, str], *, hours: float = 0.0) -> LinkItem:
+    """A LinkItem from its own provider, published `hours` after T0."""
+    return LinkItem(
+        key=key,
+        provider=f"p{key}.example",
+        web_url=f"https://p{key}.example/{key}",
+        published=T0 + timedelta(hours=hours),
+        title=content[0],
+        excerpt=content[1],
+        text=content[1],
+        topics=("World",),
+    )
+
+
+def split_event(**kwargs: object) -> StoryIndex:
+    """One event restored as two stories of two reports each (as if linked apart)."""
+    index = StoryIndex(merge_threshold=2.0, **kwargs)  # type: ignore[arg-type]
+    for n, content in enumerate(FILLERS):
+        index.add(item(900 + n, content, hours=-1), now=T0)
+    for key, story in ((1, "s-first"), (2, "s-first"), (3, "s-second"), (4, "s-second")):
+        index.restore(item(key, QUAKE[key - 1], hours=key / 10), story, now=T0)
+    return index
+
+
+def test_two_stories_merge_when_a_bridging_item_makes_them_cohesive() -> None:
+    index = split_event()
+    result = index.add(item(5, BRIDGE, hours=1), now=T0 + timedelta(hours=1))
+    assert result.story_id == "s-first"
+    assert result.merged_from == ("s-second",)
+    assert set(result.moved_keys) == {3, 4}
+    assert {1, 2, 3, 4, 5} <= set(result.touched_keys)
+
+
+def test_no_cohesion_merge_when_disabled() -> None:
+    index = split_event(merge_cohesion=float("inf"))
+    result = index.add(item(5, BRIDGE, hours=1), now=T0 + timedelta(hours=1))
+    assert result.merged_from == ()
+    assert {index.story_of(1), index.story_of(3)} == {"s-first", "s-second"}
+
+
+def test_nothing_dangles_after_a_merge() -> None:
+    index = split_event()
+    index.add(item(5, BRIDGE, hours=1), now=T0 + timedelta(hours=1))
+    assert index.aliases() == {"s-second": "s-first"}
+    assert "s-second" not in index.story_ids()
+    assert sorted(m.key for m in index.members("s-second")) == [1, 2, 3, 4, 5]
+    assert all(index.story_of(key) == "s-first" for key in range(1, 6))
+    for key in range(1, 6):
+        assert index.related(key)  # every member still has coverage to point at
+    index.evict_older_than(T0 + timedelta(hours=5))
+    assert len(index) == 0 and index.story_ids() == [] and index.aliases() == {}
+    assert len(index.pairs) == 0
+    assert index.terms.postings == {}
+
+
+def test_eviction_takes_a_member_out_of_its_story_centroid() -> None:
+    index = StoryIndex(window=timedelta(hours=10), merge_threshold=2.0)
+    later = T0 + timedelta(hours=9)
+    for key, hours in ((1, 0), (2, 1), (3, 8)):
+        index.restore(item(key, QUAKE[key - 1], hours=hours), "s-q", now=later)
+    only_first = set(index._entries[1].counts)
+    only_first -= set(index._entries[2].counts) | set(index._entries[3].counts)
+    story = index._stories["s-q"]
+    assert only_first & set(story.centroid)
+    index.evict_older_than(T0 + timedelta(minutes=30))
+    assert story.members == [2, 3]
+    assert not only_first & set(story.centroid)
+    assert story.cohesion() == pytest.approx(index.similarity(2, 3))  # two members: their cosine
+
+
+def test_cohesion_is_the_mean_pairwise_cosine() -> None:
+    index = StoryIndex(merge_threshold=2.0)
+    for key in (1, 2, 3):
+        index.restore(item(key, QUAKE[key - 1]), "s-q", now=T0)
+    story = index._stories["s-q"]
+    pairs = [index.similarity(a, b) for a, b in ((1, 2), (1, 3), (2, 3))]
+    assert story.cohesion() == pytest.approx(sum(pairs) / 3)
+
+
+# ----------------------------------------------------------------- bounded work
+
+
+def test_candidates_read_rare_lists_first_and_stop_at_the_budget() -> None:
+    terms = TermIndex(scan_budget=10)
+    for key in range(30):
+        terms.add(key, {"common": 1.0, f"own{key}": 1.0})
+    terms.add(100, {"common": 1.0, "rare": 1.0})
+    query = Vector({"common": 1.0, "rare": 5.0}, 1.0)
+    assert terms.candidates(-1, query, 40) == [100]
+    roomy = TermIndex(scan_budget=1000)
+    for key in range(30):
+        roomy.add(key, {"common": 1.0, f"own{key}": 1.0})
+    roomy.add(100, {"common": 1.0, "rare": 1.0})
+    found = roomy.candidates(-1, query, 40)
+    assert found[0] == 100 and len(found) == 31
+
+
+def test_candidates_are_capped_by_limit_and_skip_evicted_keys() -> None:
+    terms = TermIndex()
+    for key in range(50):
+        terms.add(key, {"shared": 1.0})
+    for key in range(10):
+        terms.remove(key, {"shared": 1.0})
+    found = terms.candidates(-1, Vector({"shared": 1.0}, 1.0), 25)
+    assert len(found) == 25
+    assert not set(found) & set(range(10))
+
+
+def test_posting_lists_drop_evicted_keys_and_empty_lists() -> None:
+    terms = TermIndex()
+    terms.add(1, {"a": 1.0, "b": 1.0})
+    terms.add(2, {"a": 1.0})
+    terms.remove(2, {"a": 1.0})  # not at the front: skipped lazily, not scanned for
+    assert list(terms.postings["a"]) == [1, 2]
+    terms.remove(1, {"a": 1.0, "b": 1.0})
+    assert terms.postings == {}
+
+
+def test_decayed_document_frequency_survives_sweeps() -> None:
+    terms = TermIndex(half_life_docs=4)
+    terms.add(0, {"x": 1.0})
+    for key in range(1, 10):
+        terms.add(key, {f"y{key}": 1.0})
+    assert terms.df("x") == pytest.approx(0.5 ** (9 / 4))
+    assert terms.df("y9") == pytest.approx(1.0)
+    assert terms.df("unseen") == 0.0
+
+
+def test_pair_cache_is_symmetric_bounded_and_ages_out() -> None:
+    cache = PairCache(per_entry=4, max_age=10)
+    for other in range(1, 6):
+        cache.put(0, other, other / 10, now=0)
+    assert cache.size(0) <= 4
+    assert cache.nearest(0, 2) == [5, 4]
+    assert cache.get(5, 0, now=10) == pytest.approx(0.5)
+    assert cache.get(5, 0, now=11) is None
+    cache.forget(5)
+    assert cache.get(0, 5, now=0) is None and 5 not in cache.nearest(0, 10)
+
+
+def test_related_lists_come_from_compared_pairs_without_a_new_search() -> None:
+    index = StoryIndex()
+    for n, content in enumerate(FILLERS):
+        index.add(item(900 + n, content, hours=-1), now=T0)
+    for key in (1, 2, 3):
+        index.add(item(key, QUAKE[key - 1], hours=key / 10), now=T0)
+    before = index.terms.added
+    related = index.related(1)
+    assert set(related) == {2, 3}
+    assert index.neighbours(1, 2) == sorted((2, 3), key=lambda other: -index.similarity(1, other))
+    assert index.terms.added == before
