@@ -248,7 +248,7 @@ async def crawl_source(context: _Context, source: SourceSettings) -> SourceRepor
     records = list(await context.pool.run(build_source_records, work)) if entries else []
     counts = context.store.upsert_records(records)
     metrics.record_records(counts.new, counts.updated)
-    context.tracker.after_upsert(records, now=now)
+    await asyncio.to_thread(context.tracker.after_upsert, records, now=now)
     _offer_new(context, records, new_guids)
     _save_success(context, state, source, result, now, body_hash, feed)
     return SourceReport(

@@ -261,6 +261,28 @@ class StoryIndex:
             self._stories[story_id] = Story(story_id, self._seq, entry.time)
         self._join(entry, story_id)
 
+    def move(self, key: int, story_id: str) -> None:
+        """Put an indexed item into `story_id` because another process decided so (its
+        stored story changed). A story left empty becomes an alias of `story_id`."""
+        entry = self._entries[key]
+        target = self.resolve(story_id)
+        if entry.story == target:
+            return
+        story = self._stories[entry.story]
+        story.members.remove(key)
+        if entry.in_centroid is not None:
+            story.add_vector(entry.in_centroid, -1.0)
+        if not story.members:
+            for alias in [story.id, *story.absorbed]:
+                self._aliases[alias] = target
+            del self._stories[story.id]
+        if target not in self._stories:
+            self._seq += 1
+            self._stories[target] = Story(target, self._seq, entry.time)
+        if not story.members:
+            self._stories[target].absorbed.extend([story.id, *story.absorbed])
+        self._join(entry, target)
+
     def evict_older_than(self, cutoff: datetime) -> None:
         """Forget items dated before `cutoff`, and stories left empty (with their aliases)."""
         while self._expiry and self._expiry[0][0] < cutoff:

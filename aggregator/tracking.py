@@ -14,6 +14,7 @@ last looked (`records.link_seq`, see `aggregator.store.link_log`) instead of reb
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -36,6 +37,8 @@ class Tracker:
         self.matcher = TopicMatcher(settings.topics)
         self.window = timedelta(hours=settings.stories.window_hours)
         self._index: StoryIndex | None = None
+        self._thread_lock = threading.Lock()
+        self._unlinked: list[StoredRecord] = []  # found by the last rebuild, to link next
         self._seen_seq = 0  # the last linking batch the index reflects
         self.rebuilds = 0  # full rebuilds of the index, for tests and metrics
 
@@ -89,11 +92,14 @@ class Tracker:
     def after_upsert(
         self, records: Sequence[Record], *, now: datetime, keep_given: bool = False
     ) -> None:
-        """Link freshly stored records into stories, one process at a time (the store's
-        linking lock: concurrent workers never open two stories for one event)."""
+        """Link freshly stored records into stories, one thread and one process at a time
+        (the store's linking lock: concurrent workers never open two stories for one event).
+
+        Safe to call from worker threads: the crawl runs it off the event loop, so waiting
+        for another process's lock never stalls fetching nor a worker's heartbeat."""
         if self.store is None or not records:
             return
-        with self.store.linking_lock():
+        with self._thread_lock, self.store.linking_lock():
             self._link(records, now=now, keep_given=keep_given)
 
     def _link(self, records: Sequence[Record], *, now: datetime, keep_given: bool) -> None:
@@ -108,12 +114,12 @@ class Tracker:
         # rebuild (once) around the batch's own dates, so a backfill of older articles
         # still meets the stored records of its time, as in one long-lived process
         index = self._story_index(min([now, *(_when(record, now) for record in records)]))
+        batch = {ids[r.web_url]: r for r in records if r.web_url in ids}
+        batch.update((o.id, o.record) for o in self._unlinked if o.id not in batch)
+        self._unlinked = []
         stories: dict[int, str] = {}
         touched: set[int] = set()
-        for record in sorted(records, key=_arrival_order):
-            key = ids.get(record.web_url)
-            if key is None:
-                continue
+        for key, record in sorted(batch.items(), key=lambda item: _arrival_order(item[1])):
             result = index.add(_link_item(key, record), now=_when(record, now))
             stories[key] = result.story_id
             stories.update((moved, index.story_of(moved)) for moved in result.moved_keys)
@@ -167,9 +173,9 @@ class Tracker:
 
     def _story_index(self, now: datetime) -> StoryIndex:
         assert self.store is not None
-        if self._index is not None and not self._caught_up(self._index, now):
-            self._index = None
-        if self._index is None:
+        if self._index is not None:
+            self._catch_up(self._index, now)
+        else:
             self._seen_seq = self.store.link_sequence()
             self._index = StoryIndex(window=self.window)
             self.rebuilds += 1
@@ -177,32 +183,34 @@ class Tracker:
         return self._index
 
     def _rebuild(self, index: StoryIndex, now: datetime) -> None:
-        """Fill an empty index with the window's stored records: linked ones first, with
-        their stored story ids, then any not linked yet (this batch's own, or a batch
-        interrupted before linking) in arrival order, so they can join the stories above."""
-        unlinked: list[StoredRecord] = []
+        """Fill an empty index with the window's linked records, in their stored stories.
+
+        Records stored but not linked (another job's batch waiting for the lock, or one
+        whose process was killed between storing and linking) are kept aside: the batch
+        that triggered the rebuild links and WRITES them with its own, after the stories
+        above are back, so no record stays without a story and no process holds a story
+        for a record that the store does not have."""
+        self._unlinked = []
         for stored in self.store.iter_records(since=now - self.window) if self.store else ():
             if stored.story_id:
                 index.restore(_link_item(stored.id, stored.record), stored.story_id, now=now)
             else:
-                unlinked.append(stored)
-        for stored in sorted(unlinked, key=lambda s: _arrival_order(s.record)):
-            index.add(_link_item(stored.id, stored.record), now=now)
+                self._unlinked.append(stored)
 
-    def _caught_up(self, index: StoryIndex, now: datetime) -> bool:
-        """Bring a kept index up to the stories other processes wrote; False when it
-        cannot be (one of its records moved to another story): rebuild it then."""
+    def _catch_up(self, index: StoryIndex, now: datetime) -> None:
+        """Bring a kept index up to the stories other processes wrote: restore records it
+        lacks, move those whose story changed (another process merged or split stories)."""
         assert self.store is not None
         current = self.store.link_sequence()
         if current == self._seen_seq:
-            return True
+            return
         for stored in self.store.linked_since(self._seen_seq, dated_since=now - self.window):
+            story_id = stored.story_id or ""
             if stored.id not in index:
-                index.restore(_link_item(stored.id, stored.record), stored.story_id or "", now=now)
-            elif index.resolve(index.story_of(stored.id)) != index.resolve(stored.story_id or ""):
-                return False
+                index.restore(_link_item(stored.id, stored.record), story_id, now=now)
+            else:
+                index.move(stored.id, story_id)
         self._seen_seq = current
-        return True
 
 
 def _when(record: Record, now: datetime) -> datetime:

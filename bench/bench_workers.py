@@ -2,7 +2,8 @@
 
 Each run gets a fresh database and crawls the same generated corpus (served on loopback,
 article pages delayed by --page-delay to stand in for network latency) until every source
-has a finished job. Prints one JSON line per worker count: seconds, sources/s, records/s.
+has a finished job. Prints one JSON line per worker count: seconds, sources/s, records/s;
+then the same corpus crawled by one `aggregator fetch` into SQLite (local mode), for scale.
 
 Usage: AGGREGATOR_TEST_PG_URL=postgresql+psycopg://postgres@127.0.0.1:5432/postgres \\
        python bench/bench_workers.py --feeds 60 --items 10 --workers 1 2 4
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -63,6 +65,32 @@ def run_once(
     }
 
 
+FETCH = "import sys; from aggregator.cli import main; sys.argv[0] = 'aggregator'; main()"
+
+
+def run_sqlite(corpus: Path, feeds: int, work: Path) -> dict[str, float | str]:
+    """The same corpus crawled by one `aggregator fetch` (local mode) into SQLite."""
+    config = cluster_config(work, corpus, f"sqlite:///{work / 'agg.db'}", mode="local")
+    started = time.monotonic()
+    subprocess.run(
+        [sys.executable, "-c", FETCH, "fetch", "--config", str(config)],
+        check=False,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=1800,
+    )
+    elapsed = time.monotonic() - started
+    with Store(f"sqlite:///{work / 'agg.db'}") as store:
+        records = store.count_records()
+    return {
+        "workers": "sqlite, aggregator fetch",
+        "seconds": round(elapsed, 2),
+        "sources_per_s": round(feeds / elapsed, 2),
+        "records": records,
+        "records_per_s": round(records / elapsed, 1),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, serve the corpus, run each worker count, print JSON lines."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -85,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
                 work.mkdir()
                 result = run_once(corpus, count, args.concurrency, args.feeds, work)
                 print(json.dumps(result), flush=True)
+            (Path(tmp) / "sqlite").mkdir()
+            print(json.dumps(run_sqlite(corpus, args.feeds, Path(tmp) / "sqlite")), flush=True)
         finally:
             server.stop()
     return 0

@@ -345,3 +345,16 @@ def test_an_item_without_text_links_through_its_url_slug() -> None:
     empty = LinkItem(2, "b.test", "https://b.test/news/rihanna-cousin-shot-dead-barbados/", now, "")
     index.add(first, now=now)
     assert index.add(empty, now=now).story_id == index.story_of(1)
+
+
+def test_move_follows_another_process_and_an_emptied_story_becomes_an_alias() -> None:
+    index = two_stories()
+    index.move(2, "s-older")  # another process merged "s-newer" into "s-older"
+    assert index.story_of(2) == "s-older"
+    assert {m.key for m in index.members("s-older")} == {1, 2}
+    assert index.resolve("s-newer") == "s-older" and "s-newer" not in index.story_ids()
+    index.move(1, "s-elsewhere")  # and a story this index never saw
+    assert index.story_of(1) == "s-elsewhere"
+    assert [m.key for m in index.members("s-older")] == [2]
+    index.evict_older_than(T0 + timedelta(hours=3))
+    assert len(index) == 0 and index.story_ids() == [] and index.aliases() == {}
