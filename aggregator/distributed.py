@@ -4,8 +4,12 @@
                `defer_due`: one ``crawl_source`` job per due source, with
                ``queueing_lock`` and ``lock`` = ``source:NAME``, so a source is never
                queued twice nor crawled twice at once, however many schedulers run
+    pages      its enrich tick queues one ``enrich_pages`` job (a batch of article pages
+               still to fetch) when there are any, with ``queueing_lock`` and ``lock`` =
+               ``pages``: one batch queued and one running at a time, never the same page twice
     worker     `aggregator worker --concurrency N`: runs the jobs; each one is the SAME
-               pipeline as `aggregator fetch`, with ``CrawlOptions(source_names=(name,))``
+               pipeline as `aggregator fetch`, with ``CrawlOptions(source_names=(name,))``,
+               or the same `enrich_pending` as the local daemon's enrich job
     recovery   every worker also re-queues the jobs of workers whose heartbeat stopped
                (killed with -9, host lost): procrastinate's stalled-job recovery
     cleanup    and, once an hour, deletes finished crawl jobs: succeeded ones after a day,
@@ -34,6 +38,7 @@ from sqlalchemy.engine import make_url
 
 from aggregator.cli_options import ConfigOption
 from aggregator.dates import Clock, utc_now
+from aggregator.enrich import enrich_pending
 from aggregator.errors import AggregatorError, ConfigError
 from aggregator.pipeline import CrawlOptions, crawl
 from aggregator.settings import Settings, load_settings
@@ -43,6 +48,9 @@ from aggregator.tracking import Tracker
 log = logging.getLogger(__name__)
 
 TASK_NAME = "crawl_source"
+PAGES_TASK = "enrich_pages"
+PAGES_LOCK = "pages"
+PAGE_BATCH = 50
 QUEUE = "crawl"
 CONTEXT_KEY = "aggregator"
 EXIT_USAGE = 2
@@ -76,6 +84,7 @@ def make_app(storage_url: str) -> procrastinate.App:
     connector = procrastinate.PsycopgConnector(conninfo=conninfo(storage_url))
     app = procrastinate.App(connector=connector)
     app.task(name=TASK_NAME, queue=QUEUE, pass_context=True)(crawl_source_task)
+    app.task(name=PAGES_TASK, queue=QUEUE, pass_context=True)(enrich_pages_task)
     return app
 
 
@@ -93,6 +102,35 @@ async def crawl_source_task(context: procrastinate.JobContext, source_name: str)
     )
     for report in reports:
         log.info("job %s crawled %s: %s", context.job.id, report.source, report.status)
+
+
+async def enrich_pages_task(context: procrastinate.JobContext, limit: int) -> None:
+    """Fetch up to `limit` pending article pages and relink their records."""
+    worker: WorkerContext = context.additional_context[CONTEXT_KEY]
+    report = await enrich_pending(
+        worker.settings, worker.store, limit=limit, clock=worker.clock, tracker=worker.tracker
+    )
+    log.info(
+        "job %s enriched %d of %d page(s), %d still pending",
+        context.job.id,
+        report.enriched,
+        report.attempted,
+        report.still_pending,
+    )
+
+
+async def defer_page_batch(settings: Settings, *, limit: int = PAGE_BATCH) -> bool:
+    """Queue one batch of pending article pages; False when a batch is already queued."""
+    app = make_app(settings.storage.url)
+    async with app.open_async():
+        deferrer = app.configure_task(
+            PAGES_TASK, lock=PAGES_LOCK, queueing_lock=PAGES_LOCK, queue=QUEUE
+        )
+        try:
+            await deferrer.defer_async(limit=limit)
+        except AlreadyEnqueued:
+            return False
+    return True
 
 
 async def defer_due(

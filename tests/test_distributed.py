@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from pytest_httpserver import HTTPServer
 
 from aggregator.distributed import conninfo, defer_due
 from aggregator.errors import ConfigError
@@ -242,3 +244,48 @@ def test_finished_jobs_are_deleted_once_old_enough(
     asyncio.run(clean())
     left = sorted(row["source"] for row in job_rows(pg_url))
     assert left == sorted([names[1], names[2], names[4]])
+
+
+def test_pending_pages_go_to_the_workers_as_one_queued_batch(
+    httpserver: HTTPServer, pg_url: str, tmp_path: Path
+) -> None:
+    from aggregator.distributed import defer_page_batch
+    from tests.test_enrich import feed, page
+
+    base = httpserver.url_for("").rstrip("/")
+    httpserver.expect_request("/feed").respond_with_data(feed(base, ["a", "b", "c"]))
+    for slug in "abc":
+        httpserver.expect_request(f"/{slug}").respond_with_data(
+            page(base, slug), content_type="text/html"
+        )
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "data_dir": str(tmp_path / "data"),
+                "storage": {"url": pg_url},
+                "fetch": {"allow_private_networks": True, "retries": 0, "max_pages_per_source": 1},
+                "sources": [{"name": "s", "url": httpserver.url_for("/feed")}],
+                "scheduler": {"mode": "distributed", "stalled_after": 2},
+            }
+        )
+    )
+    settings = load_settings(config)
+
+    def pending() -> int:
+        with Store(pg_url) as store:
+            return sum(s.record.provenance.page_pending for s in store.iter_records())
+
+    with Store(pg_url) as store:
+        asyncio.run(crawl(settings, store))
+    assert pending() == 2
+    assert asyncio.run(defer_page_batch(settings)) is True
+    assert asyncio.run(defer_page_batch(settings)) is False  # one batch queued at a time
+    worker = start_worker(config, tmp_path, 0)
+    try:
+        wait_for(lambda: pending() == 0, timeout=60)
+        wait_for(lambda: [r["status"] for r in job_rows(pg_url)] == ["succeeded"], timeout=30)
+    finally:
+        stop([worker])
+    with Store(pg_url) as store:
+        assert all(s.record.amp_web_url and s.story_id for s in store.iter_records())
