@@ -182,12 +182,19 @@ class StoryIndex:
 
     # ----------------------------------------------------------------- updates
 
-    def add(self, item: LinkItem, *, now: datetime) -> AddResult:
-        """Link one item into a story; returns the story id and what changed."""
+    def add(
+        self, item: LinkItem, *, now: datetime, evict_before: datetime | None = None
+    ) -> AddResult:
+        """Link one item into a story; returns the story id and what changed.
+
+        Items older than `evict_before` (default: `now` - window) leave the index first. A
+        caller whose items arrive out of order (a crawl, one source's batch after another's)
+        passes the batch's oldest time minus the window, so an older item arriving after a
+        newer one still meets the items of its own time."""
         if item.key in self._entries:
             story = self._entries[item.key].story
             return AddResult(story, touched_keys=(item.key,))
-        self.evict_older_than(now - self.window)
+        self.evict_older_than(now - self.window if evict_before is None else evict_before)
         result = self._link(self._insert(item, now))
         if self._provisional is None:
             return result

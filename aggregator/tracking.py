@@ -117,10 +117,16 @@ class Tracker:
         batch = {ids[r.web_url]: r for r in records if r.web_url in ids}
         batch.update((o.id, o.record) for o in self._unlinked if o.id not in batch)
         self._unlinked = []
+        if not batch:
+            return
         stories: dict[int, str] = {}
         touched: set[int] = set()
+        # sources arrive one after another, each with days of items: evict only what is a
+        # window older than this batch's OLDEST item, or its items would find their peers gone
+        horizon = min(_when(record, now) for record in batch.values()) - self.window
         for key, record in sorted(batch.items(), key=lambda item: _arrival_order(item[1])):
-            result = index.add(_link_item(key, record), now=_when(record, now))
+            when = _when(record, now)
+            result = index.add(_link_item(key, record), now=when, evict_before=horizon)
             stories[key] = result.story_id
             stories.update((moved, index.story_of(moved)) for moved in result.moved_keys)
             touched.update(result.touched_keys)
@@ -193,7 +199,8 @@ class Tracker:
         self._unlinked = []
         for stored in self.store.iter_records(since=now - self.window) if self.store else ():
             if stored.story_id:
-                index.restore(_link_item(stored.id, stored.record), stored.story_id, now=now)
+                item, when = _link_item(stored.id, stored.record), _when(stored.record, now)
+                index.restore(item, stored.story_id, now=when)
             else:
                 self._unlinked.append(stored)
 
@@ -207,7 +214,8 @@ class Tracker:
         for stored in self.store.linked_since(self._seen_seq, dated_since=now - self.window):
             story_id = stored.story_id or ""
             if stored.id not in index:
-                index.restore(_link_item(stored.id, stored.record), story_id, now=now)
+                item, when = _link_item(stored.id, stored.record), _when(stored.record, now)
+                index.restore(item, story_id, now=when)
             else:
                 index.move(stored.id, story_id)
         self._seen_seq = current

@@ -8,6 +8,7 @@ only once (the first time), never per batch. On PostgreSQL too (tests/pg.py).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -142,3 +143,26 @@ def test_after_a_restart_new_coverage_joins_the_restored_stories(tmp_path: Path)
     assert stories == {
         frozenset(f"https://{domain}/{event}" for domain in OUTLETS) for event in EVENTS
     }
+
+
+def test_a_source_whose_items_span_days_does_not_evict_the_next_sources_peers(
+    tmp_path: Path,
+) -> None:
+    """A crawl links source after source, each with a week of items: the second source's
+    oldest item must still meet the first source's item of the same day."""
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+
+    def dated(event: str, outlet: int, day: int) -> Record:
+        record = event_record(event, outlet)
+        return replace(record, published=NOW - timedelta(days=7 - 3 * day, hours=outlet))
+
+    events = list(EVENTS)
+    first = [dated(event, 0, day) for day, event in enumerate(events)]  # days 0, 3, 6
+    second = [dated(event, 1, day) for day, event in enumerate(events)]
+    with Store(url) as store:
+        tracker = Tracker(settings_for(url), store)
+        link(tracker, store, first)
+        link(tracker, store, second)
+        assert partition(store) == {
+            frozenset({first[i].web_url, second[i].web_url}) for i in range(len(events))
+        }
