@@ -50,8 +50,12 @@ def richer(stored: Record, incoming: Record) -> Record:
     """`incoming` with each public field taken from `stored` where the stored one is richer.
 
     Identity (webUrl, provenance) stays the incoming record's; the caller decides which
-    identity the row keeps.
+    identity the row keeps. The feed categories are the union of both (stored ones first),
+    so a topic rule that maps a category of either copy still applies on `retag`.
     """
+    categories = tuple(
+        dict.fromkeys((*stored.provenance.categories, *incoming.provenance.categories))
+    )
     return replace(
         incoming,
         title=incoming.title or stored.title,
@@ -62,6 +66,7 @@ def richer(stored: Record, incoming: Record) -> Record:
         images=_better_images(incoming, stored),
         text=_longer(incoming.text, stored.text),
         topics=incoming.topics or stored.topics,
+        provenance=replace(incoming.provenance, categories=categories),
     )
 
 

@@ -132,6 +132,7 @@ def _rebuilt(
         title=stored.title,
         summary=stored.excerpt,
         published=stored.published,
+        categories=provenance.categories,
         images=stored.images,
     )
     record = build_record(

@@ -2,7 +2,8 @@
 
 extended_lines(store, stored)   JSONL with `story` {id, size, providers, firstSeen}
                                 and `qualityReasons` added to the seed shape
-retag(settings, store)          re-apply the configured topic rules to every record
+retag(settings, store)          re-apply the configured topic rules to every record,
+                                with its stored feed categories (as at ingest)
 explain(settings, store, key)   the quality breakdown, topic hits and story of one record
 """
 
@@ -80,7 +81,7 @@ def retag(settings: Settings, store: Store) -> RetagSummary:
     for batch in _batches(store.iter_records()):
         for item in batch:
             total += 1
-            topics = assign_topics(matcher, item.record)
+            topics = assign_topics(matcher, item.record)  # with its stored feed categories
             if topics != item.record.topics:
                 store.set_topics(item.id, topics)
                 changed += 1
@@ -109,7 +110,7 @@ def explain(settings: Settings, store: Store, key: str) -> Explanation | None:
         title=record.title,
         excerpt=record.excerpt,
         body=record.text,
-        categories=(),
+        categories=record.provenance.categories,
         source=record.provenance.source_name,
     )
     story = None

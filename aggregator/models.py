@@ -117,7 +117,12 @@ class QualityReason:
 
 @dataclass(frozen=True, slots=True)
 class Provenance:
-    """Where a record came from. Sealed into `secured`, never exported in clear."""
+    """Where a record came from. Sealed into `secured`, never exported in clear.
+
+    `categories` are the feed entry's own categories (tags), kept so that topic rules
+    mapping categories apply the same way at ingest and on a later `retag`; they are
+    internal and never part of the exported record.
+    """
 
     source_name: str = ""
     feed_url: str = ""
@@ -125,6 +130,7 @@ class Provenance:
     fetched_at: datetime | None = None
     entry_hash: str = ""
     page_pending: bool = False
+    categories: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

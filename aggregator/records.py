@@ -11,6 +11,7 @@ Field by field, the better value wins::
     provider    og:site_name, else source config, else a name made from the domain
     images      page images (they carry sizes), then feed images not already present; at most 5
 
+The entry's feed categories go to the provenance (topic rules read them there).
 Scores, topics, stories and seals are filled by later steps.
 """
 
@@ -80,6 +81,7 @@ def build_record(
             feed_url=feed_url,
             guid=(entry.guid if entry else "") or web_url,
             fetched_at=fetched_at,
+            categories=entry.categories if entry else (),
         ),
         text=(page.text if page else "") or (html_to_text(entry.summary) if entry else ""),
     )

@@ -231,18 +231,19 @@ def _score_topic(topic: _CompiledTopic, texts: dict[str, str], categories: set[s
 
 
 def assign_topics(
-    matcher: TopicMatcher, record: Record, categories: Sequence[str] = ()
+    matcher: TopicMatcher, record: Record, categories: Sequence[str] | None = None
 ) -> tuple[str, ...]:
     """The names of the topics `record` belongs to, best first.
 
     The body is the record's extracted text; the source is its provenance source name,
-    falling back to the provider name.
+    falling back to the provider name; the feed categories are `categories` when given,
+    else the record's own (`record.provenance.categories`), so ingest and `retag` agree.
     """
     matches = matcher.match(
         title=record.title,
         excerpt=record.excerpt,
         body=record.text,
-        categories=categories,
+        categories=record.provenance.categories if categories is None else categories,
         source=record.provenance.source_name or record.provider.name,
     )
     return tuple(m.topic for m in matches)

@@ -15,7 +15,7 @@ last looked (`records.link_seq`, see `aggregator.store.link_log`) instead of reb
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -44,18 +44,14 @@ class Tracker:
 
     # ------------------------------------------------------------- topics, quality
 
-    def enrich(
-        self,
-        records: Sequence[Record],
-        *,
-        now: datetime,
-        categories: Mapping[str, Sequence[str]] | None = None,
-    ) -> list[Record]:
-        """Give each record its topics, quality score, reasons and published flag."""
-        by_guid = categories or {}
+    def enrich(self, records: Sequence[Record], *, now: datetime) -> list[Record]:
+        """Give each record its topics, quality score, reasons and published flag.
+
+        Topic rules that map feed categories read the record's stored ones
+        (`provenance.categories`), exactly as `retag` does later."""
         enriched = []
         for record in records:
-            topics = assign_topics(self.matcher, record, by_guid.get(record.provenance.guid, ()))
+            topics = assign_topics(self.matcher, record)
             enriched.append(self._scored(replace(record, topics=topics), now=now))
         return enriched
 
@@ -66,7 +62,7 @@ class Tracker:
         result = []
         for record in records:
             if recompute or not record.topics:
-                record = replace(record, topics=assign_topics(self.matcher, record, ()))
+                record = replace(record, topics=assign_topics(self.matcher, record))
             if recompute or (record.quality == 0 and not record.quality_reasons):
                 record = self._scored(record, now=now)
             result.append(record)

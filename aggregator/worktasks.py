@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -113,14 +113,20 @@ def build_source_records(work: SourceWork) -> tuple[Record, ...]:
             )
             records.append(replace(record, provenance=provenance))
     tracker = tracker_for(work.tracking)
-    return tuple(tracker.enrich(records, now=work.now, categories=_categories(work.entries)))
+    return tuple(tracker.enrich(records, now=work.now))
 
 
 def entry_hash(entry: RawEntry) -> str:
-    """A fingerprint of what the feed says about an entry, to notice edits at the source."""
+    """A fingerprint of what the feed says about an entry, to notice edits at the source.
+
+    The feed categories count when there are any (they are stored and drive topics); an
+    entry without categories keeps the fingerprint it had before they were stored.
+    """
     published = entry.published.isoformat() if entry.published else ""
     updated = entry.updated.isoformat() if entry.updated else ""
-    parts = (entry.guid, entry.link, entry.title, entry.summary, published, updated)
+    parts = [entry.guid, entry.link, entry.title, entry.summary, published, updated]
+    if entry.categories:
+        parts.append("\x1e".join(entry.categories))
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 
@@ -136,7 +142,3 @@ def tracker_for(config: TrackingConfig) -> Tracker:
         settings = pickle.loads(config.blob)  # noqa: S301 - pickled by the crawling process
         tracker = _trackers[config.key] = Tracker(settings, None)
     return tracker
-
-
-def _categories(entries: Sequence[RawEntry]) -> dict[str, tuple[str, ...]]:
-    return {entry.guid: entry.categories for entry in entries}

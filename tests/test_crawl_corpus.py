@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import json
 import re
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -148,3 +149,53 @@ def test_retag_applies_a_new_topic_without_fetching(
     assert server.requests == []
     with Store(f"sqlite:///{tmp_path / 'data' / 'agg.db'}") as store:
         assert all(s.record.topics == ("Everything",) for s in store.iter_records())
+
+
+def _crawl(corpus_root: Path, workdir: Path, topics: list[dict[str, Any]]) -> dict[str, Any]:
+    """Fetch the corpus (feeds only) into a fresh store under `workdir`; its config data."""
+    workdir.mkdir()
+    config = write_config(workdir, corpus_root)
+    data = yaml.safe_load(config.read_text())
+    data["topics"] = topics
+    config.write_text(yaml.safe_dump(data))
+    result = CliRunner().invoke(app, ["fetch", "--config", str(config), "--no-pages"])
+    assert result.exit_code == 0, result.output
+    return dict(data)
+
+
+def _stored(workdir: Path) -> dict[str, Any]:
+    """web_url → (topics, feed categories) of every record stored under `workdir`."""
+    with Store(f"sqlite:///{workdir / 'data' / 'agg.db'}") as store:
+        return {
+            s.record.web_url: (s.record.topics, s.record.provenance.categories)
+            for s in store.iter_records()
+        }
+
+
+def test_retag_maps_stored_feed_categories_exactly_like_a_fresh_crawl(
+    corpus: tuple[Path, StaticWeb], tmp_path: Path
+) -> None:
+    root, server = corpus
+    keyword_topic = {"name": "Words", "regex": [r"\bthe\b"], "threshold": 1}
+    _crawl(root, tmp_path / "old", [keyword_topic])
+    before = _stored(tmp_path / "old")
+    assert all(categories for _, categories in before.values())  # the corpus feeds tag entries
+    counts = Counter(c for _, categories in before.values() for c in categories)
+    label = next(c for c, n in counts.most_common() if n < len(before))
+    tagged = {"name": "Tagged", "categories": [label.upper()]}  # matched case-insensitively
+
+    config = tmp_path / "old" / "config.yaml"
+    data = yaml.safe_load(config.read_text())
+    data["topics"] = [keyword_topic, tagged]
+    config.write_text(yaml.safe_dump(data))
+    server.requests.clear()
+    result = CliRunner().invoke(app, ["retag", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert server.requests == []
+    retagged = _stored(tmp_path / "old")
+
+    _crawl(root, tmp_path / "fresh", [keyword_topic, tagged])
+    assert retagged == _stored(tmp_path / "fresh")
+    with_label = {url for url, (_, categories) in before.items() if label in categories}
+    assert {url for url, (topics, _) in retagged.items() if "Tagged" in topics} == with_label
+    assert 0 < len(with_label) < len(before)

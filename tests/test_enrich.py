@@ -18,11 +18,12 @@ from aggregator.store import Store
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 
 
-def feed(base: str, slugs: list[str]) -> str:
+def feed(base: str, slugs: list[str], category: str = "") -> str:
+    tag = f"<category>{category}</category>" if category else ""
     items = "".join(
         f"<item><title>Story {slug} about the harbour</title><link>{base}/{slug}</link>"
         f"<guid>{slug}</guid><pubDate>Sun, 01 Mar 2026 10:00:00 GMT</pubDate>"
-        f"<description>Short.</description></item>"
+        f"<description>Short.</description>{tag}</item>"
         for slug in slugs
     )
     return (
@@ -41,13 +42,16 @@ def page(base: str, slug: str) -> str:
     )
 
 
-def settings_for(server: HTTPServer, tmp_path: Path, **fetch: object) -> Settings:
+def settings_for(
+    server: HTTPServer, tmp_path: Path, topics: tuple[dict[str, object], ...] = (), **fetch: object
+) -> Settings:
     return parse_settings(
         {
             "data_dir": str(tmp_path),
             "storage": {"url": f"sqlite:///{tmp_path / 'e.db'}"},
             "fetch": {"allow_private_networks": True, "retries": 0, **fetch},
             "sources": [{"name": "s", "url": server.url_for("/feed")}],
+            "topics": list(topics),
         }
     )
 
@@ -126,3 +130,43 @@ def test_a_page_that_keeps_failing_stops_after_the_attempt_limit(
             assert attempts <= MAX_ATTEMPTS
         assert attempts == MAX_ATTEMPTS
         assert store.count_records() == 1
+
+
+def test_enrichment_keeps_the_feed_categories_and_the_topics_they_map(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    base = httpserver.url_for("").rstrip("/")
+    httpserver.expect_request("/feed").respond_with_data(feed(base, ["a"], category="Ports"))
+    httpserver.expect_request("/a").respond_with_handler(Flaky(base, "a", 1, 503))
+    topics = ({"name": "Shipping", "categories": ["ports"]},)
+    settings = settings_for(httpserver, tmp_path, topics=topics)
+    with Store(settings.storage.url) as store:
+        asyncio.run(crawl(settings, store, clock=lambda: NOW))
+        assert pending(store) == {"a": True}
+        asyncio.run(enrich_pending(settings, store, limit=10, clock=lambda: NOW))
+        assert pending(store) == {"a": False}
+        stored = store.get_record(f"{base}/a")
+        assert stored is not None
+        assert stored.record.excerpt == "The full description of story a."  # the page's
+        assert stored.record.provenance.categories == ("Ports",)
+        assert stored.record.topics == ("Shipping",)
+
+
+def test_a_change_of_feed_categories_alone_reaches_the_store(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    base = httpserver.url_for("").rstrip("/")
+    topics = ({"name": "Shipping", "categories": ["docks"]},)
+    settings = settings_for(httpserver, tmp_path, topics=topics)
+    with Store(settings.storage.url) as store:
+        for category, expected in (("Ports", ()), ("Docks", ("Shipping",))):
+            httpserver.clear()
+            httpserver.expect_request("/feed").respond_with_data(feed(base, ["a"], category))
+            httpserver.expect_request("/a").respond_with_data(
+                page(base, "a"), content_type="text/html"
+            )
+            asyncio.run(crawl(settings, store, clock=lambda: NOW))
+            stored = store.get_record(f"{base}/a")
+            assert stored is not None
+            assert stored.record.provenance.categories == (category,)
+            assert stored.record.topics == expected

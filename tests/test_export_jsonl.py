@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from aggregator.export.jsonl import (
     records_to_jsonl,
 )
 from aggregator.export.markdown import parse_markdown
-from aggregator.models import Image, Provider, Record
+from aggregator.models import Image, Provenance, Provider, Record
 
 HOSTILE_TITLE = 'Ünïcode "quoted" \\ \n\r\u2028\u2029\x85\x00\u202e ]]> ---\ud800'
 
@@ -49,6 +50,13 @@ def test_seed_round_trips_through_json(seed_file: Path) -> None:
         "title": "City police eye use of facial recognition technology to fight crime",
     }
     assert "’" in line, "non-ASCII is written as UTF-8, not escaped"
+
+
+def test_feed_categories_are_not_exported() -> None:
+    provenance = Provenance("src", "https://feed.example/rss", "g", categories=("FeedTagXyzzy",))
+    line = record_to_json_line(replace(make_record(), provenance=provenance))
+    assert "FeedTagXyzzy" not in line
+    assert list(json.loads(line)) == list(PUBLIC_KEYS)
 
 
 def test_hostile_title_stays_on_one_line_and_round_trips(tmp_path: Path) -> None:

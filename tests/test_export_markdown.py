@@ -191,11 +191,14 @@ def test_private_fields_are_not_exported() -> None:
         title="t",
         web_url="u",
         provider=Provider("p", "d"),
-        provenance=Provenance("src", "https://feed.example/rss", "guid-1"),
+        provenance=Provenance(
+            "src", "https://feed.example/rss", "guid-1", categories=("FeedTagXyzzy",)
+        ),
         text="private linking text",
     )
     text = render_markdown(record)
     assert "feed.example" not in text and "private" not in text
+    assert "FeedTagXyzzy" not in text
     assert list(record_to_public(record)) == list(PUBLIC_KEYS)
 
 

@@ -10,13 +10,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, text
 from sqlmodel import SQLModel
 
 from aggregator.store import Store
-from aggregator.store.migrate import head_revision, include_name, schema_status, upgrade
+from aggregator.store.migrate import (
+    alembic_config,
+    head_revision,
+    include_name,
+    schema_status,
+    upgrade,
+)
 
 
 def schema_drift(url: str) -> list[Any]:
@@ -64,3 +71,29 @@ def test_the_procrastinate_revision_leaves_sqlite_alone(tmp_path: Path) -> None:
     engine.dispose()
     assert not {name for name in names if name.startswith("procrastinate")}
     assert "records" in names
+
+
+_ROW_0004 = (
+    "INSERT INTO records (source_name, guid, web_url, amp_web_url, cdn_amp_web_url, category,"
+    " title, excerpt, type, quality, heat, is_published, provider_name, provider_domain,"
+    " title_key, page_pending, page_attempts, text_hash, secured, feed_url, entry_hash, text,"
+    " quality_reasons, content_hash, created_at, updated_at) VALUES ('src', 'g1',"
+    " 'https://news.example/1', '', '', 'news', 'Old', '', 'article', 0, -1, 0, 'News',"
+    " 'news.example', 'old', 0, 0, '', '', '', '', '', '[]', 'h', '2020-01-01 00:00:00',"
+    " '2020-01-01 00:00:00')"
+)
+
+
+def test_records_stored_before_0005_get_no_feed_categories(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        command.upgrade(alembic_config(connection), "0004")
+        connection.execute(text(_ROW_0004))
+        connection.commit()
+    engine.dispose()
+    with Store(url) as store:
+        assert schema_status(store._engine).current == head_revision() == "0005"
+        stored = store.get_record("https://news.example/1")
+    assert stored is not None
+    assert stored.record.provenance.categories == ()

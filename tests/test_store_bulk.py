@@ -300,6 +300,47 @@ def test_scoring_records_score_like_the_full_stored_record(store: Store) -> None
     assert score_quality(slim[full.id], now=now) == score_quality(full.record, now=now)
 
 
+def _tagged(n: int, *categories: str, **changes: object) -> Record:
+    """`make(n)` whose feed entry carries `categories`."""
+    record = make(n, **changes)
+    return replace(record, provenance=replace(record.provenance, categories=categories))
+
+
+def test_feed_categories_are_stored_and_read_back_by_every_reader(store: Store) -> None:
+    record = _tagged(1, "Science", "Space")
+    store.upsert_records([record, make(2)])
+    stored = store.get_record(record.web_url)
+    assert stored is not None
+    assert stored.record == record
+    by_url = {s.record.web_url: s.record for s in store.iter_records()}
+    assert by_url[record.web_url].provenance.categories == ("Science", "Space")
+    assert by_url[make(2).web_url].provenance.categories == ()
+    slim = store.scoring_records([stored.id])
+    assert slim[stored.id].provenance.categories == ("Science", "Space")
+
+
+def test_new_feed_categories_are_kept_even_when_the_public_fields_did_not_change(
+    store: Store,
+) -> None:
+    store.upsert_records([_tagged(1, "Science")])
+    assert store.upsert_records([_tagged(1, "Science", "Space")]) == UpsertCounts(unchanged=1)
+    stored = store.get_record(make(1).web_url)
+    assert stored is not None
+    assert stored.record.provenance.categories == ("Science", "Space")
+
+
+def test_the_same_article_under_another_url_keeps_the_union_of_categories(store: Store) -> None:
+    canonical = _tagged(1, "Science", "Space", amp_web_url="https://news.example/1/amp")
+    amp_entry = _tagged(2, "Space", "Rockets", web_url="https://news.example/1/amp")
+    assert store.upsert_records([canonical]) == UpsertCounts(new=1)
+    store.upsert_records([amp_entry])
+    assert store.count_records() == 1
+    stored = store.get_record(canonical.web_url)
+    assert stored is not None
+    assert stored.record.provenance.categories == ("Science", "Space", "Rockets")
+    assert stored.record.provenance.guid == "g1"  # the stored identity is kept
+
+
 def test_apply_tracking_writes_only_what_changed(store: Store) -> None:
     store.upsert_records([make(1), make(2), make(3)])
     score = QualityUpdate(70, (QualityReason("title", 12, "has a title"),), True)

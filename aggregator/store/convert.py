@@ -1,7 +1,9 @@
 """Conversions between the frozen model values and database rows, and the content hash.
 
 Upsert policy (see `record_values`): the incoming record wins for every public field and
-for its provenance; `story_id`, `created_at` and computed related links are kept.
+for its provenance; `story_id`, `created_at` and computed related links are kept. The feed
+categories go with the public fields (they are what the stored topics were computed from),
+even when the row keeps another source's identity.
 """
 
 from __future__ import annotations
@@ -130,7 +132,8 @@ def record_values(
     and provenance.
 
     `keep_web_url` leaves out web_url (another row owns the incoming one); `keep_identity`
-    leaves out source_name, guid, feed_url, entry_hash and page_pending.
+    leaves out source_name, guid, feed_url, entry_hash and page_pending (the feed
+    categories are written either way: they go with the public fields).
     """
     values: RowValues = {} if keep_web_url else {"web_url": record.web_url}
     if not keep_identity:
@@ -141,6 +144,7 @@ def record_values(
         values["entry_hash"] = provenance.entry_hash
         values["page_pending"] = provenance.page_pending
     values.update(
+        categories=list(record.provenance.categories),
         amp_web_url=record.amp_web_url,
         cdn_amp_web_url=record.cdn_amp_web_url,
         category=record.category,
@@ -212,6 +216,7 @@ def _provenance(row: RecordRow) -> Provenance:
         fetched_at=row.fetched_at,
         entry_hash=row.entry_hash,
         page_pending=row.page_pending,
+        categories=tuple(row.categories or ()),
     )
 
 
@@ -239,6 +244,7 @@ def record_from_values(values: Mapping[str, Any], images: Sequence[Image]) -> Re
             fetched_at=utc(values["fetched_at"]),
             entry_hash=values["entry_hash"],
             page_pending=values["page_pending"],
+            categories=tuple(values["categories"] or ()),
         ),
         text=values["text"],
         quality_reasons=tuple(QualityReason(**reason) for reason in values["quality_reasons"]),

@@ -83,6 +83,9 @@ class RecordRow(SQLModel, table=True):
     secured: str = ""
     feed_url: str = ""
     entry_hash: str = ""
+    categories: list[str] = Field(  # the feed entry's categories, for topic rules (retag)
+        default_factory=list, sa_type=JSON, sa_column_kwargs={"server_default": "[]"}
+    )
     fetched_at: datetime | None = None
     text: str = ""
     quality_reasons: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON)

@@ -11,7 +11,10 @@ Policy, kept simple on purpose:
 * The first source that stored an article keeps its (source_name, guid) when another
   source later matches it by URL; the same source with a new guid adopts the new guid.
 * An unchanged record still refreshes the stored feed-entry fingerprint (`entry_hash`)
-  of its own (source_name, guid), so the crawler does not refetch its page next time.
+  and feed categories of its own (source_name, guid), so the crawler does not refetch its
+  page next time and `retag` sees the categories the feed gives now.
+* The same article reached under another URL merges field by field (`dedupe.richer`);
+  its feed categories are the union of both records' (stored ones first).
 * A unique value already held by another row (web_url, or source+guid) is not moved:
   the matched row keeps its old value rather than failing the batch.
 
@@ -112,7 +115,7 @@ class BatchPlan:
             record = self._richer_than_stored(row, record)
         digest = content_hash(record)
         if row["content_hash"] == digest:
-            self._refresh_entry_hash(row, record)
+            self._refresh_feed_state(row, record)
             return "unchanged"
         self._update(row, record, digest)
         related = bool(record.related)
@@ -145,23 +148,34 @@ class BatchPlan:
         self._index.add(row)
         self._changed(row, values)
 
-    def _refresh_entry_hash(self, row: RowValues, record: Record) -> None:
-        """Keep the feed-entry fingerprint current even when the public fields did not change."""
+    def _refresh_feed_state(self, row: RowValues, record: Record) -> None:
+        """Keep the feed-entry fingerprint and categories current even when the public
+        fields did not change."""
         provenance = record.provenance
         same_entry = (row["source_name"], row["guid"]) == (provenance.source_name, provenance.guid)
-        if same_entry and provenance.entry_hash and row["entry_hash"] != provenance.entry_hash:
-            row["entry_hash"] = provenance.entry_hash
-            self._changed(row, {"entry_hash": provenance.entry_hash})
+        if not same_entry:
+            return
+        values: RowValues = {}
+        if provenance.entry_hash and row["entry_hash"] != provenance.entry_hash:
+            values["entry_hash"] = provenance.entry_hash
+        if list(row["categories"] or ()) != list(provenance.categories):
+            values["categories"] = list(provenance.categories)
+        if values:
+            row.update(values)
+            self._changed(row, values)
 
     def _changed(self, row: RowValues, values: RowValues) -> None:
         if not is_pending(row["id"]):  # a row still to insert goes in with its final values
             self.updates.append((row["id"], values))
 
     def _richer_than_stored(self, row: RowValues, record: Record) -> Record:
-        """The same article reached by another URL: keep the stored URL, richer fields win."""
+        """The same article reached by another URL: keep the stored URL and identity, richer
+        fields win, feed categories are the union of both."""
         stored = record_from_values(row, self._images_of(row["id"]))
         merged = richer(stored, record)
-        return replace(merged, web_url=row["web_url"], provenance=stored.provenance)
+        categories = merged.provenance.categories
+        provenance = replace(stored.provenance, categories=categories)
+        return replace(merged, web_url=row["web_url"], provenance=provenance)
 
     def _images_of(self, row_id: int) -> tuple[Image, ...]:
         """The images `row_id` has as of this point of the batch."""
