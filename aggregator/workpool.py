@@ -160,6 +160,7 @@ class WorkPool:
         if self._executor is executor:
             log.warning("a worker process died: replacing the work pool")
             self._executor = self._starting = None
+        _kill_workers(executor)
         executor.shutdown(wait=False, cancel_futures=True)
 
     async def _run_alone(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
@@ -182,6 +183,18 @@ class WorkPool:
         if self._alone_slots is None or self._alone_slots[0] is not loop:
             self._alone_slots = (loop, asyncio.Semaphore(max(1, self.workers)))
         return self._alone_slots[1]
+
+
+def _kill_workers(executor: ProcessPoolExecutor) -> None:
+    """SIGKILL the surviving workers of a broken executor. Its manager thread only sends
+    SIGTERM, which our workers ignore, and then joins them: without this, that join (and
+    the interpreter's exit, which waits for the thread) would hang."""
+    processes: dict[int, multiprocessing.process.BaseProcess] = (
+        getattr(executor, "_processes", None) or {}
+    )
+    for process in list(processes.values()):
+        if process.is_alive():
+            process.kill()
 
 
 def _ignore_stop_signals() -> None:
