@@ -11,8 +11,9 @@ For every selected source, concurrently, one source's failure never stopping the
     pages   = fetch each entry's article page, extract it     # fetch.py, extract.py [pool]
     records = build_record(entry, page, source)               # records.py     [pool]
     records = tracker.enrich(records)                         # topics → quality [pool]
+    features = linking features of each record                # stories_prepare [pool]
     store.upsert_records(records)                             # one transaction per source
-    tracker.link(records)                                     # stories, heat, related
+    tracker.link(records, features)                           # stories, heat, related
     webhooks.offer(new published records)                     # webhooks.py (background)
     store.save_source_state(state' + schedule.next_check)     # source_schedule.py
 
@@ -70,9 +71,10 @@ from aggregator.webhooks import WebhookDispatcher, webhook_session
 from aggregator.workpool import WorkPool, default_workers
 from aggregator.worktasks import (
     PageOutcome,
+    SourceBatch,
     SourceWork,
     TrackingConfig,
-    build_source_records,
+    build_source_batch,
     entry_hash,
     extract_page_task,
     parse_feed_task,
@@ -245,10 +247,12 @@ async def crawl_source(context: _Context, source: SourceSettings) -> SourceRepor
     work = SourceWork(
         context.tracking, source, result.final_url, tuple(entries), pages, frozenset(pending), now
     )
-    records = list(await context.pool.run(build_source_records, work)) if entries else []
+    batch = await context.pool.run(build_source_batch, work) if entries else SourceBatch((), ())
+    records = list(batch.records)
     counts = context.store.upsert_records(records)
     metrics.record_records(counts.new, counts.updated)
-    await asyncio.to_thread(context.tracker.after_upsert, records, now=now)
+    link = context.tracker.after_upsert
+    await asyncio.to_thread(link, records, now=now, features=batch.features)
     _offer_new(context, records, new_guids)
     _save_success(context, state, source, result, now, body_hash, feed)
     return SourceReport(

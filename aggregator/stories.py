@@ -1,7 +1,8 @@
 """Stories: group records from different outlets that cover the same event, online.
 
     add(item, now) → evict items older than now - window      (memory bounded by the window)
-      → weighted terms + entity-like tokens   (stories_features, stories_entities)
+      → weighted terms + entity-like tokens   (stories_prepare: precomputed on the item by
+                                               a crawl worker, else computed here)
       → TF-IDF with online document frequencies, candidates from capped posting lists
         (rarest first, at most `scan_budget` postings read)
       → average-link score per candidate story, minus the item's background similarity
@@ -31,17 +32,17 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Literal
 
-from aggregator.stories_entities import extract_entities
-from aggregator.stories_features import cosine, extract_terms, slug_title
+from aggregator.stories_features import cosine
 from aggregator.stories_gate import corroborated
 from aggregator.stories_heat import story_heat
 from aggregator.stories_index import TermIndex, Vector
 from aggregator.stories_linkage import story_scores
 from aggregator.stories_pairs import PairCache
-from aggregator.stories_types import AddResult, Entry, LinkItem, Story
+from aggregator.stories_prepare import features_of
+from aggregator.stories_types import AddResult, Entry, LinkFeatures, LinkItem, Story
 from aggregator.stories_warmup import settle
 
-__all__ = ["AddResult", "LinkItem", "StoryIndex"]
+__all__ = ["AddResult", "LinkFeatures", "LinkItem", "StoryIndex"]
 
 DEFAULT_WINDOW = timedelta(hours=72)
 BACKGROUND_PRIOR = 0.1  # assumed background similarity before the window has statistics
@@ -315,11 +316,9 @@ class StoryIndex:
 
     def _insert(self, item: LinkItem, now: datetime) -> Entry:
         when = now if item.published is None else min(item.published, now)
-        title = item.title
-        if not (title or item.excerpt or item.text):
-            title = slug_title(item.web_url)
-        counts = extract_terms(title, item.excerpt, item.text)
-        ents = extract_entities(title, item.excerpt, item.text)
+        features = features_of(item)
+        counts = dict(features.terms)
+        ents = dict(features.entities)
         entry = Entry(item, when, counts, "", ents)
         self._entries[item.key] = entry
         self.terms.add(item.key, counts)

@@ -12,8 +12,24 @@ CENTROID_EPSILON = 1e-9  # centroid weights this close to zero (members evicted)
 
 
 @dataclass(frozen=True, slots=True)
+class LinkFeatures:
+    """An item's linking features, computed once from its text (`stories_prepare`).
+
+    Weighted terms and entity-like tokens as (name, weight) pairs in extraction order:
+    frozen and compact, so a worker process can compute them and pickle them over.
+    """
+
+    terms: tuple[tuple[str, float], ...]
+    entities: tuple[tuple[str, float], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class LinkItem:
-    """What the linker needs to know about one record."""
+    """What the linker needs to know about one record.
+
+    `features`, when given, must be `stories_prepare.link_features` of this item's text
+    (computed elsewhere, e.g. in a crawl worker); when absent the index computes them.
+    """
 
     key: int
     provider: str
@@ -23,6 +39,7 @@ class LinkItem:
     excerpt: str = ""
     text: str = ""
     topics: tuple[str, ...] = ()
+    features: LinkFeatures | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

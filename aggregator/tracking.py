@@ -15,7 +15,7 @@ last looked (`records.link_seq`, see `aggregator.store.link_log`) instead of reb
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -24,7 +24,8 @@ from aggregator.quality import is_publishable, score_quality
 from aggregator.settings import Settings
 from aggregator.store import Store, StoredRecord
 from aggregator.store.tracking_batch import QualityUpdate, TrackingUpdate
-from aggregator.stories import LinkItem, StoryIndex
+from aggregator.stories import LinkFeatures, LinkItem, StoryIndex
+from aggregator.stories_prepare import link_features
 from aggregator.topics import TopicMatcher, assign_topics
 
 
@@ -86,19 +87,34 @@ class Tracker:
     # ------------------------------------------------------------- stories
 
     def after_upsert(
-        self, records: Sequence[Record], *, now: datetime, keep_given: bool = False
+        self,
+        records: Sequence[Record],
+        *,
+        now: datetime,
+        keep_given: bool = False,
+        features: Sequence[LinkFeatures] = (),
     ) -> None:
         """Link freshly stored records into stories, one thread and one process at a time
         (the store's linking lock: concurrent workers never open two stories for one event).
+
+        `features`, when given, are `record_features` of `records`, in the same order
+        (computed by a crawl worker); otherwise they are computed while linking.
 
         Safe to call from worker threads: the crawl runs it off the event loop, so waiting
         for another process's lock never stalls fetching nor a worker's heartbeat."""
         if self.store is None or not records:
             return
         with self._thread_lock, self.store.linking_lock():
-            self._link(records, now=now, keep_given=keep_given)
+            self._link(records, now=now, keep_given=keep_given, features=features)
 
-    def _link(self, records: Sequence[Record], *, now: datetime, keep_given: bool) -> None:
+    def _link(
+        self,
+        records: Sequence[Record],
+        *,
+        now: datetime,
+        keep_given: bool,
+        features: Sequence[LinkFeatures] = (),
+    ) -> None:
         """Link freshly stored records into stories and refresh what their stories touch.
 
         All the resulting writes (story ids, heat, related lists, corroborated quality)
@@ -111,6 +127,7 @@ class Tracker:
         # still meets the stored records of its time, as in one long-lived process
         index = self._story_index(min([now, *(_when(record, now) for record in records)]))
         batch = {ids[r.web_url]: r for r in records if r.web_url in ids}
+        known = _features_by_key(ids, records, features)
         batch.update((o.id, o.record) for o in self._unlinked if o.id not in batch)
         self._unlinked = []
         if not batch:
@@ -122,7 +139,8 @@ class Tracker:
         horizon = min(_when(record, now) for record in batch.values()) - self.window
         for key, record in sorted(batch.items(), key=lambda item: _arrival_order(item[1])):
             when = _when(record, now)
-            result = index.add(_link_item(key, record), now=when, evict_before=horizon)
+            item = _link_item(key, record, known.get(key))
+            result = index.add(item, now=when, evict_before=horizon)
             stories[key] = result.story_id
             stories.update((moved, index.story_of(moved)) for moved in result.moved_keys)
             touched.update(result.touched_keys)
@@ -225,7 +243,22 @@ def _arrival_order(record: Record) -> tuple[datetime, str]:
     return (_when(record, datetime.min.replace(tzinfo=UTC)), record.web_url)
 
 
-def _link_item(key: int, record: Record) -> LinkItem:
+def record_features(record: Record) -> LinkFeatures:
+    """The linking features of a record (those `_link_item` would compute)."""
+    return link_features(record.title, record.excerpt, record.text, record.web_url)
+
+
+def _features_by_key(
+    ids: Mapping[str, int], records: Sequence[Record], features: Sequence[LinkFeatures]
+) -> dict[int, LinkFeatures]:
+    """Features by store key, the last record of a URL winning as in the batch."""
+    if not features:
+        return {}
+    pairs = zip(records, features, strict=True)
+    return {ids[r.web_url]: f for r, f in pairs if r.web_url in ids}
+
+
+def _link_item(key: int, record: Record, features: LinkFeatures | None = None) -> LinkItem:
     return LinkItem(
         key=key,
         provider=record.provider.domain or record.provider.name,
@@ -235,4 +268,5 @@ def _link_item(key: int, record: Record) -> LinkItem:
         excerpt=record.excerpt,
         text=record.text,
         topics=record.topics,
+        features=features,
     )

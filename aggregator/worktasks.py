@@ -4,6 +4,8 @@
     extract_page_task(body, now)            page bytes → PageOutcome            (extract.py)
     build_source_records(work)              entries + pages → scored Records    (records.py,
                                                                                  tracking.py)
+    build_source_batch(work)                the same, plus each record's linking features
+                                            (stories_prepare), so the linker skips them
 
 Arguments and results are bytes and frozen values (they cross a process boundary); nothing
 here touches the network or the store, so the forkserver imports only the parsers, the merge
@@ -25,7 +27,8 @@ from aggregator.errors import AggregatorError
 from aggregator.models import PageMetadata, ParsedFeed, RawEntry, Record
 from aggregator.records import build_record
 from aggregator.settings import Settings, SourceSettings
-from aggregator.tracking import Tracker
+from aggregator.stories import LinkFeatures
+from aggregator.tracking import Tracker, record_features
 
 _TRACKERS_KEPT = 2  # a daemon whose sources change between ticks needs one more than one
 
@@ -76,6 +79,14 @@ class SourceWork:
     now: datetime  # when the feed was fetched
 
 
+@dataclass(frozen=True, slots=True)
+class SourceBatch:
+    """One source's scored records and, in the same order, their linking features."""
+
+    records: tuple[Record, ...]
+    features: tuple[LinkFeatures, ...]
+
+
 def parse_feed_task(content: bytes, url: str, headers: Mapping[str, str]) -> ParsedFeed:
     """`feeds.parse_feed` with positional arguments (raises ParseError)."""
     from aggregator.feeds import parse_feed  # a crawl whose feeds all answer 304 needs none
@@ -114,6 +125,13 @@ def build_source_records(work: SourceWork) -> tuple[Record, ...]:
             records.append(replace(record, provenance=provenance))
     tracker = tracker_for(work.tracking)
     return tuple(tracker.enrich(records, now=work.now))
+
+
+def build_source_batch(work: SourceWork) -> SourceBatch:
+    """`build_source_records`, plus the linking features of each record: computed here,
+    in a worker, they are off the linking thread (`Tracker.after_upsert`)."""
+    records = build_source_records(work)
+    return SourceBatch(records, tuple(record_features(record) for record in records))
 
 
 def entry_hash(entry: RawEntry) -> str:
