@@ -29,7 +29,9 @@ from __future__ import annotations
 import hashlib
 import heapq
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import datetime, timedelta
+from sys import intern
 from typing import Literal
 
 from aggregator.stories_features import cosine
@@ -39,7 +41,14 @@ from aggregator.stories_index import TermIndex, Vector
 from aggregator.stories_linkage import story_scores
 from aggregator.stories_pairs import PairCache
 from aggregator.stories_prepare import features_of
-from aggregator.stories_types import AddResult, Entry, LinkFeatures, LinkItem, Story
+from aggregator.stories_types import (
+    AddResult,
+    Entry,
+    LinkFeatures,
+    LinkItem,
+    Story,
+    unit_weights,
+)
 from aggregator.stories_warmup import settle
 
 __all__ = ["AddResult", "LinkFeatures", "LinkItem", "StoryIndex"]
@@ -279,7 +288,7 @@ class StoryIndex:
         story = self._stories[entry.story]
         story.members.remove(key)
         if entry.in_centroid is not None:
-            story.add_vector(entry.in_centroid, -1.0)
+            story.take_out(entry.counts, entry.in_centroid)
         if not story.members:
             for alias in [story.id, *story.absorbed]:
                 self._aliases[alias] = target
@@ -306,7 +315,7 @@ class StoryIndex:
             story = self._stories[entry.story]
             story.members.remove(key)
             if entry.in_centroid is not None:
-                story.add_vector(entry.in_centroid, -1.0)
+                story.take_out(entry.counts, entry.in_centroid)
             if not story.members:
                 for alias in story.absorbed:
                     self._aliases.pop(alias, None)
@@ -317,9 +326,9 @@ class StoryIndex:
     def _insert(self, item: LinkItem, now: datetime) -> Entry:
         when = now if item.published is None else min(item.published, now)
         features = features_of(item)
-        counts = dict(features.terms)
-        ents = dict(features.entities)
-        entry = Entry(item, when, counts, "", ents)
+        counts = {intern(term): _shared(weight) for term, weight in features.terms}
+        ents = {intern(name): _shared(weight) for name, weight in features.entities}
+        entry = Entry(_slim(item), when, counts, "", ents)
         self._entries[item.key] = entry
         self.terms.add(item.key, counts)
         self.entity_stats.add(item.key, ents)
@@ -434,8 +443,9 @@ class StoryIndex:
         self._add_to_centroid(story, entry)
 
     def _add_to_centroid(self, story: Story, entry: Entry) -> None:
-        entry.in_centroid = self._vector(entry)
-        story.add_vector(entry.in_centroid)
+        vector = self._vector(entry)
+        entry.in_centroid = unit_weights(vector)
+        story.add_vector(vector)
 
     def _merge(self, linked: Iterable[str]) -> tuple[str, list[str], list[int]]:
         """Merge stories into the oldest; returns (survivor, absorbed ids, moved keys)."""
@@ -482,3 +492,27 @@ class StoryIndex:
 
 def _story_id(seed: str) -> str:
     return "s-" + hashlib.sha1(seed.encode("utf-8"), usedforsecurity=False).hexdigest()[:12]
+
+
+def _slim(item: LinkItem) -> LinkItem:
+    """`item` without its text and features: once an entry holds its term counts, they are
+    never read again, and keeping them would hold every window record's body in memory.
+    Term names are interned for the same reason: one string per term, not per record."""
+    if not (item.excerpt or item.text or item.features):
+        return item
+    return replace(item, excerpt="", text="", features=None)
+
+
+_FLOATS: dict[float, float] = {}
+
+
+def _shared(weight: float) -> float:
+    """One float object per weight value: weighted counts take few distinct values (sums
+    of the field weights), so the window's entries share them instead of holding a
+    million copies."""
+    shared = _FLOATS.get(weight)
+    if shared is not None:
+        return shared
+    if len(_FLOATS) < 65_536:
+        _FLOATS[weight] = weight
+    return weight

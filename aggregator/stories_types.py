@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from array import array
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -62,8 +64,10 @@ class AddResult:
 class Entry:
     """An indexed item: its features, story, background, cached vector.
 
-    `in_centroid` is the vector the item added to its story's centroid (taken out again
-    when the item is evicted).
+    `in_centroid` is what the item added to its story's centroid (taken out again when the
+    item is evicted or moved): the unit weights of its vector at the time, in the order of
+    `counts`, as a compact array (the vector itself is refreshed as statistics move on, and
+    keeping the old one as a dict would double the index's memory).
     """
 
     item: LinkItem
@@ -74,7 +78,7 @@ class Entry:
     background: float = 0.0
     vector: Vector | None = None
     vector_at: int = -1
-    in_centroid: Vector | None = None
+    in_centroid: array[float] | None = None  # unit_weights of the vector, `counts` order
 
 
 @dataclass(slots=True)
@@ -106,6 +110,18 @@ class Story:
                 centroid.pop(term, None)
         self._norm = None
 
+    def take_out(self, terms: Iterable[str], units: Iterable[float]) -> None:
+        """Take a member's contribution (`unit_weights` of its vector, in its term order)
+        back out of the centroid: exactly what `add_vector(vector, -1.0)` would do."""
+        centroid = self.centroid
+        for term, unit in zip(terms, units, strict=True):
+            value = centroid.get(term, 0.0) - unit
+            if abs(value) > CENTROID_EPSILON:
+                centroid[term] = value
+            else:
+                centroid.pop(term, None)
+        self._norm = None
+
     def absorb_centroid(self, other: Story) -> None:
         """Add another story's centroid to this one (a merge)."""
         for term, weight in other.centroid.items():
@@ -128,3 +144,12 @@ class Story:
         if self._norm is None:
             self._norm = math.sqrt(sum(w * w for w in self.centroid.values()))
         return self._norm
+
+
+def unit_weights(vector: Vector) -> array[float] | None:
+    """The vector's weights divided by its norm, in its term order (None when empty);
+    the same products `Story.add_vector` adds, so `Story.take_out` undoes it exactly."""
+    if vector.norm <= 0.0:
+        return None
+    scale = 1.0 / vector.norm
+    return array("d", [weight * scale for weight in vector.weights.values()])
