@@ -85,7 +85,9 @@ class StoryIndex:
         rare_share: float = 0.01,
         warmup_docs: int = 200,
         merge_cohesion: float = 0.9,
+        max_items: int | None = None,
     ) -> None:
+        self.max_items = max_items
         self.merge_cohesion = merge_cohesion
         self.warmup_docs = warmup_docs
         self._provisional: list[int] | None = [] if warmup_docs > 0 else None
@@ -304,28 +306,45 @@ class StoryIndex:
         """Forget items dated before `cutoff`, and stories left empty (with their aliases)."""
         while self._expiry and self._expiry[0][0] < cutoff:
             _, key = heapq.heappop(self._expiry)
-            entry = self._entries.pop(key, None)
-            if entry is None:
-                continue
-            self.terms.remove(key, entry.counts)
-            self.entity_stats.remove(key, entry.entities)
-            self.pairs.forget(key)
-            if self._by_url.get(entry.item.web_url) == key:
-                del self._by_url[entry.item.web_url]
-            story = self._stories[entry.story]
-            story.members.remove(key)
-            if entry.in_centroid is not None:
-                story.take_out(entry.counts, entry.in_centroid)
-            if not story.members:
-                for alias in story.absorbed:
-                    self._aliases.pop(alias, None)
-                del self._stories[story.id]
+            entry = self._entries.get(key)
+            if entry is not None and entry.time < cutoff:  # not a re-added, later item
+                self._evict(key)
+
+    def _make_room(self) -> None:
+        """Forget the earliest-added items until one more fits under `max_items`.
+
+        Insertion order, not date: the items of the batch being linked are the newest
+        arrivals, so they keep meeting each other and are never pushed out by themselves.
+        Their heap entries go stale and are skipped when their time comes."""
+        if self.max_items is None:
+            return
+        while len(self._entries) >= self.max_items:
+            self._evict(next(iter(self._entries)))
+
+    def _evict(self, key: int) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is None:
+            return
+        self.terms.remove(key, entry.counts)
+        self.entity_stats.remove(key, entry.entities)
+        self.pairs.forget(key)
+        if self._by_url.get(entry.item.web_url) == key:
+            del self._by_url[entry.item.web_url]
+        story = self._stories[entry.story]
+        story.members.remove(key)
+        if entry.in_centroid is not None:
+            story.take_out(entry.counts, entry.in_centroid)
+        if not story.members:
+            for alias in story.absorbed:
+                self._aliases.pop(alias, None)
+            del self._stories[story.id]
 
     # ----------------------------------------------------------------- internals
 
     def _insert(self, item: LinkItem, now: datetime) -> Entry:
         when = now if item.published is None else min(item.published, now)
         features = features_of(item)
+        self._make_room()
         counts = {intern(term): _shared(weight) for term, weight in features.terms}
         ents = {intern(name): _shared(weight) for name, weight in features.entities}
         entry = Entry(_slim(item), when, counts, "", ents)

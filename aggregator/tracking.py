@@ -197,7 +197,7 @@ class Tracker:
             self._catch_up(self._index, now)
         else:
             self._seen_seq = self.store.link_sequence()
-            self._index = StoryIndex(window=self.window)
+            self._index = StoryIndex(window=self.window, max_items=self.settings.stories.max_linked)
             self.rebuilds += 1
             self._rebuild(self._index, now)
         return self._index

@@ -250,6 +250,32 @@ def test_eviction_bounds_memory() -> None:
     assert len(index.terms.postings) < 100
 
 
+def test_max_items_caps_the_index_earliest_added_first() -> None:
+    index = StoryIndex(window=timedelta(days=30), max_items=1000)
+    for k in range(1500):
+        # dates run backwards: a cap by date would push out the newest additions
+        content = (f"Report {k} on topic{k % 7} zeta{k}", f"Body text about topic{k % 7}.")
+        index.add(item(k, f"p{k % 5}.example", content, hours=-k / 60), now=T0)
+    assert len(index) == 1000
+    assert 0 not in index and 499 not in index
+    assert 500 in index and 1499 in index
+    live = {key for story in index.story_ids() for key in index.member_keys(story)}
+    assert live == set(range(500, 1500))
+    assert all(len(posting) <= 200 for posting in index.terms.postings.values())
+
+
+def test_a_re_added_item_outlives_the_stale_expiry_of_its_first_visit() -> None:
+    index = StoryIndex(window=timedelta(hours=2), max_items=1000)
+    for k in range(1001):  # key 0 (dated T0) is pushed out by the cap
+        index.add(item(k, "p.example", FILLERS[k % 4], hours=0.0), now=T0)
+    assert 0 not in index
+    later = T0 + timedelta(hours=1)
+    index.add(item(0, "p.example", QUAKE, hours=1.0), now=later)
+    index.evict_older_than(T0 + timedelta(minutes=30))  # the first visit's time is past
+    assert 0 in index
+    assert 1 not in index
+
+
 def test_features_boost_entities_and_drop_stopwords() -> None:
     terms = extract_terms("", "Officials said the plant in Northfield Bay adds 480MW.", "")
     assert "the" not in terms and "said" not in terms
