@@ -16,7 +16,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
 from sqlmodel import SQLModel
 
-from aggregator.store import Store
+from aggregator.store import Store, migrate
 from aggregator.store.migrate import (
     alembic_config,
     head_revision,
@@ -97,3 +97,22 @@ def test_records_stored_before_0005_get_no_feed_categories(tmp_path: Path) -> No
         stored = store.get_record("https://news.example/1")
     assert stored is not None
     assert stored.record.provenance.categories == ()
+
+
+def test_the_fast_schema_check_knows_alembics_head() -> None:
+    assert migrate.head_revision() == migrate.HEAD_REVISION
+
+
+def test_a_missing_stamp_still_takes_the_alembic_path(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'unstamped.db'}"
+    Store(url).close()
+    engine = create_engine(url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("DELETE FROM alembic_version"))
+        migrate.ensure_schema(engine)  # tables but no stamp: compared, then stamped
+        with engine.connect() as connection:
+            stamped = connection.execute(text("SELECT version_num FROM alembic_version"))
+            assert stamped.scalar_one() == migrate.HEAD_REVISION
+    finally:
+        engine.dispose()

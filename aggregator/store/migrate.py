@@ -18,13 +18,9 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import SQLModel
@@ -32,8 +28,14 @@ from sqlmodel import SQLModel
 from aggregator.cli_options import ConfigOption
 from aggregator.errors import AggregatorError, StorageError
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 INITIAL_REVISION = "0001"
+# the newest file in migrations/versions (tests/test_migrations.py holds it to Alembic's
+# head): a database stamped with it is opened without importing Alembic at all
+HEAD_REVISION = "0005"
 _MIGRATION_LOCK = 0x61676772  # pg_advisory_lock key: "aggr"
 
 
@@ -66,6 +68,8 @@ def include_name(name: str | None, type_: str, _parent: Mapping[str, str | None]
 
 def alembic_config(connection: Connection | None = None) -> Config:
     """An Alembic config for ``migrations/``, optionally bound to an open connection."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     if connection is not None:
@@ -75,6 +79,8 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 def head_revision() -> str:
     """The newest revision in ``migrations/versions``."""
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     if head is None:
         raise StorageError(f"no migrations found in {MIGRATIONS_DIR}")
@@ -82,6 +88,8 @@ def head_revision() -> str:
 
 
 def _status(connection: Connection) -> SchemaStatus:
+    from alembic.runtime.migration import MigrationContext
+
     current = MigrationContext.configure(connection).get_current_revision()
     legacy = current is None and inspect(connection).has_table("records")
     return SchemaStatus(current, head_revision(), legacy)
@@ -117,6 +125,8 @@ def _migration_connection(engine: Engine) -> Iterator[Connection]:
 
 def upgrade(engine: Engine) -> SchemaStatus:
     """Upgrade the schema to head (stamping a legacy database first); return the new status."""
+    from alembic import command
+
     try:
         with _migration_connection(engine) as connection:
             status = _status(connection)
@@ -138,14 +148,31 @@ def upgrade(engine: Engine) -> SchemaStatus:
 
 def _differences(connection: Connection) -> list[object]:
     """How the database's tables differ from the SQLModel metadata (empty: they match)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
     context = MigrationContext.configure(
         connection, opts={"include_name": include_name, "compare_type": True}
     )
     return list(compare_metadata(context, SQLModel.metadata))
 
 
+def _stamped_revision(engine: Engine) -> str | None:
+    """The revision in ``alembic_version`` read with plain SQL (None: none, or unreadable)."""
+    try:
+        with engine.connect() as connection:
+            if not inspect(connection).has_table("alembic_version"):
+                return None
+            rows = connection.execute(text("SELECT version_num FROM alembic_version")).all()
+    except SQLAlchemyError:
+        return None
+    return str(rows[0][0]) if len(rows) == 1 else None
+
+
 def ensure_schema(engine: Engine) -> None:
     """Upgrade when that is safe to do implicitly; refuse a PostgreSQL schema that is behind."""
+    if _stamped_revision(engine) == HEAD_REVISION:
+        return
     status = schema_status(engine)
     if not status.behind:
         return
