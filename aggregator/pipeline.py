@@ -89,6 +89,10 @@ POOL_MIN_SOURCES = 8
 already running): starting workers would cost more than they save."""
 WORKER_MODULES = ("aggregator.worktasks", "aggregator.feeds", "aggregator.extract")
 """What the pool's forkserver imports once, for every worker it forks."""
+# sources in progress per fetch connection: enough that the linker always has the next
+# batches waiting while the sockets stay busy, few enough that memory does not follow the
+# number of feeds
+SOURCES_IN_FLIGHT_PER_CONNECTION = 4
 _IN_PROCESS = WorkPool(0)
 
 
@@ -113,6 +117,7 @@ class _Context:
     pool: WorkPool
     tracking: TrackingConfig
     page_slots: asyncio.Semaphore  # pages fetched but not yet extracted, at most
+    source_slots: asyncio.Semaphore  # sources between claim and linked, at most
     webhooks: WebhookDispatcher | None = None
     rng: random.Random = field(default_factory=random.Random)
 
@@ -183,12 +188,26 @@ async def _crawl_sources(
 ) -> list[SourceReport]:
     policy = schedule_policy(settings.scheduler)
     slots = asyncio.Semaphore(4 * settings.fetch.concurrency)
+    sources_in_flight = asyncio.Semaphore(
+        SOURCES_IN_FLIGHT_PER_CONNECTION * settings.fetch.concurrency
+    )
     tracking = TrackingConfig.of(settings)
     pool = _pool_worth_using(pool, settings, len(sources))
     reports: list[SourceReport] = []
     async with Fetcher(settings.fetch) as fetcher, webhook_session(settings, webhooks) as sink:
         context = _Context(
-            settings, store, fetcher, tracker, options, clock, policy, pool, tracking, slots, sink
+            settings,
+            store,
+            fetcher,
+            tracker,
+            options,
+            clock,
+            policy,
+            pool,
+            tracking,
+            slots,
+            sources_in_flight,
+            sink,
         )
         for next_report in asyncio.as_completed([_crawl_claimed(context, s) for s in sources]):
             report = await next_report
@@ -208,7 +227,16 @@ def _pool_worth_using(pool: WorkPool, settings: Settings, sources: int) -> WorkP
 
 
 async def _crawl_claimed(context: _Context, source: SourceSettings) -> SourceReport:
-    """Crawl `source` under a claim; one claimed by another process is reported busy."""
+    """Crawl `source` under a claim; one claimed by another process is reported busy.
+
+    At most `source_slots` sources are between their claim and their linked records: the
+    fetches would otherwise outrun the linker and hold every waiting source's parsed batch
+    in memory (peak RSS growing with the number of feeds), and claims would sit idle."""
+    async with context.source_slots:
+        return await _crawl_in_slot(context, source)
+
+
+async def _crawl_in_slot(context: _Context, source: SourceSettings) -> SourceReport:
     try:
         async with source_claim(context.store, source.name, context.options.claim_owner) as ok:
             if not ok:

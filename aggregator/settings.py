@@ -123,7 +123,7 @@ class StorySettings(_Strict):
     # the linker's in-memory index holds the window's records up to this many (about 20 KB
     # each); beyond it the earliest-added leave early, so memory stays flat however many
     # feeds are followed. Raise it when more records than this arrive within one window.
-    max_linked: int = Field(default=10_000, ge=1_000)
+    max_linked: int = Field(default=8_000, ge=1_000)
 
 
 class ExportSettings(_Strict):

@@ -15,7 +15,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from aggregator import metrics
+from aggregator import metrics, pipeline
 from aggregator.daemon import DaemonSettings, JobContext
 from aggregator.errors import FetchError
 from aggregator.fetch import Fetcher
@@ -181,3 +181,39 @@ def test_crawl_job_defers_extra_sources_of_one_host_without_counting_errors(
         assert states[2].next_check_at == T0 + timedelta(seconds=30)
         assert states[2].error_count == 0
         assert states[0].next_check_at is not None and states[0].next_check_at > T0
+
+
+def test_sources_in_flight_are_bounded_by_the_fetch_concurrency(
+    httpserver: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slow linker must not let every fetched source pile up with its parsed batch."""
+    sources = {}
+    for n in range(20):
+        path = f"/feed{n}.xml"
+        reply = Response(rss(T0, prefix=f"s{n}"), content_type="application/rss+xml")
+        httpserver.expect_request(path).respond_with_response(reply)
+        sources[f"source {n}"] = httpserver.url_for(path)
+    base = settings_for(tmp_path, sources)
+    settings = base.model_copy(
+        update={"fetch": base.fetch.model_copy(update={"concurrency": 1, "parse_workers": 0})}
+    )
+    limit = pipeline.SOURCES_IN_FLIGHT_PER_CONNECTION * 1
+    in_flight = peak = 0
+    original = pipeline._crawl_in_slot
+
+    async def counted(context: Any, source: Any) -> Any:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        try:
+            await asyncio.sleep(0.01)  # a slow linker: every source would be waiting here
+            return await original(context, source)
+        finally:
+            in_flight -= 1
+
+    monkeypatch.setattr(pipeline, "_crawl_in_slot", counted)
+    with Store(settings.storage.url) as store:
+        reports = asyncio.run(crawl(settings, store, options=NO_PAGES, clock=lambda: T0))
+        assert [report.status for report in reports] == ["ok"] * 20
+        assert len(store.find_by_urls(f"https://news.example/s{n}/1" for n in range(20))) == 20
+    assert peak == limit
