@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, fields
+from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -291,7 +291,7 @@ def stored_from_row(
 
 def source_values(state: SourceState) -> dict[str, Any]:
     """The column values of a sources row for `state` (datetimes in UTC)."""
-    values = asdict(state)
+    values = {f.name: getattr(state, f.name) for f in _SOURCE_FIELDS}  # asdict deep-copies
     for key in _SOURCE_TIMES:
         values[key] = utc(values[key])
     values["entry_dates"] = [_iso(date) for date in state.entry_dates]
@@ -308,4 +308,5 @@ def source_from_row(row: SourceRow) -> SourceState:
     return SourceState(**values)
 
 
+_SOURCE_FIELDS = fields(SourceState)
 _SOURCE_TIMES = ("last_fetch_at", "next_check_at", "first_error_at", "redirect_first_seen")
