@@ -345,6 +345,7 @@ class StoryIndex:
         when = now if item.published is None else min(item.published, now)
         features = features_of(item)
         self._make_room()
+        # interned names and shared weights: one object per term and value, not per record
         counts = {intern(term): _shared(weight) for term, weight in features.terms}
         ents = {intern(name): _shared(weight) for name, weight in features.entities}
         entry = Entry(_slim(item), when, counts, "", ents)
@@ -515,8 +516,7 @@ def _story_id(seed: str) -> str:
 
 def _slim(item: LinkItem) -> LinkItem:
     """`item` without its text and features: once an entry holds its term counts, they are
-    never read again, and keeping them would hold every window record's body in memory.
-    Term names are interned for the same reason: one string per term, not per record."""
+    never read again, and keeping them would hold every window record's body in memory."""
     if not (item.excerpt or item.text or item.features):
         return item
     return replace(item, excerpt="", text="", features=None)

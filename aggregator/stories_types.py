@@ -100,22 +100,18 @@ class Story:
         """Add (or with `sign` -1, take out) a member's unit vector to the centroid."""
         if vector.norm <= 0.0:
             return
-        centroid = self.centroid
         scale = sign / vector.norm
-        for term, weight in vector.weights.items():
-            value = centroid.get(term, 0.0) + weight * scale
-            if abs(value) > CENTROID_EPSILON:
-                centroid[term] = value
-            else:
-                centroid.pop(term, None)
-        self._norm = None
+        self._shift((term, weight * scale) for term, weight in vector.weights.items())
 
     def take_out(self, terms: Iterable[str], units: Iterable[float]) -> None:
         """Take a member's contribution (`unit_weights` of its vector, in its term order)
         back out of the centroid: exactly what `add_vector(vector, -1.0)` would do."""
+        self._shift((term, -unit) for term, unit in zip(terms, units, strict=True))
+
+    def _shift(self, deltas: Iterable[tuple[str, float]]) -> None:
         centroid = self.centroid
-        for term, unit in zip(terms, units, strict=True):
-            value = centroid.get(term, 0.0) - unit
+        for term, delta in deltas:
+            value = centroid.get(term, 0.0) + delta
             if abs(value) > CENTROID_EPSILON:
                 centroid[term] = value
             else:
