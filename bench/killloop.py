@@ -43,6 +43,7 @@ from aggregator.export.markdown import parse_markdown  # noqa: E402
 from tests.loopback import free_port, generate_corpus, serve_corpus  # noqa: E402
 
 RUN_TIMEOUT = 120.0  # no single fetch may take longer than this
+MIN_DELAY = 0.2  # seconds before the earliest kill
 ENTRY = "import sys; from aggregator.cli import main; sys.argv[0] = 'aggregator'; main()"
 
 
@@ -134,6 +135,15 @@ def check_round(workdir: Path, truth: int, report: LoopReport) -> None:
     report.temp_files_left = temps
 
 
+def shorter_ceiling(ceiling: float, run_seconds: float) -> float:
+    """The delay ceiling after a run finished in `run_seconds` before it could be killed.
+
+    A fixed ceiling lets a fast machine (or faster code) finish most runs before the kill, so
+    the ceiling follows the quickest run seen: later kills land inside the run, not after it.
+    """
+    return max(MIN_DELAY * 1.5, min(ceiling, run_seconds * 0.9))
+
+
 def kill_loop(
     workdir: Path,
     corpus: Path,
@@ -146,6 +156,8 @@ def kill_loop(
 ) -> LoopReport:
     """SIGKILL `kills` fetches at random delays, checking after each; then one clean run.
 
+    Delays are drawn below `max_delay`, and below 90% of the quickest run that finished first.
+
     Every `epoch` rounds the database and exports are wiped, so kills keep landing in cold
     crawls (page fetches, upserts, full exports) rather than in 304-only re-polls.
     """
@@ -154,17 +166,20 @@ def kill_loop(
     truth = len((corpus / "truth.jsonl").read_text().splitlines())
     report = LoopReport()
     rounds = 0
+    ceiling = max_delay
     while report.kills < kills and rounds < kills * 3:  # bounded even if runs finish early
         rounds += 1
         if rounds % epoch == 1 and rounds > 1:
             shutil.rmtree(workdir / "data", ignore_errors=True)
             shutil.rmtree(workdir / "export", ignore_errors=True)
             report.counts.append(0)
-        delay = rng.uniform(0.2, max_delay)
+        delay = rng.uniform(MIN_DELAY, ceiling)
         process = start(["fetch", "--config", str(config)])
+        started = time.monotonic()
         try:
             process.wait(timeout=delay)
             report.finished_early += 1
+            ceiling = shorter_ceiling(ceiling, time.monotonic() - started)
         except subprocess.TimeoutExpired:
             process.send_signal(signal.SIGKILL)
             process.wait(timeout=30)
