@@ -214,9 +214,20 @@ async def _crawl_sources(
             reports.append(report)
             if on_report is not None:
                 on_report(report)
+        await _refresh_linked(tracker, clock())
     metrics.set_sources_by_state(count_states(store.list_source_states()))
     order = {source.name: index for index, source in enumerate(sources)}
     return sorted(reports, key=lambda report: order[report.source])
+
+
+async def _refresh_linked(tracker: Tracker, now: datetime) -> None:
+    """Refresh the heat, related lists and quality that the crawl's links queued.
+
+    A failure loses nothing: the queue is in the store, and the next crawl refreshes it."""
+    try:
+        await asyncio.to_thread(tracker.flush, now=now)
+    except AggregatorError as exc:
+        log.error("could not refresh linked records (the next crawl retries): %s", exc)
 
 
 def _pool_worth_using(pool: WorkPool, settings: Settings, sources: int) -> WorkPool:
@@ -280,7 +291,7 @@ async def crawl_source(context: _Context, source: SourceSettings) -> SourceRepor
     counts = context.store.upsert_records(records)
     metrics.record_records(counts.new, counts.updated)
     link = context.tracker.after_upsert
-    await asyncio.to_thread(link, records, now=now, features=batch.features)
+    await asyncio.to_thread(link, records, now=now, features=batch.features, defer=True)
     _offer_new(context, records, new_guids)
     _save_success(context, state, source, result, now, body_hash, feed)
     return SourceReport(

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import itertools
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -309,6 +310,17 @@ class StoryIndex:
             entry = self._entries.get(key)
             if entry is not None and entry.time < cutoff:  # not a re-added, later item
                 self._evict(key)
+
+    def leaving(self, keys: Iterable[int], *, arriving: int, before: datetime) -> set[int]:
+        """Those of `keys` that adding `arriving` items with ``evict_before=before`` may push
+        out of the index: older than `before`, or among the earliest added past `max_items`."""
+        wanted = {key for key in keys if key in self._entries}
+        out = {key for key in wanted if self._entries[key].time < before}
+        if self.max_items is not None:
+            excess = len(self._entries) + arriving - self.max_items
+            if excess > 0:
+                out.update(key for key in itertools.islice(self._entries, excess) if key in wanted)
+        return out
 
     def _make_room(self) -> None:
         """Forget the earliest-added items until one more fits under `max_items`.

@@ -4,6 +4,10 @@
     after_upsert(records)  link each stored record into a story (online, windowed index),
                            then refresh heat, related lists and corroboration for every
                            record whose story changed
+    after_upsert(records, defer=True), then flush()
+                           a crawl's way: link each batch as it comes, queue what it
+                           touches (in the store), refresh each queued record once at the
+                           end; a record about to leave the index is refreshed first
 
 The story index is held in memory and covers only the story window: after a restart it is
 rebuilt from the window's stored records, so its cost follows the window, not the store.
@@ -23,10 +27,13 @@ from aggregator.models import Record
 from aggregator.quality import is_publishable, score_quality
 from aggregator.settings import Settings
 from aggregator.store import Store, StoredRecord
+from aggregator.store.identity import chunked
 from aggregator.store.tracking_batch import QualityUpdate, TrackingUpdate
 from aggregator.stories import LinkFeatures, LinkItem, StoryIndex
 from aggregator.stories_prepare import link_features
 from aggregator.topics import TopicMatcher, assign_topics
+
+FLUSH_CHUNK = 500  # records refreshed per transaction: bounds the stored records held at once
 
 
 class Tracker:
@@ -41,6 +48,7 @@ class Tracker:
         self._thread_lock = threading.Lock()
         self._unlinked: list[StoredRecord] = []  # found by the last rebuild, to link next
         self._seen_seq = 0  # the last linking batch the index reflects
+        self._pending: dict[int, datetime] = {}  # queued for `flush`: key → time it counts at
         self.rebuilds = 0  # full rebuilds of the index, for tests and metrics
 
     # ------------------------------------------------------------- topics, quality
@@ -93,6 +101,7 @@ class Tracker:
         now: datetime,
         keep_given: bool = False,
         features: Sequence[LinkFeatures] = (),
+        defer: bool = False,
     ) -> None:
         """Link freshly stored records into stories, one thread and one process at a time
         (the store's linking lock: concurrent workers never open two stories for one event).
@@ -100,12 +109,33 @@ class Tracker:
         `features`, when given, are `record_features` of `records`, in the same order
         (computed by a crawl worker); otherwise they are computed while linking.
 
+        With `defer`, the stories are written now but the heat, related lists and
+        corroborated quality of every record they touch wait in the refresh queue for
+        `flush`: a crawl then refreshes a record once, not once per batch that touches it.
+
         Safe to call from worker threads: the crawl runs it off the event loop, so waiting
         for another process's lock never stalls fetching nor a worker's heartbeat."""
         if self.store is None or not records:
             return
         with self._thread_lock, self.store.linking_lock():
-            self._link(records, now=now, keep_given=keep_given, features=features)
+            self._link(records, now=now, keep_given=keep_given, features=features, defer=defer)
+
+    def flush(self, *, now: datetime) -> int:
+        """Refresh every record waiting in the refresh queue (this process's, and any that a
+        killed process left), a transaction per `FLUSH_CHUNK`; return how many waited."""
+        if self.store is None:
+            return 0
+        with self._thread_lock, self.store.linking_lock():
+            waiting = {**self.store.queued_for_refresh(), **self._pending}
+            if not waiting:
+                return 0
+            index = self._story_index(min(now, *waiting.values()))
+            for keys in chunked(sorted(waiting), FLUSH_CHUNK):
+                refreshed = self._refresh(index, keys, now=now)
+                self.store.apply_tracking(list(refreshed.values()), dequeue=keys)
+                for key in keys:
+                    self._pending.pop(key, None)
+            return len(waiting)
 
     def _link(
         self,
@@ -114,11 +144,13 @@ class Tracker:
         now: datetime,
         keep_given: bool,
         features: Sequence[LinkFeatures] = (),
+        defer: bool = False,
     ) -> None:
-        """Link freshly stored records into stories and refresh what their stories touch.
+        """Link freshly stored records into stories and refresh what their stories touch
+        (with `defer`: queue it, refreshing only queued records about to leave the index).
 
-        All the resulting writes (story ids, heat, related lists, corroborated quality)
-        go to the store in one transaction.
+        All the resulting writes (story ids, heat, related lists, corroborated quality,
+        the refresh queue) go to the store in one transaction.
         """
         if self.store is None or not records:
             return
@@ -137,6 +169,8 @@ class Tracker:
         # sources arrive one after another, each with days of items: evict only what is a
         # window older than this batch's OLDEST item, or its items would find their peers gone
         horizon = min(_when(record, now) for record in batch.values()) - self.window
+        leaving = index.leaving(self._pending, arriving=len(batch), before=horizon) if defer else ()
+        refreshed = self._refresh(index, leaving, now=now)  # before they leave the index
         for key, record in sorted(batch.items(), key=lambda item: _arrival_order(item[1])):
             when = _when(record, now)
             item = _link_item(key, record, known.get(key))
@@ -146,18 +180,33 @@ class Tracker:
             touched.update(result.touched_keys)
             touched.add(key)
         given = {ids[r.web_url] for r in records if keep_given and r.web_url in ids}
-        refreshed = self._refresh(index, touched - given, now=now)
+        waiting: dict[int, datetime] = {}
+        if defer:
+            waiting = {key: index.entry_time(key) for key in touched - given if key in index}
+        else:
+            refreshed.update(self._refresh(index, touched - given, now=now))
         updates = [
             replace(refreshed.get(key, TrackingUpdate(key)), story_id=story)
             for key, story in stories.items()
         ]
         updates += [update for key, update in refreshed.items() if key not in stories]
+        done = set(refreshed) - set(waiting)
+        self._write_links(updates, waiting, done)
+
+    def _write_links(
+        self, updates: list[TrackingUpdate], waiting: dict[int, datetime], done: set[int]
+    ) -> None:
+        """Write a linked batch and its refresh-queue changes under a new link sequence."""
+        assert self.store is not None
         seq = self.store.next_link_sequence()
         try:
-            self.store.apply_tracking(updates, link_seq=seq)
+            self.store.apply_tracking(updates, link_seq=seq, enqueue=waiting, dequeue=done)
         except BaseException:
             self._index = None  # it holds links the store does not: rebuild next time
             raise
+        for key in done:
+            self._pending.pop(key, None)
+        self._pending.update(waiting)
         if seq == self._seen_seq + 1:  # nobody linked in between (SQLite has no lock)
             self._seen_seq = seq
 

@@ -88,6 +88,8 @@ def test_fetch_builds_one_complete_record_per_article(
                 int(page_meta(root, article["url"], "og:image:width")),
                 int(page_meta(root, article["url"], "og:image:height")),
             )
+            assert record.heat >= 0, article["url"]  # refreshed after the crawl linked it
+        assert store.queued_for_refresh() == {}
     exported = sorted((tmp_path / "export").glob("*.md"))
     assert len(exported) == len(articles)
 

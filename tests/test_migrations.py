@@ -93,7 +93,7 @@ def test_records_stored_before_0005_get_no_feed_categories(tmp_path: Path) -> No
         connection.commit()
     engine.dispose()
     with Store(url) as store:
-        assert schema_status(store._engine).current == head_revision() == "0005"
+        assert schema_status(store._engine).current == head_revision() == "0006"
         stored = store.get_record("https://news.example/1")
     assert stored is not None
     assert stored.record.provenance.categories == ()

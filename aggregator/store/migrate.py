@@ -35,7 +35,7 @@ MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 INITIAL_REVISION = "0001"
 # the newest file in migrations/versions (tests/test_migrations.py holds it to Alembic's
 # head): a database stamped with it is opened without importing Alembic at all
-HEAD_REVISION = "0005"
+HEAD_REVISION = "0006"
 _MIGRATION_LOCK = 0x61676772  # pg_advisory_lock key: "aggr"
 
 

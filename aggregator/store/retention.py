@@ -22,7 +22,7 @@ from sqlmodel import Session, col, delete, func, or_, select
 
 from aggregator.store.convert import utc
 from aggregator.store.identity import chunked
-from aggregator.store.tables import ImageRow, RecordRow, RelatedRow, TopicRow
+from aggregator.store.tables import ImageRow, RecordRow, RefreshQueueRow, RelatedRow, TopicRow
 
 ChangeMarker = tuple[datetime | None, int]
 
@@ -71,7 +71,8 @@ def _topics_of(session: Session, ids: Sequence[int]) -> dict[int, list[str]]:
 
 
 def _delete_records(session: Session, ids: Sequence[int]) -> None:
-    """Delete records `ids` with their images, topics, related entries and links to them."""
+    """Delete records `ids` with their images, topics, related entries, links to them and
+    queued refreshes."""
     for part in chunked(ids):
         from_or_to = or_(
             col(RelatedRow.record_id).in_(part), col(RelatedRow.related_record_id).in_(part)
@@ -79,6 +80,7 @@ def _delete_records(session: Session, ids: Sequence[int]) -> None:
         session.exec(delete(RelatedRow).where(from_or_to))
         session.exec(delete(ImageRow).where(col(ImageRow.record_id).in_(part)))
         session.exec(delete(TopicRow).where(col(TopicRow.record_id).in_(part)))
+        session.exec(delete(RefreshQueueRow).where(col(RefreshQueueRow.record_id).in_(part)))
         session.exec(delete(RecordRow).where(col(RecordRow.id).in_(part)))
 
 

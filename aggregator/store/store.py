@@ -19,7 +19,7 @@ from sqlmodel import Session, col, func, or_, select
 
 from aggregator.errors import StorageError
 from aggregator.models import QualityReason, Record
-from aggregator.store import claims, imported, link_log, retention
+from aggregator.store import claims, imported, link_log, refresh_queue, retention
 from aggregator.store.bulk import set_secured_by_url
 from aggregator.store.claims import SourceClaim
 from aggregator.store.convert import source_from_row, source_values
@@ -243,16 +243,31 @@ class Store:
             return scoring_records(session.connection(), ids)
 
     def apply_tracking(
-        self, updates: Sequence[TrackingUpdate], *, link_seq: int | None = None
+        self,
+        updates: Sequence[TrackingUpdate],
+        *,
+        link_seq: int | None = None,
+        enqueue: Mapping[int, datetime] | None = None,
+        dequeue: Iterable[int] = (),
     ) -> int:
         """Apply story, heat, related and quality updates in ONE transaction; rows changed.
 
         With `link_seq`, every record whose story id changes is stamped with it (see
-        `link_log`)."""
-        if not updates:
+        `link_log`). In the same transaction, the records of `enqueue` (id → time it counts
+        at) join the refresh queue and those of `dequeue` leave it (see `refresh_queue`)."""
+        leaving = list(dequeue)
+        if not (updates or enqueue or leaving):
             return 0
         with transaction(self._writer, "apply_tracking") as session:
-            return apply_updates(session, updates, _now(), link_seq=link_seq)
+            changed = apply_updates(session, updates, _now(), link_seq=link_seq)
+            refresh_queue.dequeue(session.connection(), leaving)
+            refresh_queue.enqueue(session.connection(), enqueue or {})
+            return changed
+
+    def queued_for_refresh(self) -> dict[int, datetime]:
+        """record id → the time it counts at, of every record waiting for a refresh."""
+        with transaction(self._engine, "queued_for_refresh") as session:
+            return refresh_queue.queued(session.connection())
 
     def link_sequence(self) -> int:
         """The number of the last story-linking batch written (0 before the first)."""

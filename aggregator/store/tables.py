@@ -158,3 +158,14 @@ class LinkCounterRow(SQLModel, table=True):
 
     id: int = Field(default=1, primary_key=True)
     seq: int = 0
+
+
+class RefreshQueueRow(SQLModel, table=True):
+    """A record linked into a story whose heat, related list and corroborated quality still
+    wait to be recomputed: a crawl refreshes each touched record once, at the end, instead of
+    once per source batch. A row outlives a killed process, so the next one finishes it."""
+
+    __tablename__ = "refresh_queue"
+
+    record_id: int = Field(foreign_key="records.id", ondelete="CASCADE", primary_key=True)
+    linked_at: datetime
