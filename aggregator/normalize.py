@@ -25,8 +25,6 @@ from functools import cache
 from typing import Any
 from urllib.parse import SplitResult, unquote_plus, urlsplit, urlunsplit
 
-import tldextract
-
 AMP_CACHE_DOMAIN = "cdn.ampproject.org"
 DEFAULT_EXCERPT_LIMIT = 340
 ELLIPSIS = " ..."
@@ -54,7 +52,12 @@ _EXCERPT_OVERSHOOT = 6
 
 @cache
 def _extractor() -> Any:
-    """The offline tldextract instance: bundled suffix list, no fetch, no disk cache."""
+    """The offline tldextract instance: bundled suffix list, no fetch, no disk cache.
+
+    Imported here, not at the top: tldextract pulls in requests and filelock (about 90 ms),
+    which a re-poll that builds no record never needs."""
+    import tldextract
+
     return tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
 
 

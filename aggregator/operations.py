@@ -30,7 +30,6 @@ from aggregator.export.files import (
 from aggregator.export.jsonl import iter_jsonl, public_to_json_line, record_to_json_line
 from aggregator.export.markdown import parse_markdown, render_markdown, render_public_markdown
 from aggregator.export.seal import Sealer, instance_id, load_or_create_key, verify_record
-from aggregator.extract import extract_page
 from aggregator.fetch import Fetcher
 from aggregator.inspection import extended_lines
 from aggregator.models import Record, SourceReport
@@ -96,6 +95,8 @@ def extract_one(settings: Settings, url: str, html_file: Path | None) -> Record:
         headers: dict[str, str] = {}
     else:
         content, headers, url = asyncio.run(_fetch_page(settings, url))
+    from aggregator.extract import extract_page  # bs4 and lxml: only this command needs them here
+
     now = utc_now()
     page = extract_page(content, url, headers=headers, now=now)
     source = SourceSettings(name="extract", url=url if url.startswith("http") else "http://x/")

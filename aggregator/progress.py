@@ -46,8 +46,14 @@ class CrawlProgress:
         self._progress.update(self._task, advance=1, description=report.source)
 
 
+ALL_ROWS_UP_TO = 20  # more sources than this: the quiet ones share one row
+
+
 def summary_table(reports: Sequence[SourceReport]) -> Table:
-    """One row per source (status, new, updated, not modified, errors) and a totals row."""
+    """One row per source (status, new, updated, not modified, errors) and a totals row.
+
+    Past `ALL_ROWS_UP_TO` sources, those with nothing to report (not modified, or fetched
+    with nothing new or changed) share one row: a re-poll of 5,000 feeds stays readable."""
     table = Table(title="fetch summary", show_footer=True)
     table.add_column("source", footer="total")
     table.add_column("status", footer=_status_footer(reports))
@@ -56,7 +62,11 @@ def summary_table(reports: Sequence[SourceReport]) -> Table:
         table.add_column(name, justify="right", footer=str(total))
     table.add_column("pages", justify="right", footer=str(sum(r.pages_fetched for r in reports)))
     table.add_column("error", overflow="fold")
-    for report in reports:
+    quiet = [report for report in reports if _is_quiet(report)]
+    if len(reports) <= ALL_ROWS_UP_TO or len(quiet) < 2:
+        quiet = []
+    shown = [report for report in reports if report not in quiet] if quiet else reports
+    for report in shown:
         table.add_row(
             report.source,
             _status_cell(report),
@@ -67,7 +77,16 @@ def summary_table(reports: Sequence[SourceReport]) -> Table:
             + (f" ({report.page_errors} failed)" if report.page_errors else ""),
             report.error or "",
         )
+    if quiet:
+        unchanged = str(sum(report.unchanged for report in quiet))
+        label = f"{len(quiet)} {'more ' if len(shown) else ''}sources"
+        table.add_row(label, "[dim]nothing new[/]", "0", "0", unchanged)
     return table
+
+
+def _is_quiet(report: SourceReport) -> bool:
+    nothing_new = not (report.new or report.updated or report.pages_fetched)
+    return nothing_new and report.status in ("ok", "not modified") and not report.failed
 
 
 def _status_cell(report: SourceReport) -> str:
@@ -82,7 +101,8 @@ def _status_cell(report: SourceReport) -> str:
 
 def _status_footer(reports: Sequence[SourceReport]) -> str:
     failed = sum(report.failed for report in reports)
-    return f"{len(reports) - failed} ok, {failed} failed"
+    not_modified = sum(report.not_modified for report in reports)
+    return f"{len(reports) - failed} ok ({not_modified} not modified), {failed} failed"
 
 
 def print_summary(console: Console, reports: Sequence[SourceReport]) -> None:

@@ -198,9 +198,8 @@ class Tracker:
     ) -> None:
         """Write a linked batch and its refresh-queue changes under a new link sequence."""
         assert self.store is not None
-        seq = self.store.next_link_sequence()
         try:
-            self.store.apply_tracking(updates, link_seq=seq, enqueue=waiting, dequeue=done)
+            seq = self.store.apply_links(updates, enqueue=waiting, dequeue=done)
         except BaseException:
             self._index = None  # it holds links the store does not: rebuild next time
             raise

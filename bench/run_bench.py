@@ -305,6 +305,11 @@ def summary_totals(stdout: str) -> dict:
         if cells[0] == "total":
             nums = [int(c.split()[0]) if c.split() and c.split()[0].isdigit() else 0 for c in cells]
             out.update(new=nums[2], updated=nums[3], unchanged=nums[4], pages=nums[5])
+            footer = re.match(r"(\d+) ok \((\d+) not modified\), (\d+) failed", cells[1])
+            if footer:  # the footer counts every source, quiet ones shown in one row included
+                ok, not_modified, failed = map(int, footer.groups())
+                out.update(ok=ok - not_modified, not_modified=not_modified, failed=failed)
+                return out
         elif cells[1] in ("not modified", "error", "ok"):
             out[cells[1].replace(" ", "_") if cells[1] != "error" else "failed"] += 1
     return out

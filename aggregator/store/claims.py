@@ -14,12 +14,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Session, col, delete, select, update
+from sqlalchemy import or_
+from sqlmodel import Session, col, delete, update
 
 from aggregator.store.convert import utc
+from aggregator.store.native import dialect_insert
 from aggregator.store.tables import SourceClaimRow
 
 
@@ -33,31 +33,22 @@ class SourceClaim:
     claimed_until: datetime
 
 
-def _upsert(session: Session) -> Any:
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert(SourceClaimRow)
-    return sqlite.insert(SourceClaimRow)
-
-
 def claim(session: Session, name: str, owner: str, now: datetime, until: datetime) -> bool:
     """Take the claim on `name` unless another owner holds an unexpired one."""
     values = {"source_name": name, "owner": owner, "claimed_at": now, "claimed_until": until}
     table = SourceClaimRow.__table__  # type: ignore[attr-defined]
     statement = (
-        _upsert(session)
+        dialect_insert(session, SourceClaimRow)
         .values(**values)
         .on_conflict_do_update(
             index_elements=["source_name"],
             set_={"owner": owner, "claimed_at": now, "claimed_until": until},
-            where=table.c.claimed_until < now,
+            where=or_(table.c.claimed_until < now, table.c.owner == owner),
         )
+        .returning(table.c.owner)
     )
-    session.execute(statement)
-    holder = session.exec(
-        select(SourceClaimRow.owner).where(col(SourceClaimRow.source_name) == name)
-    ).one()
-    return holder == owner
+    # a row comes back iff it was inserted or taken over: one statement, no read-back
+    return session.execute(statement).first() is not None
 
 
 def renew(session: Session, name: str, owner: str, until: datetime) -> bool:

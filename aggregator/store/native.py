@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Table
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel
 
 from aggregator.store.convert import RowValues
@@ -31,7 +30,11 @@ def dialect_insert(session: Session | Connection, model: type[SQLModel] | Table)
     """``INSERT INTO model`` in the dialect of `session`'s bind (supports ON CONFLICT)."""
     bind = session.get_bind() if isinstance(session, Session) else session
     if bind.dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql  # loaded by PostgreSQL engines only
+
         return postgresql.insert(model)
+    from sqlalchemy.dialects import sqlite
+
     return sqlite.insert(model)
 
 

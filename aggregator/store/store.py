@@ -50,6 +50,19 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _apply_tracking(
+    session: Session,
+    updates: Sequence[TrackingUpdate],
+    link_seq: int | None,
+    enqueue: Mapping[int, datetime],
+    dequeue: list[int],
+) -> int:
+    changed = apply_updates(session, updates, _now(), link_seq=link_seq) if updates else 0
+    refresh_queue.dequeue(session.connection(), dequeue)
+    refresh_queue.enqueue(session.connection(), enqueue)
+    return changed
+
+
 class Store:
     """Records, their images/topics/related entries, and source state, in one database."""
 
@@ -259,10 +272,21 @@ class Store:
         if not (updates or enqueue or leaving):
             return 0
         with transaction(self._writer, "apply_tracking") as session:
-            changed = apply_updates(session, updates, _now(), link_seq=link_seq)
-            refresh_queue.dequeue(session.connection(), leaving)
-            refresh_queue.enqueue(session.connection(), enqueue or {})
-            return changed
+            return _apply_tracking(session, updates, link_seq, enqueue or {}, leaving)
+
+    def apply_links(
+        self,
+        updates: Sequence[TrackingUpdate],
+        *,
+        enqueue: Mapping[int, datetime] | None = None,
+        dequeue: Iterable[int] = (),
+    ) -> int:
+        """`apply_tracking` stamped with the next link sequence, taken in the same
+        transaction (hold `linking_lock` around it); returns that sequence number."""
+        with transaction(self._writer, "apply_links") as session:
+            seq = link_log.next_sequence(session)
+            _apply_tracking(session, updates, seq, enqueue or {}, list(dequeue))
+            return seq
 
     def queued_for_refresh(self) -> dict[int, datetime]:
         """record id → the time it counts at, of every record waiting for a refresh."""
