@@ -1,4 +1,5 @@
-"""Long-lived story indexes (daemon, distributed workers) catch up instead of rebuilding.
+"""Long-lived story indexes (daemon, distributed workers) catch up instead of rebuilding;
+the linking lock keeps two workers linking one event at once from opening two stories.
 
 Two Trackers on one store stand for two worker processes: each links batches in turn and
 must end with the same stories as one Tracker that linked everything, rebuilding its index
@@ -7,10 +8,13 @@ only once (the first time), never per batch. On PostgreSQL too (tests/pg.py).
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -166,3 +170,46 @@ def test_a_source_whose_items_span_days_does_not_evict_the_next_sources_peers(
         assert partition(store) == {
             frozenset({first[i].web_url, second[i].web_url}) for i in range(len(events))
         }
+
+
+class _SlowLinks(Store):
+    """A store whose linking writes take a while: the window in which a second worker,
+    without the linking lock, would read the stories before this one's are written."""
+
+    def apply_links(self, *args: Any, **kwargs: Any) -> int:
+        time.sleep(0.5)
+        return super().apply_links(*args, **kwargs)
+
+
+def test_two_workers_linking_one_event_at_once_open_one_story() -> None:
+    with fresh_database() as url:
+        Store(url).close()  # migrate first
+        first, second = _SlowLinks(url), Store(url)
+        try:
+            workers = [Tracker(settings_for(url), store) for store in (first, second)]
+            for outlet, worker in enumerate(workers):  # long-lived workers: indexes built
+                link(worker, second, [event_record("merger", outlet)])
+            event_batches = [[event_record("quake", 0)], [event_record("quake", 1)]]
+            for store, batch in zip((first, second), event_batches, strict=True):
+                store.upsert_records(batch)
+            inside = threading.Event()
+            original = first.apply_links
+
+            def announce(*args: Any, **kwargs: Any) -> int:
+                inside.set()  # the first worker holds the lock and is writing
+                return original(*args, **kwargs)
+
+            first.apply_links = announce  # type: ignore[method-assign]
+            slow = threading.Thread(
+                target=workers[0].after_upsert, args=(event_batches[0],), kwargs={"now": NOW}
+            )
+            slow.start()
+            assert inside.wait(10)
+            workers[1].after_upsert(event_batches[1], now=NOW)  # while the first writes
+            slow.join(10)
+            quake = frozenset(r.web_url for batch in event_batches for r in batch)
+            assert quake in partition(second)
+            assert [worker.rebuilds for worker in workers] == [1, 1]
+        finally:
+            first.close()
+            second.close()
