@@ -44,11 +44,12 @@ from aggregator.cli_options import ConfigOption
 from aggregator.dates import Clock, utc_now
 from aggregator.errors import AggregatorError
 from aggregator.locks import DaemonLock, process_owner
-from aggregator.pipeline import crawl_pool
+from aggregator.pipeline import crawl_linker, crawl_pool
 from aggregator.serve import Readiness, build_app, is_loopback, parse_listen, start_http
 from aggregator.settings import Settings, load_settings
+from aggregator.sources import effective_settings
 from aggregator.store import Store
-from aggregator.tracking import Tracker
+from aggregator.tracking import Linker
 from aggregator.webhooks import WebhookDispatcher
 from aggregator.workpool import WorkPool
 
@@ -93,7 +94,7 @@ class JobContext:
     clock: Clock = utc_now
     webhooks: WebhookDispatcher | None = None  # new published records → topic webhooks
     pool: WorkPool | None = None  # parses for every crawl tick (the daemon's lifetime)
-    tracker: Tracker | None = None  # links every tick, keeping its story index
+    tracker: Linker | None = None  # links every tick, keeping its story index
 
 
 JobFunc = Callable[[JobContext], Awaitable[None]]
@@ -154,18 +155,25 @@ class Daemon:
         with lock:
             storage = self.settings.storage
             store = Store(storage.url, busy_timeout_seconds=storage.busy_timeout_seconds)
-            with store, crawl_pool(self.settings) as pool:
-                async with contextlib.AsyncExitStack() as services:
-                    webhooks = await self._start_webhooks(services)
-                    await self._start_http(services)
-                    context = JobContext(
-                        self.settings, self.daemon, store, self.owner, self.stopping, self.clock
-                    )
-                    tracker = Tracker(self.settings, store)
-                    await self._run_until_stopped(
-                        replace(context, webhooks=webhooks, pool=pool, tracker=tracker)
-                    )
+            with store:
+                sources = len(effective_settings(self.settings, store).sources)
+                with (
+                    crawl_pool(self.settings) as pool,
+                    crawl_linker(self.settings, store, sources) as tracker,
+                ):
+                    await self._serve(store, pool, tracker)
         log.info("daemon stopped")
+
+    async def _serve(self, store: Store, pool: WorkPool, tracker: Linker) -> None:
+        async with contextlib.AsyncExitStack() as services:
+            webhooks = await self._start_webhooks(services)
+            await self._start_http(services)
+            context = JobContext(
+                self.settings, self.daemon, store, self.owner, self.stopping, self.clock
+            )
+            await self._run_until_stopped(
+                replace(context, webhooks=webhooks, pool=pool, tracker=tracker)
+            )
 
     async def _run_until_stopped(self, context: JobContext) -> None:
         scheduler = self._start_scheduler(context)

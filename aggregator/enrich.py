@@ -32,7 +32,7 @@ from aggregator.models import PageMetadata, RawEntry, Record
 from aggregator.records import build_record
 from aggregator.settings import Settings, SourceSettings
 from aggregator.store import Store, StoredRecord
-from aggregator.tracking import Tracker
+from aggregator.tracking import Linker, Tracker
 from aggregator.worktasks import PageBody, PageOutcome, extract_page_task
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ async def enrich_pending(
     *,
     limit: int,
     clock: Callable[[], datetime],
-    tracker: Tracker | None = None,
+    tracker: Linker | None = None,
 ) -> EnrichReport:
     """Fetch up to `limit` pending pages and update their records in place (linked by
     `tracker`, the daemon's, when given)."""
@@ -107,10 +107,9 @@ async def enrich_pending(
         still += keep_waiting
         if record is not None:
             enriched.append(record)
-    tracker = tracker or Tracker(settings, store)
-    enriched = tracker.enrich(enriched, now=now)
+    enriched = Tracker(settings, None).enrich(enriched, now=now)
     store.upsert_records(enriched)
-    tracker.after_upsert(enriched, now=now)
+    (tracker or Tracker(settings, store)).after_upsert(enriched, now=now)
     return EnrichReport(len(pending), len(enriched), still)
 
 

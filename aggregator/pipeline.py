@@ -34,10 +34,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import random
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -46,6 +48,7 @@ from aggregator.dates import Clock, utc_now
 from aggregator.enrich import fetch_page_body, log_skipped
 from aggregator.errors import AggregatorError, ConfigError
 from aggregator.fetch import Fetcher
+from aggregator.linker import LinkerProcess
 from aggregator.locks import source_claim
 from aggregator.models import (
     FetchResult,
@@ -66,7 +69,7 @@ from aggregator.source_schedule import (
 )
 from aggregator.sources import count_states, effective_settings
 from aggregator.store import SourceState, Store
-from aggregator.tracking import Tracker
+from aggregator.tracking import Linker, Tracker
 from aggregator.webhooks import WebhookDispatcher, webhook_session
 from aggregator.workpool import WorkPool, default_workers
 from aggregator.worktasks import (
@@ -110,7 +113,7 @@ class _Context:
     settings: Settings
     store: Store
     fetcher: Fetcher
-    tracker: Tracker
+    tracker: Linker
     options: CrawlOptions
     clock: Clock
     policy: SchedulePolicy
@@ -118,6 +121,9 @@ class _Context:
     tracking: TrackingConfig
     page_slots: asyncio.Semaphore  # pages fetched but not yet extracted, at most
     source_slots: asyncio.Semaphore  # sources between claim and linked, at most
+    link_thread: ThreadPoolExecutor  # the one thread that links, so batches wait in its
+    # queue rather than each in a thread of the loop's default executor, which the
+    # resolver (getaddrinfo) needs for every new connection
     webhooks: WebhookDispatcher | None = None
     rng: random.Random = field(default_factory=random.Random)
 
@@ -149,7 +155,7 @@ async def crawl(
     on_report: ProgressCallback | None = None,
     webhooks: WebhookDispatcher | None = None,
     pool: WorkPool | None = None,
-    tracker: Tracker | None = None,
+    tracker: Linker | None = None,
 ) -> list[SourceReport]:
     """Crawl the selected sources concurrently and return one report per source.
 
@@ -157,22 +163,35 @@ async def crawl(
     one, a local dispatcher is used when a topic has webhooks, drained before returning.
     Parsing runs in `pool` (the daemon's long-lived one); without one, in a pool of this
     crawl, closed before returning. Linking uses `tracker` (a daemon's or worker's, which
-    keeps its story index between crawls); without one, a new Tracker of this crawl.
+    keeps its story index between crawls); without one, `crawl_linker` of this crawl.
     """
     settings = effective_settings(settings, store)
     sources = select_sources(settings, options.source_names)
-    with contextlib.nullcontext(pool) if pool else crawl_pool(settings) as work_pool:
+    with (
+        contextlib.nullcontext(pool) if pool else crawl_pool(settings) as work_pool,
+        contextlib.nullcontext(tracker)
+        if tracker
+        else crawl_linker(settings, store, len(sources)) as linker,
+    ):
         return await _crawl_sources(
-            settings,
-            store,
-            sources,
-            options,
-            clock,
-            on_report,
-            webhooks,
-            work_pool,
-            tracker or Tracker(settings, store),
+            settings, store, sources, options, clock, on_report, webhooks, work_pool, linker
         )
+
+
+def crawl_linker(
+    settings: Settings, store: Store, sources: int
+) -> contextlib.AbstractContextManager[Linker]:
+    """Where a crawl of `sources` links: in a `LinkerProcess` when the crawl runs worker
+    processes (`fetch.parse_workers` above 0; unset: more than one CPU and not a small
+    crawl), else in this process. Close it when done (it is a context manager)."""
+    workers = settings.fetch.parse_workers
+    if workers is None:
+        wanted = default_workers() > 0 and sources >= POOL_MIN_SOURCES
+    else:
+        wanted = workers > 0
+    if wanted:
+        return LinkerProcess(settings, store, preload=WORKER_MODULES)
+    return contextlib.nullcontext(Tracker(settings, store))
 
 
 async def _crawl_sources(
@@ -184,7 +203,7 @@ async def _crawl_sources(
     on_report: ProgressCallback | None,
     webhooks: WebhookDispatcher | None,
     pool: WorkPool,
-    tracker: Tracker,
+    tracker: Linker,
 ) -> list[SourceReport]:
     policy = schedule_policy(settings.scheduler)
     slots = asyncio.Semaphore(4 * settings.fetch.concurrency)
@@ -194,38 +213,44 @@ async def _crawl_sources(
     tracking = TrackingConfig.of(settings)
     pool = _pool_worth_using(pool, settings, len(sources))
     reports: list[SourceReport] = []
-    async with Fetcher(settings.fetch) as fetcher, webhook_session(settings, webhooks) as sink:
-        context = _Context(
-            settings,
-            store,
-            fetcher,
-            tracker,
-            options,
-            clock,
-            policy,
-            pool,
-            tracking,
-            slots,
-            sources_in_flight,
-            sink,
-        )
-        for next_report in asyncio.as_completed([_crawl_claimed(context, s) for s in sources]):
-            report = await next_report
-            reports.append(report)
-            if on_report is not None:
-                on_report(report)
-        await _refresh_linked(tracker, clock())
+    async with (
+        Fetcher(settings.fetch) as fetcher,
+        webhook_session(settings, webhooks) as sink,
+    ):
+        with ThreadPoolExecutor(1, thread_name_prefix="link") as link_thread:
+            context = _Context(
+                settings,
+                store,
+                fetcher,
+                tracker,
+                options,
+                clock,
+                policy,
+                pool,
+                tracking,
+                slots,
+                sources_in_flight,
+                link_thread,
+                sink,
+            )
+            for next_report in asyncio.as_completed([_crawl_claimed(context, s) for s in sources]):
+                report = await next_report
+                reports.append(report)
+                if on_report is not None:
+                    on_report(report)
+            await _refresh_linked(context, clock())
     metrics.set_sources_by_state(count_states(store.list_source_states()))
     order = {source.name: index for index, source in enumerate(sources)}
     return sorted(reports, key=lambda report: order[report.source])
 
 
-async def _refresh_linked(tracker: Tracker, now: datetime) -> None:
+async def _refresh_linked(context: _Context, now: datetime) -> None:
     """Refresh the heat, related lists and quality that the crawl's links queued.
 
     A failure loses nothing: the queue is in the store, and the next crawl refreshes it."""
+    flush = functools.partial(context.tracker.flush, now=now)
     try:
-        await asyncio.to_thread(tracker.flush, now=now)
+        await asyncio.get_running_loop().run_in_executor(context.link_thread, flush)
     except AggregatorError as exc:
         log.error("could not refresh linked records (the next crawl retries): %s", exc)
 
@@ -291,7 +316,8 @@ async def crawl_source(context: _Context, source: SourceSettings) -> SourceRepor
     counts = context.store.upsert_records(records)
     metrics.record_records(counts.new, counts.updated)
     link = context.tracker.after_upsert
-    await asyncio.to_thread(link, records, now=now, features=batch.features, defer=True)
+    linking = functools.partial(link, records, now=now, features=batch.features, defer=True)
+    await asyncio.get_running_loop().run_in_executor(context.link_thread, linking)
     _offer_new(context, records, new_guids)
     _save_success(context, state, source, result, now, body_hash, feed)
     return SourceReport(

@@ -22,6 +22,7 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from aggregator.models import Record
 from aggregator.quality import is_publishable, score_quality
@@ -32,6 +33,25 @@ from aggregator.store.tracking_batch import QualityUpdate, TrackingUpdate
 from aggregator.stories import LinkFeatures, LinkItem, StoryIndex
 from aggregator.stories_prepare import link_features
 from aggregator.topics import TopicMatcher, assign_topics
+
+
+class Linker(Protocol):
+    """What a crawl needs of its linker: a `Tracker`, or a `LinkerProcess` running one."""
+
+    def after_upsert(
+        self,
+        records: Sequence[Record],
+        *,
+        now: datetime,
+        keep_given: bool = False,
+        features: Sequence[LinkFeatures] = (),
+        defer: bool = False,
+    ) -> None:
+        """Link freshly stored records into stories (see `Tracker.after_upsert`)."""
+
+    def flush(self, *, now: datetime) -> int:
+        """Refresh the records the deferred links queued (see `Tracker.flush`)."""
+
 
 FLUSH_CHUNK = 500  # records refreshed per transaction: bounds the stored records held at once
 

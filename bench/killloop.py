@@ -64,7 +64,9 @@ def write_config(workdir: Path, corpus: Path, **scheduler: float | None) -> Path
     config = {
         "data_dir": str(workdir / "data"),
         "storage": {"url": f"sqlite:///{workdir / 'data' / 'agg.db'}"},
-        "fetch": {"allow_private_networks": True, "retries": 0},
+        # one worker: parsing and linking run in processes of their own, as on any
+        # machine with two cores, so the kills also land on the worker and the linker
+        "fetch": {"allow_private_networks": True, "retries": 0, "parse_workers": 1},
         "export": {"dir": str(workdir / "export")},
         "sources": [{"name": f"outlet {i}", "url": url} for i, url in enumerate(feeds)],
     }

@@ -15,7 +15,7 @@ from pathlib import Path
 from aggregator.models import Record
 from aggregator.settings import Settings, parse_settings
 from aggregator.store import Store
-from aggregator.tracking import Tracker
+from aggregator.tracking import Linker, Tracker
 from tests.test_link_sync import EVENTS, NOW, batches, event_record
 
 State = dict[str, tuple[str | None, int, int, bool, tuple[str, ...]]]
@@ -45,11 +45,11 @@ def unordered(found: State) -> dict[str, tuple[object, ...]]:
     return {url: (*values[:4], frozenset(values[4])) for url, values in found.items()}
 
 
-def store_and_link(tracker: Tracker, store: Store, batch: list[Record], *, defer: bool) -> None:
+def store_and_link(linker: Linker, store: Store, batch: list[Record], *, defer: bool) -> None:
     """What a crawl does with one source's batch: enrich, store, link."""
-    enriched = tracker.enrich(batch, now=NOW)
+    enriched = Tracker(settings_for("sqlite://"), None).enrich(batch, now=NOW)
     store.upsert_records(enriched)
-    tracker.after_upsert(enriched, now=NOW, defer=defer)
+    linker.after_upsert(enriched, now=NOW, defer=defer)
 
 
 def link_all(url: str, *, defer: bool, flush: bool = True) -> State:

@@ -6,6 +6,10 @@ from __future__ import annotations
 import asyncio
 import os
 import pickle
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,8 +19,16 @@ import pytest
 from aggregator.errors import ConfigError, ExtractError, ParseError
 from aggregator.pipeline import WORKER_MODULES, crawl_pool
 from aggregator.settings import parse_settings
-from aggregator.workpool import WorkerCrashError, WorkPool, default_workers
+from aggregator.workpool import (
+    MAX_AUTO_WORKERS,
+    OWNER_POLL_SECONDS,
+    WorkerCrashError,
+    WorkPool,
+    default_workers,
+    process_alive,
+)
 from aggregator.worktasks import PageBody, extract_page_task, parse_feed_task
+from tests.loopback import REPO_ROOT
 
 FEED_URL = "https://feeds.example/main.xml"
 NOW = datetime(2026, 1, 5, 12, tzinfo=UTC)
@@ -134,9 +146,35 @@ def test_pool_size_comes_from_parse_workers() -> None:
     assert crawl_pool(parse_settings({"fetch": {"parse_workers": 0}})).in_process
     assert crawl_pool(parse_settings({"fetch": {"parse_workers": 3}})).workers == 3
     assert crawl_pool(parse_settings({})).workers == default_workers()
-    assert 0 <= default_workers() < max(os.cpu_count() or 1, 2)
+    cpus = len(os.sched_getaffinity(0))
+    assert default_workers() == (0 if cpus == 1 else min(cpus, MAX_AUTO_WORKERS))
 
 
 def test_a_bad_parse_workers_value_names_the_key() -> None:
     with pytest.raises(ConfigError, match=r"^fetch\.parse_workers: "):
         parse_settings({"fetch": {"parse_workers": -1}})
+
+
+_OWNER_SCRIPT = """
+import asyncio, os, time
+from aggregator.pipeline import WORKER_MODULES
+from aggregator.workpool import WorkPool
+pool = WorkPool(1, preload=WORKER_MODULES)
+print(asyncio.run(pool.run(os.getpid)), flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_worker_exits_when_the_crawling_process_is_killed() -> None:
+    owner = subprocess.Popen(
+        [sys.executable, "-c", _OWNER_SCRIPT], cwd=REPO_ROOT, stdout=subprocess.PIPE
+    )
+    assert owner.stdout is not None
+    worker = int(owner.stdout.readline())
+    assert process_alive(worker)
+    owner.send_signal(signal.SIGKILL)
+    owner.wait(10)
+    deadline = time.monotonic() + 10 * OWNER_POLL_SECONDS
+    while process_alive(worker):
+        assert time.monotonic() < deadline, f"worker {worker} outlived the crawling process"
+        time.sleep(0.05)

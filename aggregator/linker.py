@@ -1,0 +1,190 @@
+"""Story linking in a process of its own, so that linking and crawling use two cores.
+
+    with LinkerProcess(settings, store) as linker:      stands in for a Tracker
+        linker.after_upsert(records, now=..., features=..., defer=True)
+        linker.flush(now=...)
+
+Linking is the crawl's longest chain of pure-Python work. In a thread of the crawling process
+it shares one interpreter lock with the HTTP client, the parsers' results and the store's
+writes; in a process of its own it runs beside them. The process holds a `Tracker` (and so
+the story index) and a `Store` on the same database. Each call is sent over a pipe and
+answered once its work is committed, so a caller that waited for `after_upsert` knows its
+records are linked, exactly as with an in-process Tracker. Calls are serialised, as the
+Tracker serialises them anyway.
+
+An `AggregatorError` raised in the process (the database is unavailable, say) is raised again
+in the caller, as a `StorageError` with its message. If the process dies, the rest of the
+run links in-process: the in-process Tracker rebuilds its index from the store, where
+records stored but not linked are found and linked with the next batch, and the refresh
+queue says what still needs a refresh.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import threading
+from collections.abc import Sequence
+from datetime import datetime
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from types import TracebackType
+from typing import Any
+
+from aggregator.errors import AggregatorError, StorageError
+from aggregator.models import Record
+from aggregator.settings import Settings
+from aggregator.store import Store
+from aggregator.stories import LinkFeatures
+from aggregator.tracking import Tracker
+from aggregator.workpool import exit_with, forkserver_context
+
+log = logging.getLogger(__name__)
+
+STOP_TIMEOUT_SECONDS = 30.0
+
+
+class LinkerProcess:
+    """A Tracker's `after_upsert` and `flush`, run in a child process (started lazily)."""
+
+    def __init__(self, settings: Settings, store: Store, *, preload: Sequence[str] = ()) -> None:
+        self.settings = settings
+        self.store = store
+        self._preload = preload
+        self._lock = threading.Lock()
+        self._process: BaseProcess | None = None
+        self._conn: Connection | None = None
+        self._fallback: Tracker | None = None
+        self._closed = False
+
+    def __enter__(self) -> LinkerProcess:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def after_upsert(
+        self,
+        records: Sequence[Record],
+        *,
+        now: datetime,
+        keep_given: bool = False,
+        features: Sequence[LinkFeatures] = (),
+        defer: bool = False,
+    ) -> None:
+        """`Tracker.after_upsert`, in the linker process; returns once it is committed."""
+        if records:
+            self._call("link", list(records), now, keep_given, list(features), defer)
+
+    def flush(self, *, now: datetime) -> int:
+        """`Tracker.flush`, in the linker process; returns how many records waited."""
+        return int(self._call("flush", now) or 0)
+
+    def close(self) -> None:
+        """Stop the process (it finishes the call in progress first)."""
+        with self._lock:
+            self._closed = True
+            process, conn = self._process, self._conn
+            self._process = self._conn = None
+        if process is None or conn is None:
+            return
+        with contextlib.suppress(OSError):
+            conn.send(("stop",))
+        process.join(STOP_TIMEOUT_SECONDS)
+        if process.is_alive():
+            process.kill()
+            process.join()
+        conn.close()
+
+    def _call(self, *message: Any) -> Any:
+        with self._lock:
+            if self._fallback is not None:
+                return _run(self._fallback, message)
+            conn = self._connection()
+            try:
+                conn.send(message)
+                reply = conn.recv()
+            except (EOFError, OSError) as exc:
+                return self._fall_back(message, exc)
+        return _unwrap(reply)
+
+    def _connection(self) -> Connection:
+        if self._closed:
+            raise RuntimeError("the linker process is closed")
+        if self._conn is None:
+            context = forkserver_context(self._preload)
+            parent, child = context.Pipe()
+            process = context.Process(  # type: ignore[attr-defined]
+                target=serve,
+                args=(self.settings, child, os.getpid()),
+                name="aggregator-linker",
+                daemon=True,
+            )
+            process.start()
+            child.close()
+            self._process, self._conn = process, parent
+        return self._conn
+
+    def _fall_back(self, message: tuple[Any, ...], exc: BaseException) -> Any:
+        log.error("the linker process died (%s); linking in this process from now on", exc)
+        if self._process is not None:
+            self._process.join(1.0)
+        self._process = self._conn = None
+        self._fallback = Tracker(self.settings, self.store)
+        return _run(self._fallback, message)
+
+
+def _unwrap(reply: tuple[Any, ...]) -> Any:
+    kind, value = reply
+    if kind == "ok":
+        return value
+    if kind == "error":
+        raise StorageError(value)
+    raise StorageError(f"linking failed in the linker process: {value}")
+
+
+def _run(tracker: Tracker, message: tuple[Any, ...]) -> Any:
+    kind, *args = message
+    if kind == "link":
+        records, now, keep_given, features, defer = args
+        tracker.after_upsert(
+            records, now=now, keep_given=keep_given, features=features, defer=defer
+        )
+        return None
+    if kind == "flush":
+        return tracker.flush(now=args[0])
+    raise ValueError(f"unknown linker call {kind!r}")
+
+
+def serve(settings: Settings, conn: Connection, owner: int) -> None:
+    """The linker process: answer calls until told to stop or the parent goes away."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    exit_with(owner)  # the pipe says so too, but not while a call runs
+    storage = settings.storage
+    with Store(storage.url, busy_timeout_seconds=storage.busy_timeout_seconds) as store:
+        tracker = Tracker(settings, store)
+        while True:
+            try:
+                message = conn.recv()
+            except (EOFError, OSError):
+                return  # the parent is gone (killed, say): nothing is half-done here
+            if message[0] == "stop":
+                return
+            conn.send(_answer(tracker, message))
+
+
+def _answer(tracker: Tracker, message: tuple[Any, ...]) -> tuple[str, Any]:
+    try:
+        return "ok", _run(tracker, message)
+    except AggregatorError as exc:  # by message: not every error class survives pickling
+        return "error", str(exc)
+    except Exception as exc:  # a bug: say so here and in the parent, keep serving
+        log.exception("bug in the linker process")
+        return "bug", repr(exc)

@@ -1,0 +1,114 @@
+"""Story linking in a process of its own (`aggregator.linker.LinkerProcess`).
+
+It must end where linking in this process ends, hand over to this process when it dies,
+bring its storage errors back, and never outlive a parent killed with -9.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from aggregator.errors import StorageError
+from aggregator.linker import LinkerProcess
+from aggregator.pipeline import WORKER_MODULES
+from aggregator.store import Store
+from tests.loopback import REPO_ROOT
+from tests.test_link_sync import EVENTS, NOW, batches, partition
+from tests.test_refresh_queue import link_all, settings_for, state, store_and_link
+
+
+def linker_for(url: str, store: Store) -> LinkerProcess:
+    return LinkerProcess(settings_for(url), store, preload=WORKER_MODULES)
+
+
+def test_the_linker_process_ends_where_linking_in_this_process_ends(tmp_path: Path) -> None:
+    expected = link_all(f"sqlite:///{tmp_path / 'a.db'}", defer=False)
+    url = f"sqlite:///{tmp_path / 'b.db'}"
+    with Store(url) as store, linker_for(url, store) as linker:
+        for batch in batches():
+            store_and_link(linker, store, batch, defer=True)
+        assert linker.flush(now=NOW) == len(EVENTS) * len(batches())
+        assert state(store) == expected
+
+
+def test_a_killed_linker_process_hands_over_to_this_process(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    first, *rest = batches()
+    with Store(url) as store, linker_for(url, store) as linker:
+        store_and_link(linker, store, first, defer=True)
+        process = linker._process
+        assert process is not None and process.pid is not None
+        os.kill(process.pid, signal.SIGKILL)
+        process.join(10)
+        for batch in rest:
+            store_and_link(linker, store, batch, defer=True)
+        linker.flush(now=NOW)
+        stories = partition(store)
+        assert len(stories) == len(EVENTS)
+        assert store.queued_for_refresh() == {}
+        assert all(heat >= 0 for _, heat, *_ in state(store).values())
+
+
+def test_a_storage_error_in_the_linker_process_comes_back_and_it_keeps_serving(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "a.db"
+    url = f"sqlite:///{db}"
+    first, second, *_ = batches()
+    with Store(url) as store, linker_for(url, store) as linker:
+        store_and_link(linker, store, first, defer=True)
+        with sqlite3.connect(db) as connection:
+            connection.execute("ALTER TABLE refresh_queue RENAME TO gone")
+        with pytest.raises(StorageError, match="apply_links failed"):
+            store_and_link(linker, store, second, defer=True)
+        with sqlite3.connect(db) as connection:
+            connection.execute("ALTER TABLE gone RENAME TO refresh_queue")
+        store_and_link(linker, store, second, defer=True)
+        assert linker._process is not None and linker._process.is_alive()
+
+
+_ORPHAN_SCRIPT = """
+import sys, time
+from aggregator.linker import LinkerProcess
+from aggregator.pipeline import WORKER_MODULES
+from aggregator.store import Store
+from tests.test_link_sync import NOW, batches
+from tests.test_refresh_queue import settings_for, store_and_link
+url = sys.argv[1]
+store = Store(url)
+linker = LinkerProcess(settings_for(url), store, preload=WORKER_MODULES)
+store_and_link(linker, store, batches()[0], defer=True)
+print(linker._process.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_the_linker_process_exits_when_its_parent_is_killed(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _ORPHAN_SCRIPT, url], cwd=REPO_ROOT, stdout=subprocess.PIPE
+    )
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    parent.send_signal(signal.SIGKILL)
+    parent.wait(10)
+    deadline = time.monotonic() + 10
+    while _alive(child):
+        assert time.monotonic() < deadline, f"linker {child} outlived its parent"
+        time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"  # a zombie has exited
+    except FileNotFoundError:
+        return False
