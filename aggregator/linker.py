@@ -84,7 +84,12 @@ class LinkerProcess:
             self._call("link", list(records), now, keep_given, list(features), defer)
 
     def flush(self, *, now: datetime) -> int:
-        """`Tracker.flush`, in the linker process; returns how many records waited."""
+        """`Tracker.flush`, in the linker process; returns how many records waited.
+
+        A process never started (a re-poll where nothing changed) is not started to find
+        the refresh queue empty: the store is asked first."""
+        if self._conn is None and self._fallback is None and not self.store.queued_for_refresh():
+            return 0
         return int(self._call("flush", now) or 0)
 
     def close(self) -> None:

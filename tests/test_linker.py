@@ -112,3 +112,12 @@ def _alive(pid: int) -> bool:
             return stat.read().split(")")[-1].split()[0] != "Z"  # a zombie has exited
     except FileNotFoundError:
         return False
+
+
+def test_a_flush_with_nothing_queued_does_not_start_the_process(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    with Store(url) as store, linker_for(url, store) as linker:
+        assert linker.flush(now=NOW) == 0
+        assert linker._process is None
+        store_and_link(linker, store, batches()[0], defer=True)
+        assert linker._process is not None
