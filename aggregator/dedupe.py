@@ -23,6 +23,7 @@ from aggregator.models import Image, Record
 
 DUPLICATE_WINDOW = timedelta(hours=72)
 MIN_FINGERPRINT_CHARS = 200
+BODY_CHARS = 1000  # normalised characters from which a text is a body, not a lead
 
 _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
 
@@ -38,11 +39,19 @@ def title_key(title: str) -> str:
     return normalise_words(title)
 
 
-def text_fingerprint(excerpt: str, text: str) -> str:
-    """A hash of the article's own words; "" when there is too little text to be sure."""
+def text_fingerprint(title: str, excerpt: str, text: str) -> str:
+    """A hash of the article's own words: its body, or, when all there is is a lead (an
+    excerpt, or a text shorter than `BODY_CHARS`), that lead under its title; "" when there
+    is too little text to be sure.
+
+    A lead alone does not make an article: outlets run the same wire lead under headlines
+    of their own, and those are different articles, to be linked into one story, not
+    merged into one record (which would lose all but one of their URLs)."""
     words = normalise_words(text or excerpt)
     if len(words) < MIN_FINGERPRINT_CHARS:
         return ""
+    if len(words) < BODY_CHARS:
+        words = f"{normalise_words(title)}\n{words}"
     return hashlib.sha256(words[:4000].encode("utf-8")).hexdigest()
 
 

@@ -174,6 +174,17 @@ def _stored(workdir: Path) -> dict[str, Any]:
         }
 
 
+def test_feeds_only_keeps_one_record_per_article_though_outlets_share_wire_leads(
+    corpus: tuple[Path, StaticWeb], tmp_path: Path
+) -> None:
+    root, _ = corpus
+    _crawl(root, tmp_path / "feeds", [])
+    urls = {article["url"] for article in truth(root)}
+    # an article whose lead another outlet also ran was merged into that outlet's record
+    # (tests/test_dedupe.py pins the rule; this corpus has such pairs for some ports only)
+    assert set(_stored(tmp_path / "feeds")) == urls
+
+
 def test_retag_maps_stored_feed_categories_exactly_like_a_fresh_crawl(
     corpus: tuple[Path, StaticWeb], tmp_path: Path
 ) -> None:

@@ -122,5 +122,31 @@ def test_richer_keeps_the_earliest_date_and_sized_images() -> None:
 def test_keys_ignore_form_but_not_words() -> None:
     assert title_key("Fed raises rates — again") == title_key("FED Raises Rates: Again!")
     assert title_key("Fed raises rates") != title_key("Fed cuts rates")
-    assert text_fingerprint("", "too short") == ""
-    assert text_fingerprint("", BODY) == text_fingerprint("", BODY.upper())
+    assert text_fingerprint("T", "", "too short") == ""
+    assert text_fingerprint("T", "", BODY) == text_fingerprint("T", "", BODY.upper())
+
+
+LEAD = " ".join(f"lead{i} words of the shared wire copy about the harbour" for i in range(12))
+
+
+@pytest.mark.parametrize("text", ["", LEAD], ids=["lead-as-excerpt", "lead-as-text"])
+def test_one_wire_lead_under_two_headlines_is_two_articles(store: Store, text: str) -> None:
+    first = make(
+        "https://example.com/w1", title="Bridge reopens to traffic", excerpt=LEAD, text=text
+    )
+    other = make(
+        "https://other.example.net/w2",
+        title="City cheers as harbour crossing returns",
+        excerpt=LEAD,
+        text=text,
+        provider=Provider("Other", "example.net"),
+    )
+    store.upsert_records([first])
+    assert store.upsert_records([other]).new == 1
+    # the same headline and lead under another URL and guid is the same article again
+    mirror = replace(
+        other,
+        web_url="https://mirror.example.org/w2",
+        provenance=replace(other.provenance, guid="mirror-guid"),
+    )
+    assert store.upsert_records([mirror]).new == 0

@@ -150,7 +150,7 @@ def record_values(
         category=record.category,
         title=record.title,
         title_key=title_key(record.title),
-        text_hash=text_fingerprint(record.excerpt, record.text),
+        text_hash=text_fingerprint(record.title, record.excerpt, record.text),
         excerpt=record.excerpt,
         published_at=utc(record.published),
         type=record.type,

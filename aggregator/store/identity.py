@@ -119,7 +119,7 @@ class IdentityIndex:
             lambda: self._by_guid.get((record.provenance.source_name, guid)) if guid else None,
             lambda: self._by_url.get(record.web_url),
             lambda: self._match_amp(record),
-            lambda: self._by_text.get(text_fingerprint(record.excerpt, record.text)),
+            lambda: self._by_text.get(text_fingerprint(record.title, record.excerpt, record.text)),
             lambda: self._match_title(record),
         )
         for step, lookup in enumerate(steps, start=1):
@@ -166,7 +166,7 @@ def _identity_terms(records: Sequence[Record]) -> list[ColumnElement[bool]]:
         for source_name, source_guids in sorted(guids.items())
     ]
     urls = {r.web_url for r in records} | {r.amp_web_url for r in records if r.amp_web_url}
-    texts = {text_fingerprint(r.excerpt, r.text) for r in records} - {""}
+    texts = {text_fingerprint(r.title, r.excerpt, r.text) for r in records} - {""}
     titles = {title_key(r.title) for r in records} - {""}
     for column, values in (
         (columns.web_url, urls),
