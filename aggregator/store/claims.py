@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import or_
+from sqlalchemy import Connection, bindparam, or_
 from sqlmodel import Session, col, delete, update
 
 from aggregator.store.convert import utc
@@ -35,20 +36,33 @@ class SourceClaim:
 
 def claim(session: Session, name: str, owner: str, now: datetime, until: datetime) -> bool:
     """Take the claim on `name` unless another owner holds an unexpired one."""
+    connection = session.connection()
     values = {"source_name": name, "owner": owner, "claimed_at": now, "claimed_until": until}
-    table = SourceClaimRow.__table__  # type: ignore[attr-defined]
-    statement = (
-        dialect_insert(session, SourceClaimRow)
-        .values(**values)
-        .on_conflict_do_update(
-            index_elements=["source_name"],
-            set_={"owner": owner, "claimed_at": now, "claimed_until": until},
-            where=or_(table.c.claimed_until < now, table.c.owner == owner),
-        )
-        .returning(table.c.owner)
-    )
     # a row comes back iff it was inserted or taken over: one statement, no read-back
-    return session.execute(statement).first() is not None
+    return connection.execute(_claim_statement(connection), values).first() is not None
+
+
+_CLAIMS: dict[str, Any] = {}
+
+
+def _claim_statement(connection: Connection) -> Any:
+    """INSERT … ON CONFLICT DO UPDATE … WHERE the lease expired (or is ours) RETURNING, built
+    once per dialect with every value a parameter (the new row's claimed_at is "now")."""
+    dialect = connection.dialect.name
+    if dialect not in _CLAIMS:
+        table = SourceClaimRow.__table__  # type: ignore[attr-defined]
+        insert = dialect_insert(connection, table)
+        new = insert.excluded
+        _CLAIMS[dialect] = insert.on_conflict_do_update(
+            index_elements=["source_name"],
+            set_={
+                "owner": new.owner,
+                "claimed_at": new.claimed_at,
+                "claimed_until": new.claimed_until,
+            },
+            where=or_(table.c.claimed_until < new.claimed_at, table.c.owner == new.owner),
+        ).returning(table.c.owner)
+    return _CLAIMS[dialect]
 
 
 def renew(session: Session, name: str, owner: str, until: datetime) -> bool:
@@ -63,11 +77,13 @@ def renew(session: Session, name: str, owner: str, until: datetime) -> bool:
 
 def release(session: Session, name: str, owner: str) -> None:
     """Drop our claim on `name`, if we still hold it."""
-    session.exec(
-        delete(SourceClaimRow).where(
-            col(SourceClaimRow.source_name) == name, col(SourceClaimRow.owner) == owner
-        )
-    )
+    session.connection().execute(_RELEASE, {"name": name, "owner": owner})
+
+
+_RELEASE = delete(SourceClaimRow).where(
+    col(SourceClaimRow.source_name) == bindparam("name"),
+    col(SourceClaimRow.owner) == bindparam("owner"),
+)
 
 
 def get(session: Session, name: str) -> SourceClaim | None:

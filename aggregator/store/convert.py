@@ -15,6 +15,8 @@ from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import Row
+
 from aggregator.dedupe import text_fingerprint, title_key
 from aggregator.models import Image, Provenance, Provider, QualityReason, Record, RelatedRecord
 from aggregator.store.tables import ImageRow, RecordRow, SourceRow, TopicRow
@@ -298,8 +300,8 @@ def source_values(state: SourceState) -> dict[str, Any]:
     return values
 
 
-def source_from_row(row: SourceRow) -> SourceState:
-    """The SourceState held in a sources row."""
+def source_from_row(row: SourceRow | Row[Any]) -> SourceState:
+    """The SourceState held in a sources row (an ORM object or a core row)."""
     values = {f.name: getattr(row, f.name) for f in fields(SourceState)}
     for key in _SOURCE_TIMES:
         values[key] = utc(values[key])

@@ -55,7 +55,18 @@ def insert_new_rows(connection: Connection, rows: Sequence[RowValues]) -> dict[s
 
 def upsert_by_name(session: Session, model: type[SQLModel], values: dict[str, Any]) -> None:
     """Insert the row of ``values["name"]`` or overwrite the given columns of the stored one."""
-    changes = {key: value for key, value in values.items() if key != "name"}
-    statement = dialect_insert(session, model).values(**values)
-    statement = statement.on_conflict_do_update(index_elements=["name"], set_=changes)
-    session.execute(statement)
+    connection = session.connection()
+    key = (connection.dialect.name, model, tuple(values))
+    statement = _UPSERTS.get(key)
+    if statement is None:
+        insert = dialect_insert(connection, model.__table__)  # type: ignore[attr-defined]
+        excluded = {name: insert.excluded[name] for name in values if name != "name"}
+        statement = _UPSERTS[key] = insert.on_conflict_do_update(
+            index_elements=["name"], set_=excluded
+        )
+    # core, with the values as parameters: building an ORM statement around each row's
+    # values cost more than running it (a re-poll saves the state of every source)
+    connection.execute(statement, values)
+
+
+_UPSERTS: dict[tuple[str, type[SQLModel], tuple[str, ...]], Any] = {}

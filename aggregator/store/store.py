@@ -184,8 +184,10 @@ class Store:
 
     def get_source_state(self, name: str) -> SourceState | None:
         """The saved state of source `name`, or None when it was never saved."""
+        table = SourceRow.__table__  # type: ignore[attr-defined]
         with transaction(self._engine, "get_source_state") as session:
-            row = session.exec(select(SourceRow).where(col(SourceRow.name) == name)).first()
+            statement = select(table).where(table.c.name == name)  # core: no ORM object
+            row = session.connection().execute(statement).first()
             return source_from_row(row) if row else None
 
     def save_source_state(self, state: SourceState) -> None:
