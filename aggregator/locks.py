@@ -24,6 +24,7 @@ from types import TracebackType
 
 from aggregator.errors import AggregatorError
 from aggregator.store import Store
+from aggregator.workpool import process_alive
 
 log = logging.getLogger(__name__)
 
@@ -148,13 +149,7 @@ def _holder_is_dead(holder: str) -> bool:
     host = head.partition(":")[2]
     if host != socket.gethostname() or not rest.isdigit() or int(rest) == os.getpid():
         return False
-    try:
-        os.kill(int(rest), 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # EPERM: it exists, owned by someone else
-        return False
-    return False
+    return not process_alive(int(rest))
 
 
 async def _keep_renewed(store: Store, name: str, owner: str, ttl_seconds: float) -> None:

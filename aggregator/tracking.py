@@ -234,6 +234,8 @@ class Tracker:
     ) -> dict[int, TrackingUpdate]:
         assert self.store is not None
         live = sorted(key for key in keys if key in index)
+        if not live:  # most batches have no queued record about to leave the index
+            return {}
         stored = self.store.scoring_records(live)
         limit = self.settings.stories.related_max
         heat: dict[str, int] = {}

@@ -72,7 +72,8 @@ def default_workers() -> int:
 
 def forkserver_context(preload: Sequence[str]) -> BaseContext:
     """The forkserver context, its server importing "__main__" and `preload` once (the
-    first caller to start it decides: give every caller the same list)."""
+    first caller to start it decides: give every caller the same list). "__main__" comes
+    first: the forkserver runs the entry script once, its forks need not."""
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(list(dict.fromkeys(["__main__", *preload])))
     return context
@@ -83,8 +84,7 @@ class WorkPool:
 
     def __init__(self, workers: int, *, preload: Sequence[str] = ()) -> None:
         self.workers = workers
-        # "__main__" first: the forkserver runs the entry script once, its forks need not
-        self._preload = list(preload)
+        self._preload = list(preload)  # `forkserver_context` puts "__main__" first
         self._executor: ProcessPoolExecutor | None = None
         self._starting: asyncio.Task[ProcessPoolExecutor] | None = None
         self._closed = False

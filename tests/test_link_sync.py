@@ -108,9 +108,7 @@ def test_a_story_moved_by_another_process_is_moved_in_the_index_too(tmp_path: Pa
         link(tracker, store, first)
         moved = store.find_by_urls([first[0].web_url])[first[0].web_url]
         # another process decides that record belongs to a story of its own
-        store.apply_tracking(
-            [TrackingUpdate(moved, story_id="elsewhere")], link_seq=store.next_link_sequence()
-        )
+        store.apply_links([TrackingUpdate(moved, story_id="elsewhere")])
         link(tracker, store, rest[0])
         assert tracker.rebuilds == 1
         index = tracker._index

@@ -1,7 +1,8 @@
 """Which story writes a long-lived story index has seen: `link_counter` and `records.link_seq`.
 
     seq = next_sequence(session)          every linking batch takes the next number ...
-    apply_updates(..., link_seq=seq)      ... and stamps the records whose story it changed
+    apply_updates(..., link_seq=seq)      ... and stamps the records whose story it changed,
+                                          in one transaction (`Store.apply_links`)
     ids = linked_since(session, seen)     a process that saw up to `seen` re-reads only these
 
 Linking runs under `Store.linking_lock`, so on PostgreSQL the numbers follow commit order.

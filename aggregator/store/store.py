@@ -261,20 +261,19 @@ class Store:
         self,
         updates: Sequence[TrackingUpdate],
         *,
-        link_seq: int | None = None,
         enqueue: Mapping[int, datetime] | None = None,
         dequeue: Iterable[int] = (),
     ) -> int:
         """Apply story, heat, related and quality updates in ONE transaction; rows changed.
 
-        With `link_seq`, every record whose story id changes is stamped with it (see
-        `link_log`). In the same transaction, the records of `enqueue` (id → time it counts
-        at) join the refresh queue and those of `dequeue` leave it (see `refresh_queue`)."""
+        In the same transaction, the records of `enqueue` (id → time it counts at) join the
+        refresh queue and those of `dequeue` leave it (see `refresh_queue`). Linking batches
+        use `apply_links`, which also stamps the story changes (see `link_log`)."""
         leaving = list(dequeue)
         if not (updates or enqueue or leaving):
             return 0
         with transaction(self._writer, "apply_tracking") as session:
-            return _apply_tracking(session, updates, link_seq, enqueue or {}, leaving)
+            return _apply_tracking(session, updates, None, enqueue or {}, leaving)
 
     def apply_links(
         self,
@@ -283,8 +282,9 @@ class Store:
         enqueue: Mapping[int, datetime] | None = None,
         dequeue: Iterable[int] = (),
     ) -> int:
-        """`apply_tracking` stamped with the next link sequence, taken in the same
-        transaction (hold `linking_lock` around it); returns that sequence number."""
+        """`apply_tracking` with every record whose story id changes stamped with the next
+        link sequence, taken in the same transaction (hold `linking_lock` around it, so
+        numbers follow the order of the writes); returns that sequence number."""
         with transaction(self._writer, "apply_links") as session:
             seq = link_log.next_sequence(session)
             _apply_tracking(session, updates, seq, enqueue or {}, list(dequeue))
@@ -299,12 +299,6 @@ class Store:
         """The number of the last story-linking batch written (0 before the first)."""
         with transaction(self._engine, "link_sequence") as session:
             return link_log.current_sequence(session)
-
-    def next_link_sequence(self) -> int:
-        """Take the number of a new story-linking batch (hold `linking_lock` around the
-        batch, so numbers follow the order in which batches are written)."""
-        with transaction(self._writer, "next_link_sequence") as session:
-            return link_log.next_sequence(session)
 
     def linked_since(self, seen: int, *, dated_since: datetime) -> list[StoredRecord]:
         """Records whose story was written by a linking batch after `seen`, dated at or
