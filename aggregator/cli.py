@@ -25,6 +25,7 @@ from rich.console import Console
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
+from aggregator import startup
 from aggregator.cli_options import ConfigOption, fail, open_store, settings_or_exit
 from aggregator.errors import AggregatorError, ConfigError
 
@@ -118,11 +119,12 @@ def fetch(
 
     Example: aggregator fetch --source "Ars Technica" --no-pages
     """
-    from aggregator import operations
-    from aggregator.pipeline import CrawlOptions, crawl
-    from aggregator.progress import CrawlProgress, print_summary
+    with startup.settling():
+        from aggregator import operations
+        from aggregator.pipeline import CrawlOptions, crawl
+        from aggregator.progress import CrawlProgress, print_summary
 
-    settings = settings_or_exit(config)
+        settings = settings_or_exit(config)
     options = CrawlOptions(source_names=tuple(source or ()), fetch_pages=not no_pages)
     try:
         with open_store(settings) as store:
