@@ -4,7 +4,8 @@ DaemonLock(path)        fcntl.flock on a lock file holding the owner's pid; the 
                         drops it when the process dies (even on kill -9): no stale lock
 process_owner(role)     "role:host:pid:random", unique per process, names claim holders
 source_claim(store, …)  async context: lease a source in the database (renewed while
-                        held, released after) or yield False when someone else holds it;
+                        held, released after) and read its state, or yield a false
+                        lease when someone else holds it;
                         a claim of a dead process on this host is taken over at once
 """
 
@@ -19,11 +20,12 @@ import socket
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 from aggregator.errors import AggregatorError
-from aggregator.store import Store
+from aggregator.store import SourceState, Store
 from aggregator.workpool import process_alive
 
 log = logging.getLogger(__name__)
@@ -98,35 +100,62 @@ def process_owner(role: str) -> str:
 _DEFAULT_OWNER = process_owner("fetch")
 
 
+@dataclass(slots=True)
+class Lease:
+    """A claim as `source_claim` yields it: true when held, with the source's stored state
+    (read in the claim's transaction). `released` is set by whoever ended the claim early,
+    `Store.save_source_state(..., release_owner=lease.owner)` as the crawl's last step."""
+
+    name: str
+    owner: str
+    held: bool
+    state: SourceState | None = None
+    released: bool = False
+
+    def __bool__(self) -> bool:
+        return self.held
+
+
 @asynccontextmanager
 async def source_claim(
     store: Store,
     name: str,
     owner: str | None = None,
     ttl_seconds: float = DEFAULT_CLAIM_TTL_SECONDS,
-) -> AsyncIterator[bool]:
-    """Hold the claim on source `name` for the block; yields False when another owner has it.
+) -> AsyncIterator[Lease]:
+    """Hold the claim on source `name` for the block; the lease is false when another owner
+    has it.
 
     The lease is renewed every third of `ttl_seconds` while held, so a long crawl keeps it
     and a crashed process loses it within `ttl_seconds`. Raises StorageError.
     """
-    who = owner or _DEFAULT_OWNER
-    if not store.claim_source(name, who, ttl_seconds) and not _take_from_dead_holder(
-        store, name, who, ttl_seconds
-    ):
-        yield False
+    lease = _take(store, name, owner or _DEFAULT_OWNER, ttl_seconds)
+    if not lease.held:
+        yield lease
         return
-    renewer = asyncio.create_task(_keep_renewed(store, name, who, ttl_seconds))
+    renewer = asyncio.create_task(_keep_renewed(store, name, lease.owner, ttl_seconds))
     try:
-        yield True
+        yield lease
     finally:
         renewer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await renewer
-        try:
-            store.release_source(name, who)
-        except AggregatorError:
-            log.warning("could not release the claim on %s; it expires by itself", name)
+        if not lease.released:
+            _release(store, lease)
+
+
+def _take(store: Store, name: str, owner: str, ttl_seconds: float) -> Lease:
+    held, state = store.claim_source_state(name, owner, ttl_seconds)
+    if not held and _take_from_dead_holder(store, name, owner, ttl_seconds):
+        held, state = True, store.get_source_state(name)
+    return Lease(name, owner, held, state)
+
+
+def _release(store: Store, lease: Lease) -> None:
+    try:
+        store.release_source(lease.name, lease.owner)
+    except AggregatorError:
+        log.warning("could not release the claim on %s; it expires by itself", lease.name)
 
 
 def _take_from_dead_holder(store: Store, name: str, owner: str, ttl_seconds: float) -> bool:

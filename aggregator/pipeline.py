@@ -49,7 +49,7 @@ from aggregator.enrich import fetch_page_body, log_skipped
 from aggregator.errors import AggregatorError, ConfigError
 from aggregator.fetch import Fetcher
 from aggregator.linker import LinkerProcess
-from aggregator.locks import source_claim
+from aggregator.locks import Lease, source_claim
 from aggregator.models import (
     FetchResult,
     PageMetadata,
@@ -274,36 +274,38 @@ async def _crawl_claimed(context: _Context, source: SourceSettings) -> SourceRep
 
 async def _crawl_in_slot(context: _Context, source: SourceSettings) -> SourceReport:
     try:
-        async with source_claim(context.store, source.name, context.options.claim_owner) as ok:
-            if not ok:
+        async with source_claim(context.store, source.name, context.options.claim_owner) as lease:
+            if not lease.held:
                 return SourceReport(source=source.name, status="busy")
-            return await _crawl_guarded(context, source)
+            return await _crawl_guarded(context, source, lease)
     except AggregatorError as exc:  # the claim itself failed (database unavailable)
         return SourceReport(source=source.name, status="error", error=str(exc))
 
 
-async def _crawl_guarded(context: _Context, source: SourceSettings) -> SourceReport:
+async def _crawl_guarded(context: _Context, source: SourceSettings, lease: Lease) -> SourceReport:
     try:
-        return await crawl_source(context, source)
+        return await crawl_source(context, source, lease)
     except AggregatorError as exc:
-        _record_failure(context, source, exc)
+        _record_failure(context, source, lease, exc)
         return SourceReport(source=source.name, status="error", error=str(exc))
     except Exception as exc:  # a bug: keep the batch alive, but say so loudly
         log.exception("bug while crawling %s", source.name)
-        _record_failure(context, source, exc)
+        _record_failure(context, source, lease, exc)
         return SourceReport(source=source.name, status="error", error=f"internal error: {exc!r}")
 
 
-async def crawl_source(context: _Context, source: SourceSettings) -> SourceReport:
-    """Run the whole pipeline for one source (raises AggregatorError on failure)."""
-    state = context.store.get_source_state(source.name) or SourceState(name=source.name)
+async def crawl_source(context: _Context, source: SourceSettings, lease: Lease) -> SourceReport:
+    """Run the whole pipeline for one source, held under `lease` (raises AggregatorError on
+    failure). Saving its state is the last step, and ends the lease."""
+    state = lease.state or SourceState(name=source.name)
     result = await context.fetcher.fetch(
         fetch_url(state, source), etag=state.etag, last_modified=state.last_modified, kind="feed"
     )
     now = context.clock()
     body_hash = hashlib.sha256(result.content).hexdigest() if not result.not_modified else ""
     if result.not_modified or body_hash == state.body_hash:
-        _save_success(context, state, source, result, now, body_hash or state.body_hash or "")
+        saved_hash = body_hash or state.body_hash or ""
+        _save_success(context, lease, state, source, result, now, saved_hash)
         return SourceReport(source=source.name, status="not modified", not_modified=True)
     feed = await context.pool.run(parse_feed_task, result.content, result.final_url, result.headers)
     entries, new_guids = _changed_entries(context.store, source.name, feed.entries)
@@ -319,7 +321,7 @@ async def crawl_source(context: _Context, source: SourceSettings) -> SourceRepor
     linking = functools.partial(link, records, now=now, features=batch.features, defer=True)
     await asyncio.get_running_loop().run_in_executor(context.link_thread, linking)
     _offer_new(context, records, new_guids)
-    _save_success(context, state, source, result, now, body_hash, feed)
+    _save_success(context, lease, state, source, result, now, body_hash, feed)
     return SourceReport(
         source=source.name,
         status="ok",
@@ -384,6 +386,7 @@ async def _page(context: _Context, url: str, now: datetime) -> PageOutcome:
 
 def _save_success(
     context: _Context,
+    lease: Lease,
     state: SourceState,
     source: SourceSettings,
     result: FetchResult,
@@ -413,13 +416,20 @@ def _save_success(
         entry_dates=dates,
     )
     scheduled = apply_schedule(updated, observation, context.policy, now=now, rng=context.rng)
-    context.store.save_source_state(scheduled)
+    _save_and_release(context, lease, scheduled)
 
 
-def _record_failure(context: _Context, source: SourceSettings, exc: BaseException) -> None:
+def _save_and_release(context: _Context, lease: Lease, state: SourceState) -> None:
+    context.store.save_source_state(state, release_owner=lease.owner)
+    lease.released = True
+
+
+def _record_failure(
+    context: _Context, source: SourceSettings, lease: Lease, exc: BaseException
+) -> None:
     """Store a failed crawl and its next check (backoff, Retry-After, dead, 410 retired)."""
     try:
-        state = context.store.get_source_state(source.name) or SourceState(name=source.name)
+        state = lease.state or SourceState(name=source.name)
         now = context.clock()
         observation = failure_observation(exc, now, fetch_url(state, source))
         updated = replace(
@@ -432,6 +442,6 @@ def _record_failure(context: _Context, source: SourceSettings, exc: BaseExceptio
         )
         policy = context.policy
         scheduled = apply_schedule(updated, observation, policy, now=now, rng=context.rng)
-        context.store.save_source_state(scheduled)
+        _save_and_release(context, lease, scheduled)
     except AggregatorError:
         log.exception("could not record the failure of %s", source.name)

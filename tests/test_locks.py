@@ -7,12 +7,13 @@ import os
 import signal
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from aggregator.locks import DaemonLock, LockHeldError, process_owner, source_claim
-from aggregator.store import Store
+from aggregator.store import SourceState, Store
 
 
 def test_second_lock_is_refused_with_the_holders_pid(tmp_path: Path) -> None:
@@ -91,8 +92,35 @@ def test_source_claim_context_holds_then_releases(db_url: str) -> None:
             source_claim(store, "a", "me") as held,
             source_claim(store, "a", "other") as also,
         ):
-            return held, also
+            return held.held, also.held
 
     with Store(db_url) as store:
         assert asyncio.run(scenario(store)) == (True, False)
         assert store.get_claim("a") is None
+
+
+def test_lease_carries_the_stored_state_and_saving_it_can_end_the_claim(db_url: str) -> None:
+    saved = SourceState(name="a", url="http://127.0.0.1/a", etag='"v1"', fetch_count=3)
+
+    async def scenario(store: Store) -> tuple[SourceState | None, bool]:
+        async with source_claim(store, "a", "me") as lease:
+            state = lease.state
+            store.save_source_state(replace(saved, fetch_count=4), release_owner=lease.owner)
+            lease.released = True
+            free_inside = store.claim_source("a", "other", 60)
+        return state, free_inside
+
+    with Store(db_url) as store:
+        store.save_source_state(saved)
+        state, free_inside = asyncio.run(scenario(store))
+        assert state == saved
+        assert free_inside  # the save ended our claim, so another owner could take it
+        assert store.get_claim("a") is not None and store.get_claim("a").owner == "other"
+        assert store.get_source_state("a").fetch_count == 4
+
+
+def test_saving_with_another_owner_leaves_the_claim_alone(db_url: str) -> None:
+    with Store(db_url) as store:
+        assert store.claim_source("a", "me", 60)
+        store.save_source_state(SourceState(name="a"), release_owner="someone else")
+        assert store.get_claim("a").owner == "me"

@@ -34,9 +34,8 @@ class SourceClaim:
     claimed_until: datetime
 
 
-def claim(session: Session, name: str, owner: str, now: datetime, until: datetime) -> bool:
+def claim(connection: Connection, name: str, owner: str, now: datetime, until: datetime) -> bool:
     """Take the claim on `name` unless another owner holds an unexpired one."""
-    connection = session.connection()
     values = {"source_name": name, "owner": owner, "claimed_at": now, "claimed_until": until}
     # a row comes back iff it was inserted or taken over: one statement, no read-back
     return connection.execute(_claim_statement(connection), values).first() is not None
@@ -75,9 +74,9 @@ def renew(session: Session, name: str, owner: str, until: datetime) -> bool:
     return bool(session.execute(statement).rowcount)  # type: ignore[attr-defined]
 
 
-def release(session: Session, name: str, owner: str) -> None:
+def release(connection: Connection, name: str, owner: str) -> None:
     """Drop our claim on `name`, if we still hold it."""
-    session.connection().execute(_RELEASE, {"name": name, "owner": owner})
+    connection.execute(_RELEASE, {"name": name, "owner": owner})
 
 
 _RELEASE = delete(SourceClaimRow).where(

@@ -71,6 +71,17 @@ def _install_sqlite_hooks(engine: Engine, busy_timeout_seconds: float) -> None:
 
 
 @contextmanager
+def core_transaction(engine: Engine, action: str) -> Iterator[Connection]:
+    """A connection in one transaction, for core statements only: lighter than a Session
+    (a re-poll runs two of these per source). Errors as in `transaction`."""
+    try:
+        with engine.begin() as connection:
+            yield connection
+    except SQLAlchemyError as exc:
+        raise StorageError(f"{action} failed: {exc}") from exc
+
+
+@contextmanager
 def transaction(engine: Engine, action: str) -> Iterator[Session]:
     """A session in one transaction: committed on success, rolled back on any error.
 

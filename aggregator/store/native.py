@@ -4,7 +4,7 @@
     insert_new_rows(connection, rows)   insert many records rows in one executemany, skipping
                                         any whose unique key (web_url, or source+guid) another
                                         transaction already stored; → web_url → new id
-    upsert_by_name(session, model, values)   insert or update the row keyed by ``name``
+    upsert_by_name(connection, model, values)   insert or update the row keyed by ``name``
 
 On PostgreSQL a conflicting insert waits for the other transaction: when that commits, the
 insert does nothing and the caller sees the row missing from the answer (then re-reads the
@@ -53,9 +53,8 @@ def insert_new_rows(connection: Connection, rows: Sequence[RowValues]) -> dict[s
     return {web_url: int(row_id) for row_id, web_url in result}
 
 
-def upsert_by_name(session: Session, model: type[SQLModel], values: dict[str, Any]) -> None:
+def upsert_by_name(connection: Connection, model: type[SQLModel], values: dict[str, Any]) -> None:
     """Insert the row of ``values["name"]`` or overwrite the given columns of the stored one."""
-    connection = session.connection()
     key = (connection.dialect.name, model, tuple(values))
     statement = _UPSERTS.get(key)
     if statement is None:

@@ -13,7 +13,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 
-from sqlalchemy import text
+from sqlalchemy import Connection, bindparam, text
+from sqlalchemy import select as core_select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, func, or_, select
 
@@ -23,7 +24,7 @@ from aggregator.store import claims, imported, link_log, refresh_queue, retentio
 from aggregator.store.bulk import set_secured_by_url
 from aggregator.store.claims import SourceClaim
 from aggregator.store.convert import source_from_row, source_values
-from aggregator.store.engine import create_store_engine, transaction, writer
+from aggregator.store.engine import core_transaction, create_store_engine, transaction, writer
 from aggregator.store.identity import chunked
 from aggregator.store.imported import ImportCounts, ImportedSource
 from aggregator.store.migrate import ensure_schema
@@ -184,17 +185,17 @@ class Store:
 
     def get_source_state(self, name: str) -> SourceState | None:
         """The saved state of source `name`, or None when it was never saved."""
-        table = SourceRow.__table__  # type: ignore[attr-defined]
-        with transaction(self._engine, "get_source_state") as session:
-            statement = select(table).where(table.c.name == name)  # core: no ORM object
-            row = session.connection().execute(statement).first()
-            return source_from_row(row) if row else None
+        with core_transaction(self._engine, "get_source_state") as connection:
+            return _source_state(connection, name)
 
-    def save_source_state(self, state: SourceState) -> None:
-        """Insert or replace the row of `state.name`."""
+    def save_source_state(self, state: SourceState, *, release_owner: str | None = None) -> None:
+        """Insert or replace the row of `state.name`; with `release_owner`, end that owner's
+        claim on the source in the same transaction (the last step of crawling it)."""
         values = source_values(state)
-        with transaction(self._writer, "save_source_state") as session:
-            upsert_by_name(session, SourceRow, values)
+        with core_transaction(self._writer, "save_source_state") as connection:
+            upsert_by_name(connection, SourceRow, values)
+            if release_owner is not None:
+                claims.release(connection, state.name, release_owner)
 
     def list_source_states(self) -> list[SourceState]:
         """The saved state of every source, by name."""
@@ -392,8 +393,19 @@ class Store:
         """Atomically lease source `name` to `owner`; False while another owner's lease runs."""
         now = _now()
         until = now + timedelta(seconds=ttl_seconds)
-        with transaction(self._writer, "claim_source") as session:
-            return claims.claim(session, name, owner, now, until)
+        with core_transaction(self._writer, "claim_source") as connection:
+            return claims.claim(connection, name, owner, now, until)
+
+    def claim_source_state(
+        self, name: str, owner: str, ttl_seconds: float
+    ) -> tuple[bool, SourceState | None]:
+        """`claim_source`, and when it succeeds, `get_source_state` in the same transaction."""
+        now = _now()
+        until = now + timedelta(seconds=ttl_seconds)
+        with core_transaction(self._writer, "claim_source") as connection:
+            if not claims.claim(connection, name, owner, now, until):
+                return False, None
+            return True, _source_state(connection, name)
 
     def renew_claim(self, name: str, owner: str, ttl_seconds: float) -> bool:
         """Extend `owner`'s lease on `name`; False when it no longer holds it."""
@@ -403,8 +415,8 @@ class Store:
 
     def release_source(self, name: str, owner: str) -> None:
         """End `owner`'s lease on `name` (a lease held by someone else is left alone)."""
-        with transaction(self._writer, "release_source") as session:
-            claims.release(session, name, owner)
+        with core_transaction(self._writer, "release_source") as connection:
+            claims.release(connection, name, owner)
 
     def get_claim(self, name: str) -> SourceClaim | None:
         """The lease row of source `name` (possibly expired), or None."""
@@ -444,3 +456,12 @@ class Store:
         that are dated before the earliest of them (see `retention.prune_by_topics`)."""
         with transaction(self._writer, "prune_by_topics") as session:
             return retention.prune_by_topics(session, cutoffs)
+
+
+def _source_state(connection: Connection, name: str) -> SourceState | None:
+    row = connection.execute(_SOURCE_BY_NAME, {"name": name}).first()
+    return source_from_row(row) if row else None
+
+
+_SOURCE_TABLE = SourceRow.__table__  # type: ignore[attr-defined]
+_SOURCE_BY_NAME = core_select(_SOURCE_TABLE).where(_SOURCE_TABLE.c.name == bindparam("name"))
