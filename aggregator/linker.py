@@ -39,7 +39,7 @@ from aggregator.settings import Settings
 from aggregator.store import Store
 from aggregator.stories import LinkFeatures
 from aggregator.tracking import Tracker
-from aggregator.workpool import exit_with, forkserver_context
+from aggregator.workpool import exit_with, forkserver_context, keep_inherited_pages_shared
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +172,7 @@ def serve(settings: Settings, conn: Connection, owner: int) -> None:
     """The linker process: answer calls until told to stop or the parent goes away."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     exit_with(owner)  # the pipe says so too, but not while a call runs
+    keep_inherited_pages_shared()
     storage = settings.storage
     with Store(storage.url, busy_timeout_seconds=storage.busy_timeout_seconds) as store:
         tracker = Tracker(settings, store)
