@@ -65,7 +65,7 @@ def run_once(
     }
 
 
-FETCH = "import sys; from aggregator.cli import main; sys.argv[0] = 'aggregator'; main()"
+FETCH = "import sys; from aggregator.entry import main; sys.argv[0] = 'aggregator'; main()"
 
 
 def run_sqlite(corpus: Path, feeds: int, work: Path) -> dict[str, float | str]:

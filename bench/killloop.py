@@ -44,7 +44,7 @@ from tests.loopback import free_port, generate_corpus, serve_corpus  # noqa: E40
 
 RUN_TIMEOUT = 120.0  # no single fetch may take longer than this
 MIN_DELAY = 0.2  # seconds before the earliest kill
-ENTRY = "import sys; from aggregator.cli import main; sys.argv[0] = 'aggregator'; main()"
+ENTRY = "import sys; from aggregator.entry import main; sys.argv[0] = 'aggregator'; main()"
 
 
 @dataclass

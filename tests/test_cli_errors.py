@@ -104,7 +104,7 @@ def test_unknown_command(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_the_installed_entry_point_prints_one_line(tmp_path: Path) -> None:
     """The same through a real process: what a shell user sees."""
-    code = "import sys; from aggregator.cli import main; sys.argv[0] = 'aggregator'; main()"
+    code = "import sys; from aggregator.entry import main; sys.argv[0] = 'aggregator'; main()"
     done = subprocess.run(
         [sys.executable, "-c", code, "fetch", "--bogus"],
         cwd=tmp_path,

@@ -297,7 +297,7 @@ def test_run_http_serves_health_readiness_and_metrics_then_stops_on_sigterm(
 ) -> None:
     config, port = write_config(tmp_path, None), free_port("127.0.0.1")
     argv = ["aggregator", "run", "--config", str(config), "--http", f"127.0.0.1:{port}"]
-    code = f"import sys; from aggregator.cli import main; sys.argv = {argv!r}; main()"
+    code = f"import sys; from aggregator.entry import main; sys.argv = {argv!r}; main()"
     proc = subprocess.Popen(
         [sys.executable, "-c", code], cwd=REPO_ROOT, stderr=subprocess.PIPE, text=True
     )
