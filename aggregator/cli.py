@@ -120,7 +120,7 @@ def fetch(
     Example: aggregator fetch --source "Ars Technica" --no-pages
     """
     with startup.settling():
-        from aggregator import operations
+        from aggregator.export.manifest import export_is_stale
         from aggregator.pipeline import CrawlOptions, crawl
         from aggregator.progress import CrawlProgress, print_summary
 
@@ -134,7 +134,9 @@ def fetch(
                 reports = asyncio.run(
                     crawl(settings, store, options=options, on_report=progress.advance)
                 )
-            if not no_export and operations.export_is_stale(settings, reports):
+            if not no_export and export_is_stale(Path(settings.export.dir), reports):
+                from aggregator import operations  # only now: the writers are heavy imports
+
                 operations.export_configured(settings, store)
     except ConfigError as exc:
         fail(str(exc))

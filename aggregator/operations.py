@@ -21,7 +21,6 @@ from aggregator.errors import AggregatorError, ConfigError, ExportError, Extract
 from aggregator.export.feeds import FeedCollector
 from aggregator.export.fields import record_to_public
 from aggregator.export.files import (
-    MANIFEST,
     AtomicStream,
     ExportStats,
     ExportWriter,
@@ -32,7 +31,7 @@ from aggregator.export.markdown import parse_markdown, render_markdown, render_p
 from aggregator.export.seal import Sealer, instance_id, load_or_create_key, verify_record
 from aggregator.fetch import Fetcher
 from aggregator.inspection import extended_lines
-from aggregator.models import Record, SourceReport
+from aggregator.models import Record
 from aggregator.normalize import amp_cache_url, canonical_url, provider_domain
 from aggregator.records import build_record
 from aggregator.settings import Settings, SourceSettings
@@ -249,16 +248,6 @@ def _export_to_stream(records: Iterable[Record], output_format: str, stdout: Tex
             render_markdown(record) if output_format == "md" else record_to_json_line(record) + "\n"
         )
     return f"{count} record(s)"
-
-
-def export_is_stale(settings: Settings, reports: Iterable[SourceReport]) -> bool:
-    """Whether a crawl with these reports can have changed the export tree.
-
-    Nothing new or updated, and an export tree already in place, means nothing to rewrite:
-    an all-304 re-poll then costs only the conditional GETs.
-    """
-    changed = any(report.new or report.updated for report in reports)
-    return changed or not (Path(settings.export.dir) / MANIFEST).exists()
 
 
 def export_configured(settings: Settings, store: Store) -> list[str]:

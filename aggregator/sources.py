@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from pydantic import ValidationError
@@ -32,10 +32,12 @@ from rich.text import Text
 from aggregator.cli_options import ConfigOption, fail, open_store, settings_or_exit
 from aggregator.errors import AggregatorError
 from aggregator.export.files import atomic_write
-from aggregator.export.opml import OpmlFeed, OpmlProblem, parse_opml, render_opml
 from aggregator.settings import Settings, SourceSettings
 from aggregator.store import SourceState, Store
 from aggregator.store.imported import ImportCounts, ImportedSource
+
+if TYPE_CHECKING:
+    from aggregator.export.opml import OpmlProblem
 
 EXIT_USAGE = 2
 EXIT_SOME_SKIPPED = 3
@@ -89,6 +91,8 @@ def import_opml(
     settings: Settings, store: Store, data: bytes, *, origin: str = "<opml>"
 ) -> OpmlImportReport:
     """Store the feeds of an OPML document as imported sources (ParseError if not OPML)."""
+    from aggregator.export.opml import OpmlProblem, parse_opml  # OPML commands only
+
     document = parse_opml(data, origin=origin)
     problems = list(document.problems)
     accepted: list[ImportedSource] = []
@@ -115,6 +119,8 @@ def import_opml(
 
 def export_opml(settings: Settings, store: Store, now: datetime) -> bytes:
     """OPML 2.0 of the effective sources."""
+    from aggregator.export.opml import OpmlFeed, render_opml  # OPML commands only
+
     feeds = [
         OpmlFeed(source.name, source.url, source.category, source.type, source.pages)
         for source in effective_sources(settings, store)

@@ -28,7 +28,6 @@ from urllib.parse import urlsplit
 from aggregator import metrics
 from aggregator.errors import BlockedAddressError, FetchError
 from aggregator.export.fields import record_to_public
-from aggregator.export.seal import instance_id, load_or_create_key, seal_record
 from aggregator.fetch import Fetcher
 from aggregator.models import Record
 from aggregator.settings import Settings
@@ -125,6 +124,9 @@ class WebhookDispatcher:
         return queued
 
     def _payload(self, record: Record) -> dict[str, Any]:
+        # cryptography loads with the first delivery, not with every crawl
+        from aggregator.export.seal import instance_id, load_or_create_key, seal_record
+
         if self._seal is None:
             data_dir = Path(self.settings.data_dir)
             self._seal = (load_or_create_key(data_dir), instance_id(data_dir))

@@ -7,21 +7,54 @@
     atomic.py    atomic replaces (whole or streamed), create-once files, one flush per batch
     files.py     safe file names, the incremental ExportWriter / MarkdownTree, the manifest
 
-The package namespace re-exports the public functions of those modules.
+The package namespace re-exports the public functions of those modules, imported when
+first used: a crawl that changed nothing never loads the writers (lxml, cryptography).
 """
 
-from aggregator.export.fields import public_to_record, record_to_public
-from aggregator.export.files import ExportStats, ExportWriter, atomic_write, safe_filename
-from aggregator.export.jsonl import iter_jsonl, record_to_json_line
-from aggregator.export.markdown import parse_markdown, render_markdown
-from aggregator.export.seal import (
-    VerifyResult,
-    instance_id,
-    load_or_create_key,
-    public_hash,
-    seal_record,
-    verify_record,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from aggregator.export.fields import public_to_record, record_to_public
+    from aggregator.export.files import ExportStats, ExportWriter, atomic_write, safe_filename
+    from aggregator.export.jsonl import iter_jsonl, record_to_json_line
+    from aggregator.export.markdown import parse_markdown, render_markdown
+    from aggregator.export.seal import (
+        VerifyResult,
+        instance_id,
+        load_or_create_key,
+        public_hash,
+        seal_record,
+        verify_record,
+    )
+
+_HOME = {
+    "ExportStats": "files",
+    "ExportWriter": "files",
+    "VerifyResult": "seal",
+    "atomic_write": "files",
+    "instance_id": "seal",
+    "iter_jsonl": "jsonl",
+    "load_or_create_key": "seal",
+    "parse_markdown": "markdown",
+    "public_hash": "seal",
+    "public_to_record": "fields",
+    "record_to_json_line": "jsonl",
+    "record_to_public": "fields",
+    "render_markdown": "markdown",
+    "safe_filename": "files",
+    "seal_record": "seal",
+    "verify_record": "seal",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"aggregator.export.{_HOME[name]}"), name)
+
 
 __all__ = [
     "ExportStats",

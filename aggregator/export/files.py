@@ -33,12 +33,12 @@ from aggregator.export.atomic import (
     sync_directory,
 )
 from aggregator.export.jsonl import record_to_json_line
+from aggregator.export.manifest import MANIFEST
 from aggregator.export.markdown import render_markdown
 from aggregator.models import Record
 
 log = logging.getLogger(__name__)
 
-MANIFEST = ".manifest.json"
 SLUG_MAX = 60
 _SAFE_MD_NAME = re.compile(r"(?:\d{4}-\d{2}-\d{2}|undated)-[a-z0-9-]+-[0-9a-f]{8}\.md")
 _SAFE_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}")
