@@ -104,6 +104,10 @@ def test_daemon_killed_twice_restarts_and_runs_beside_a_one_shot_fetch(
         wait_for(lambda: killloop.record_counts(db)[0] == truth)
         wait_for(lambda: records.exists() and records.read_text().count("\n") == truth)
         assert daemon.poll() is None, "the daemon must keep running"
+        # its lock names it once it runs (signal handlers installed): a SIGTERM sent while
+        # it still imports would kill it before it can stop cleanly
+        lock = tmp_path / "data" / "daemon.lock"
+        wait_for(lambda: lock.exists() and lock.read_text().strip() == str(daemon.pid))
         daemon.send_signal(signal.SIGTERM)
         _, daemon_err = daemon.communicate(timeout=30)
     finally:
