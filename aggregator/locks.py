@@ -18,7 +18,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,6 +116,72 @@ class Lease:
         return self.held
 
 
+class Leases:
+    """A crawl's claims on its sources, taken together: one transaction claims them all and
+    reads their states, one task renews those still held every third of `ttl_seconds`,
+    and `close` releases those not released yet (a crawl ends each source's lease as it
+    saves the source's state). A claim of a dead process on this host is taken over.
+
+        leases = Leases(store, names, owner)
+        by_name = leases.take()          # name → Lease; raises StorageError
+        ...
+        await leases.close()
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        names: Sequence[str],
+        owner: str | None = None,
+        ttl_seconds: float = DEFAULT_CLAIM_TTL_SECONDS,
+    ) -> None:
+        self.store = store
+        self.names = list(dict.fromkeys(names))
+        self.owner = owner or _DEFAULT_OWNER
+        self.ttl_seconds = ttl_seconds
+        self.by_name: dict[str, Lease] = {}
+        self._renewer: asyncio.Task[None] | None = None
+
+    def take(self) -> dict[str, Lease]:
+        """Claim every source not held by a live owner (call from the event loop)."""
+        taken = self.store.claim_sources(self.names, self.owner, self.ttl_seconds)
+        for name, (held, state) in taken.items():
+            if not held and _take_from_dead_holder(self.store, name, self.owner, self.ttl_seconds):
+                held, state = True, self.store.get_source_state(name)
+            self.by_name[name] = Lease(name, self.owner, held, state)
+        self._renewer = asyncio.create_task(self._keep_renewed())
+        return self.by_name
+
+    async def close(self) -> None:
+        """Stop renewing, and release the leases still held."""
+        if self._renewer is not None:
+            self._renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewer
+        left = self._unreleased()
+        try:
+            self.store.release_sources(left, self.owner)
+        except AggregatorError:
+            log.warning("could not release %d claims; they expire by themselves", len(left))
+        for name in left:
+            self.by_name[name].released = True
+
+    def _unreleased(self) -> list[str]:
+        return [name for name, lease in self.by_name.items() if lease.held and not lease.released]
+
+    async def _keep_renewed(self) -> None:
+        while True:
+            await asyncio.sleep(self.ttl_seconds / 3)
+            names = self._unreleased()
+            try:
+                kept = self.store.renew_claims(names, self.owner, self.ttl_seconds)
+            except AggregatorError:
+                log.warning("could not renew %d claims", len(names))
+                continue
+            for name in sorted(set(names) - kept):
+                log.warning("lost the claim on %s while crawling it", name)
+
+
 @asynccontextmanager
 async def source_claim(
     store: Store,
@@ -129,33 +195,11 @@ async def source_claim(
     The lease is renewed every third of `ttl_seconds` while held, so a long crawl keeps it
     and a crashed process loses it within `ttl_seconds`. Raises StorageError.
     """
-    lease = _take(store, name, owner or _DEFAULT_OWNER, ttl_seconds)
-    if not lease.held:
-        yield lease
-        return
-    renewer = asyncio.create_task(_keep_renewed(store, name, lease.owner, ttl_seconds))
+    leases = Leases(store, [name], owner, ttl_seconds)
     try:
-        yield lease
+        yield leases.take()[name]
     finally:
-        renewer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await renewer
-        if not lease.released:
-            _release(store, lease)
-
-
-def _take(store: Store, name: str, owner: str, ttl_seconds: float) -> Lease:
-    held, state = store.claim_source_state(name, owner, ttl_seconds)
-    if not held and _take_from_dead_holder(store, name, owner, ttl_seconds):
-        held, state = True, store.get_source_state(name)
-    return Lease(name, owner, held, state)
-
-
-def _release(store: Store, lease: Lease) -> None:
-    try:
-        store.release_source(lease.name, lease.owner)
-    except AggregatorError:
-        log.warning("could not release the claim on %s; it expires by itself", lease.name)
+        await leases.close()
 
 
 def _take_from_dead_holder(store: Store, name: str, owner: str, ttl_seconds: float) -> bool:
@@ -179,14 +223,3 @@ def _holder_is_dead(holder: str) -> bool:
     if host != socket.gethostname() or not rest.isdigit() or int(rest) == os.getpid():
         return False
     return not process_alive(int(rest))
-
-
-async def _keep_renewed(store: Store, name: str, owner: str, ttl_seconds: float) -> None:
-    while True:
-        await asyncio.sleep(ttl_seconds / 3)
-        try:
-            if not store.renew_claim(name, owner, ttl_seconds):
-                log.warning("lost the claim on %s while crawling it", name)
-                return
-        except AggregatorError:
-            log.warning("could not renew the claim on %s", name)

@@ -38,7 +38,7 @@ import functools
 import hashlib
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -49,7 +49,7 @@ from aggregator.enrich import fetch_page_body, log_skipped
 from aggregator.errors import AggregatorError, ConfigError
 from aggregator.fetch import Fetcher
 from aggregator.linker import LinkerProcess
-from aggregator.locks import Lease, source_claim
+from aggregator.locks import Lease, Leases
 from aggregator.models import (
     FetchResult,
     PageMetadata,
@@ -233,11 +233,11 @@ async def _crawl_sources(
                 link_thread,
                 sink,
             )
-            for next_report in asyncio.as_completed([_crawl_claimed(context, s) for s in sources]):
-                report = await next_report
-                reports.append(report)
-                if on_report is not None:
-                    on_report(report)
+            async with contextlib.aclosing(_crawl_leased(context, sources)) as crawled:
+                async for report in crawled:
+                    reports.append(report)
+                    if on_report is not None:
+                        on_report(report)
             await _refresh_linked(context, clock())
     metrics.set_sources_by_state(count_states(store.list_source_states()))
     order = {source.name: index for index, source in enumerate(sources)}
@@ -262,24 +262,36 @@ def _pool_worth_using(pool: WorkPool, settings: Settings, sources: int) -> WorkP
     return _IN_PROCESS
 
 
-async def _crawl_claimed(context: _Context, source: SourceSettings) -> SourceReport:
-    """Crawl `source` under a claim; one claimed by another process is reported busy.
-
-    At most `source_slots` sources are between their claim and their linked records: the
-    fetches would otherwise outrun the linker and hold every waiting source's parsed batch
-    in memory (peak RSS growing with the number of feeds), and claims would sit idle."""
-    async with context.source_slots:
-        return await _crawl_in_slot(context, source)
-
-
-async def _crawl_in_slot(context: _Context, source: SourceSettings) -> SourceReport:
+async def _crawl_leased(
+    context: _Context, sources: Sequence[SourceSettings]
+) -> AsyncGenerator[SourceReport, None]:
+    """Claim every source at once (`Leases`), then crawl those held, yielding each report as
+    it comes; one claimed by another process is reported busy."""
+    leases = Leases(context.store, [s.name for s in sources], context.options.claim_owner)
     try:
-        async with source_claim(context.store, source.name, context.options.claim_owner) as lease:
-            if not lease.held:
-                return SourceReport(source=source.name, status="busy")
-            return await _crawl_guarded(context, source, lease)
+        by_name = leases.take()
     except AggregatorError as exc:  # the claim itself failed (database unavailable)
-        return SourceReport(source=source.name, status="error", error=str(exc))
+        for source in sources:
+            yield SourceReport(source=source.name, status="error", error=str(exc))
+        return
+    try:
+        crawls = [_crawl_claimed(context, s, by_name[s.name]) for s in sources]
+        for next_report in asyncio.as_completed(crawls):
+            yield await next_report
+    finally:
+        await leases.close()
+
+
+async def _crawl_claimed(context: _Context, source: SourceSettings, lease: Lease) -> SourceReport:
+    """Crawl `source` if its lease is held, else report it busy.
+
+    At most `source_slots` sources are between their fetch and their linked records: the
+    fetches would otherwise outrun the linker and hold every waiting source's parsed batch
+    in memory (peak RSS growing with the number of feeds)."""
+    if not lease.held:
+        return SourceReport(source=source.name, status="busy")
+    async with context.source_slots:
+        return await _crawl_guarded(context, source, lease)
 
 
 async def _crawl_guarded(context: _Context, source: SourceSettings, lease: Lease) -> SourceReport:

@@ -199,19 +199,19 @@ def test_sources_in_flight_are_bounded_by_the_fetch_concurrency(
     )
     limit = pipeline.SOURCES_IN_FLIGHT_PER_CONNECTION * 1
     in_flight = peak = 0
-    original = pipeline._crawl_in_slot
+    original = pipeline._crawl_guarded
 
-    async def counted(context: Any, source: Any) -> Any:
+    async def counted(context: Any, source: Any, lease: Any) -> Any:
         nonlocal in_flight, peak
         in_flight += 1
         peak = max(peak, in_flight)
         try:
             await asyncio.sleep(0.01)  # a slow linker: every source would be waiting here
-            return await original(context, source)
+            return await original(context, source, lease)
         finally:
             in_flight -= 1
 
-    monkeypatch.setattr(pipeline, "_crawl_in_slot", counted)
+    monkeypatch.setattr(pipeline, "_crawl_guarded", counted)
     with Store(settings.storage.url) as store:
         reports = asyncio.run(crawl(settings, store, options=NO_PAGES, clock=lambda: T0))
         assert [report.status for report in reports] == ["ok"] * 20

@@ -12,14 +12,17 @@ holder's claim simply expires. Owners are unique per process (`aggregator.locks`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, or_
-from sqlmodel import Session, col, delete, update
+from sqlalchemy import update as core_update
+from sqlmodel import Session, col, delete
 
 from aggregator.store.convert import utc
+from aggregator.store.identity import chunked
 from aggregator.store.native import dialect_insert
 from aggregator.store.tables import SourceClaimRow
 
@@ -64,14 +67,26 @@ def _claim_statement(connection: Connection) -> Any:
     return _CLAIMS[dialect]
 
 
-def renew(session: Session, name: str, owner: str, until: datetime) -> bool:
-    """Extend our claim on `name`; False when we no longer hold it."""
-    statement = (
-        update(SourceClaimRow)
-        .where(col(SourceClaimRow.source_name) == name, col(SourceClaimRow.owner) == owner)
-        .values(claimed_until=until)
-    )
-    return bool(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+def renew_many(
+    connection: Connection, names: Sequence[str], owner: str, until: datetime
+) -> set[str]:
+    """Extend our claims on `names`; the names we still hold."""
+    table = SourceClaimRow.__table__  # type: ignore[attr-defined]
+    held: set[str] = set()
+    for part in chunked(names):
+        statement = (
+            core_update(table)
+            .where(table.c.source_name.in_(part), table.c.owner == owner)
+            .values(claimed_until=until)
+            .returning(table.c.source_name)
+        )
+        held.update(connection.execute(statement).scalars())
+    return held
+
+
+def release_many(connection: Connection, names: Sequence[str], owner: str) -> None:
+    """Drop our claims on `names` (one executemany)."""
+    connection.execute(_RELEASE, [{"name": name, "owner": owner} for name in names])
 
 
 def release(connection: Connection, name: str, owner: str) -> None:

@@ -396,22 +396,33 @@ class Store:
         with core_transaction(self._writer, "claim_source") as connection:
             return claims.claim(connection, name, owner, now, until)
 
-    def claim_source_state(
-        self, name: str, owner: str, ttl_seconds: float
-    ) -> tuple[bool, SourceState | None]:
-        """`claim_source`, and when it succeeds, `get_source_state` in the same transaction."""
+    def claim_sources(
+        self, names: Sequence[str], owner: str, ttl_seconds: float
+    ) -> dict[str, tuple[bool, SourceState | None]]:
+        """`claim_source` for each of `names`, and the stored state of those claimed, in one
+        transaction: name → (claimed, state or None)."""
         now = _now()
         until = now + timedelta(seconds=ttl_seconds)
-        with core_transaction(self._writer, "claim_source") as connection:
-            if not claims.claim(connection, name, owner, now, until):
-                return False, None
-            return True, _source_state(connection, name)
+        with core_transaction(self._writer, "claim_sources") as connection:
+            held = {name for name in names if claims.claim(connection, name, owner, now, until)}
+            states = _source_states(connection, sorted(held))
+        return {name: (name in held, states.get(name)) for name in names}
+
+    def renew_claims(self, names: Sequence[str], owner: str, ttl_seconds: float) -> set[str]:
+        """Extend `owner`'s leases on `names` in one transaction; the names it still holds."""
+        until = _now() + timedelta(seconds=ttl_seconds)
+        with core_transaction(self._writer, "renew_claims") as connection:
+            return claims.renew_many(connection, names, owner, until)
 
     def renew_claim(self, name: str, owner: str, ttl_seconds: float) -> bool:
         """Extend `owner`'s lease on `name`; False when it no longer holds it."""
-        until = _now() + timedelta(seconds=ttl_seconds)
-        with transaction(self._writer, "renew_claim") as session:
-            return claims.renew(session, name, owner, until)
+        return name in self.renew_claims([name], owner, ttl_seconds)
+
+    def release_sources(self, names: Sequence[str], owner: str) -> None:
+        """`release_source` for each of `names`, in one transaction."""
+        if names:
+            with core_transaction(self._writer, "release_sources") as connection:
+                claims.release_many(connection, names, owner)
 
     def release_source(self, name: str, owner: str) -> None:
         """End `owner`'s lease on `name` (a lease held by someone else is left alone)."""
@@ -458,6 +469,14 @@ class Store:
             return retention.prune_by_topics(session, cutoffs)
 
 
+def _source_states(connection: Connection, names: Sequence[str]) -> dict[str, SourceState]:
+    found: dict[str, SourceState] = {}
+    for part in chunked(names):
+        for row in connection.execute(_SOURCES_BY_NAME, {"names": part}):
+            found[row.name] = source_from_row(row)
+    return found
+
+
 def _source_state(connection: Connection, name: str) -> SourceState | None:
     row = connection.execute(_SOURCE_BY_NAME, {"name": name}).first()
     return source_from_row(row) if row else None
@@ -465,3 +484,6 @@ def _source_state(connection: Connection, name: str) -> SourceState | None:
 
 _SOURCE_TABLE = SourceRow.__table__  # type: ignore[attr-defined]
 _SOURCE_BY_NAME = core_select(_SOURCE_TABLE).where(_SOURCE_TABLE.c.name == bindparam("name"))
+_SOURCES_BY_NAME = core_select(_SOURCE_TABLE).where(
+    _SOURCE_TABLE.c.name.in_(bindparam("names", expanding=True))
+)
