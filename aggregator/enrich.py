@@ -61,10 +61,13 @@ def worth_retrying(exc: AggregatorError) -> bool:
 async def fetch_page_body(fetcher: Fetcher, url: str) -> PageBody | PageOutcome:
     """Fetch one article page for extraction; a failure becomes an outcome, never raises."""
     try:
-        result = await fetcher.fetch(url, kind="page")
+        result = await fetcher.fetch(url, kind="page", encoded=True)
     except AggregatorError as exc:
         return PageOutcome(None, retry=worth_retrying(exc), skipped=str(exc))
-    return PageBody(result.final_url, result.content, dict(result.headers))
+    headers = dict(result.headers)
+    return PageBody(
+        result.final_url, result.content, headers, result.content_encoding, fetcher.max_body_bytes
+    )
 
 
 def log_skipped(outcome: PageOutcome) -> PageOutcome:

@@ -35,6 +35,7 @@ import httpx
 from protego import Protego
 
 from aggregator import metrics
+from aggregator.content_coding import deferrable
 from aggregator.errors import (
     BlockedAddressError,
     BodyTooLargeError,
@@ -193,8 +194,13 @@ class Fetcher:
         etag: str | None = None,
         last_modified: str | None = None,
         kind: Literal["feed", "page"] = "feed",
+        encoded: bool = False,
     ) -> FetchResult:
-        """GET `url` politely; a 304 is a result with not_modified=True. Raises FetchError."""
+        """GET `url` politely; a 304 is a result with not_modified=True. Raises FetchError.
+
+        With `encoded`, a gzip or deflate body stays compressed: `content_encoding` names
+        it, and whoever uses the body decodes it (`content_coding.decode_content`, under
+        the same cap), so a parse worker, not the crawling process, pays for it."""
         _check_scheme(url, url)
         if kind == "page" and self._settings.respect_robots:
             await self._check_robots(url)
@@ -206,7 +212,7 @@ class Fetcher:
         started = time.monotonic()
         host = urlsplit(url).hostname or ""
         try:
-            result = await self._fetch_with_retries(url, headers)
+            result = await self._fetch_with_retries(url, headers, encoded)
         except FetchError:
             metrics.record_fetch(host, "error", time.monotonic() - started)
             raise
@@ -216,6 +222,11 @@ class Fetcher:
             etag, last_modified = result.etag or etag, result.last_modified or last_modified
             result = dataclasses.replace(result, etag=etag, last_modified=last_modified)
         return dataclasses.replace(result, elapsed_seconds=time.monotonic() - started)
+
+    @property
+    def max_body_bytes(self) -> int:
+        """The cap on a body's decoded size (`fetch.max_body_bytes`)."""
+        return self._settings.max_body_bytes
 
     async def post_json(self, url: str, payload: object) -> int:
         """POST `payload` as JSON through the same guarded client; return the 2xx status.
@@ -245,11 +256,13 @@ class Fetcher:
             raise FetchError(url, f"HTTP {status} from webhook", status, retry_after=wait)
         return status
 
-    async def _fetch_with_retries(self, url: str, headers: dict[str, str]) -> FetchResult:
+    async def _fetch_with_retries(
+        self, url: str, headers: dict[str, str], encoded: bool = False
+    ) -> FetchResult:
         attempts = self._settings.retries + 1
         for attempt in range(attempts):
             try:
-                return await self._attempt(url, headers)
+                return await self._attempt(url, headers, encoded)
             except _RetryableError as retry:
                 if attempt == attempts - 1:
                     raise retry.error from retry.__cause__
@@ -259,7 +272,7 @@ class Fetcher:
             await asyncio.sleep(delay)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
-    async def _attempt(self, url: str, headers: dict[str, str]) -> FetchResult:
+    async def _attempt(self, url: str, headers: dict[str, str], encoded: bool) -> FetchResult:
         """One attempt: follow redirects by hand, every hop under the same total deadline."""
         chain = [url]
         permanent = True
@@ -270,7 +283,7 @@ class Fetcher:
                     deadline = asyncio.get_running_loop().time() + self._settings.total_timeout
                 try:
                     async with asyncio.timeout_at(deadline):
-                        hop = await self._exchange(url, chain[-1], headers)
+                        hop = await self._exchange(url, chain[-1], headers, encoded)
                 except TimeoutError as exc:
                     total = self._settings.total_timeout
                     raise FetchError(url, f"timed out after {total:g} s (total deadline)") from exc
@@ -289,7 +302,7 @@ class Fetcher:
             yield
 
     async def _exchange(
-        self, url: str, current: str, headers: dict[str, str]
+        self, url: str, current: str, headers: dict[str, str], encoded: bool
     ) -> FetchResult | tuple[int, str]:
         """One GET: a final FetchResult, or (status, Location) for a redirect."""
         try:
@@ -300,7 +313,7 @@ class Fetcher:
                 if status in _REDIRECTS:
                     return status, response.headers.get("location", "")
                 _check_status(url, response, self._settings.max_retry_after_seconds)
-                content = b"" if status == 304 else await self._read_capped(url, response)
+                content, coding = await self._read_body(url, response, encoded)
             finally:
                 await response.aclose()
         except _BlockedError as exc:
@@ -309,7 +322,30 @@ class Fetcher:
             raise _map_httpx_error(url, exc, self._settings) from exc
         except OSError as exc:
             raise FetchError(url, f"network error: {exc}") from exc
-        return _result(url, response, content)
+        return _result(url, response, content, coding)
+
+    async def _read_body(
+        self, url: str, response: httpx.Response, encoded: bool
+    ) -> tuple[bytes, str]:
+        """The body, and the content coding it is still in ("" once decoded)."""
+        if response.status_code == 304:
+            return b"", ""
+        coding = response.headers.get("content-encoding", "")
+        if encoded and deferrable(coding):
+            return await self._read_raw_capped(url, response), coding.strip().lower()
+        return await self._read_capped(url, response), ""
+
+    async def _read_raw_capped(self, url: str, response: httpx.Response) -> bytes:
+        """The body as sent (still compressed), capped like a decoded one."""
+        cap = self._settings.max_body_bytes
+        body = bytearray()
+        async for chunk in response.aiter_raw():
+            body += chunk
+            if len(body) > cap:
+                raise BodyTooLargeError(
+                    url, f"body passed the {cap}-byte cap", response.status_code
+                )
+        return bytes(body)
 
     async def _read_capped(self, url: str, response: httpx.Response) -> bytes:
         cap = self._settings.max_body_bytes
@@ -391,7 +427,9 @@ def _compressed_stream_ended_early(response: httpx.Response) -> bool:
     return getattr(decompressor, "eof", True) is False
 
 
-def _result(url: str, response: httpx.Response, content: bytes) -> FetchResult:
+def _result(
+    url: str, response: httpx.Response, content: bytes, content_encoding: str = ""
+) -> FetchResult:
     headers = {key.lower(): value for key, value in response.headers.items()}
     return FetchResult(
         url=url,
@@ -402,6 +440,7 @@ def _result(url: str, response: httpx.Response, content: bytes) -> FetchResult:
         etag=headers.get("etag"),
         last_modified=headers.get("last-modified"),
         not_modified=response.status_code == 304,
+        content_encoding=content_encoding,
     )
 
 

@@ -47,6 +47,7 @@ class FetchResult:
     not_modified: bool = False
     elapsed_seconds: float = 0.0
     permanent_redirect: bool = False
+    content_encoding: str = ""  # "gzip"/"deflate": `content` is still compressed (see fetch)
 
 
 @dataclass(frozen=True, slots=True)

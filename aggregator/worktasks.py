@@ -23,7 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from aggregator.errors import AggregatorError
+from aggregator.content_coding import decode_content
+from aggregator.errors import AggregatorError, FetchError
 from aggregator.models import PageMetadata, ParsedFeed, RawEntry, Record
 from aggregator.records import build_record
 from aggregator.settings import Settings, SourceSettings
@@ -40,6 +41,8 @@ class PageBody:
     url: str  # the final URL, after redirects
     content: bytes
     headers: Mapping[str, str]
+    content_encoding: str = ""  # `content` is still gzip/deflate: decode it here, under…
+    max_bytes: int = 0  # …this cap on the decoded size
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +102,11 @@ def extract_page_task(body: PageBody, now: datetime) -> PageOutcome:
     from aggregator.extract import extract_page  # not needed without pages
 
     try:
-        return PageOutcome(extract_page(body.content, body.url, headers=body.headers, now=now))
+        content = decode_content(body.url, body.content, body.content_encoding, body.max_bytes)
+    except FetchError as exc:  # as if the fetch had failed: a truncated body may heal
+        return PageOutcome(None, retry=exc.status is None, skipped=str(exc))
+    try:
+        return PageOutcome(extract_page(content, body.url, headers=body.headers, now=now))
     except AggregatorError as exc:
         return PageOutcome(None, retry=False, skipped=str(exc))
 

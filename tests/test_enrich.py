@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -170,3 +171,49 @@ def test_a_change_of_feed_categories_alone_reaches_the_store(
             assert stored is not None
             assert stored.record.provenance.categories == (category,)
             assert stored.record.topics == expected
+
+
+def gzipped(body: str, *, cut: bool = False) -> Response:
+    data = gzip.compress(body.encode())
+    data = data[: len(data) // 2] if cut else data
+    return Response(data, content_type="text/html", headers={"Content-Encoding": "gzip"})
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_gzipped_page_gives_the_record_a_plain_one_gives(
+    httpserver: HTTPServer, tmp_path: Path, workers: int
+) -> None:
+    """Pages stay compressed until the worker that extracts them: same records either way."""
+    base = httpserver.url_for("").rstrip("/")
+    httpserver.expect_request("/feed").respond_with_data(feed(base, ["a", "b"]))
+    httpserver.expect_request("/a").respond_with_response(gzipped(page(base, "a")))
+    httpserver.expect_request("/b").respond_with_data(page(base, "b"), content_type="text/html")
+    settings = settings_for(httpserver, tmp_path, parse_workers=workers)
+    with Store(settings.storage.url) as store:
+        asyncio.run(crawl(settings, store, clock=lambda: NOW))
+        a, b = (store.get_record(f"{base}/{slug}") for slug in "ab")
+        assert a is not None and b is not None
+        assert a.record.excerpt == "The full description of story a."
+        assert a.record.amp_web_url == f"{base}/amp/a"
+        assert (a.record.images[0].width, a.record.images[0].height) == (1200, 675)
+        assert b.record.amp_web_url == f"{base}/amp/b"  # the plain page, for comparison
+        assert pending(store) == {"a": False, "b": False}
+
+
+def test_a_compressed_page_over_the_cap_is_skipped_and_a_cut_one_retried(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    base = httpserver.url_for("").rstrip("/")
+    httpserver.expect_request("/feed").respond_with_data(feed(base, ["bomb", "cut", "ok"]))
+    bomb = page(base, "bomb") + "<!--" + " " * 3_000_000 + "-->"
+    httpserver.expect_request("/bomb").respond_with_response(gzipped(bomb))
+    httpserver.expect_request("/cut").respond_with_response(gzipped(page(base, "cut"), cut=True))
+    httpserver.expect_request("/ok").respond_with_response(gzipped(page(base, "ok")))
+    settings = settings_for(httpserver, tmp_path, max_body_bytes=1_000_000)
+    with Store(settings.storage.url) as store:
+        asyncio.run(crawl(settings, store, clock=lambda: NOW))
+        assert pending(store) == {"bomb": False, "cut": True, "ok": False}
+        bombed = store.get_record(f"{base}/bomb")
+        assert bombed is not None and bombed.record.amp_web_url == ""  # feed data only
+        ok = store.get_record(f"{base}/ok")
+        assert ok is not None and ok.record.amp_web_url == f"{base}/amp/ok"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import os
 import ssl
 import zlib
 from collections.abc import Awaitable, Callable, Iterator
@@ -22,6 +23,7 @@ from cryptography.x509.oid import NameOID
 from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
+from aggregator.content_coding import decode_content
 from aggregator.errors import (
     BlockedAddressError,
     BodyTooLargeError,
@@ -114,6 +116,36 @@ def test_compressed_body_is_decoded(
     )
     result = fetch(httpserver.url_for("/"))
     assert result.content == body
+
+
+@pytest.mark.parametrize(
+    ("encoding", "compress", "kept"),
+    [
+        ("gzip", gzip.compress, "gzip"),
+        ("deflate", zlib.compress, "deflate"),
+        ("br", brotli.compress, ""),  # decoded at once: only gzip and deflate wait
+    ],
+)
+def test_an_encoded_fetch_leaves_gzip_and_deflate_for_the_caller(
+    httpserver: HTTPServer, encoding: str, compress: Callable[[bytes], bytes], kept: str
+) -> None:
+    body = b"<html>" + b"news " * 2000 + b"</html>"
+    httpserver.expect_request("/").respond_with_data(
+        compress(body), headers={"Content-Encoding": encoding}
+    )
+    result = fetch(httpserver.url_for("/"), kind="page", encoded=True)
+    assert result.content_encoding == kept
+    assert result.content == (compress(body) if kept else body)
+    assert decode_content(result.url, result.content, result.content_encoding, 10**6) == body
+
+
+def test_an_encoded_fetch_caps_the_compressed_body(httpserver: HTTPServer) -> None:
+    noise = os.urandom(300_000)  # incompressible: the gzip is as large as the body
+    httpserver.expect_request("/").respond_with_data(
+        gzip.compress(noise), headers={"Content-Encoding": "gzip"}
+    )
+    with pytest.raises(BodyTooLargeError):
+        fetch(httpserver.url_for("/"), make_settings(max_body_bytes=100_000), encoded=True)
 
 
 def test_rejects_non_http_scheme() -> None:
