@@ -531,3 +531,30 @@ def test_per_host_concurrency_is_limited() -> None:
 def test_global_concurrency_is_limited() -> None:
     settings = make_settings(per_host_concurrency=10, concurrency=3)
     assert asyncio.run(max_simultaneous(settings, 10)) == 3
+
+
+def test_an_idle_connection_the_server_closed_is_not_reused() -> None:
+    """The pool polls idle sockets before reuse: one the server has closed is replaced."""
+    connections = 0
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await reader.readuntil(b"\r\n\r\n")
+        body = b"<rss/>"
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        await writer.drain()
+        writer.close()  # keep-alive was implied, but the server hangs up at once
+
+    async def go() -> list[bytes]:
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        bodies = []
+        async with server, Fetcher(make_settings(retries=0)) as fetcher:
+            for _ in range(3):
+                bodies.append((await fetcher.fetch(f"http://127.0.0.1:{port}/")).content)
+                await asyncio.sleep(0.1)  # the close reaches the client's idle socket
+        return bodies
+
+    assert asyncio.run(go()) == [b"<rss/>"] * 3
+    assert connections == 3
