@@ -30,6 +30,8 @@ def utc_now() -> datetime:
 
 def to_utc(value: datetime) -> datetime:
     """Return `value` as an aware UTC datetime without microseconds (naive means UTC)."""
+    if value.tzinfo is UTC and not value.microsecond:
+        return value  # the usual case, and called for every stored entry date of a feed
     aware = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     return aware.replace(microsecond=0)
 

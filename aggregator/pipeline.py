@@ -67,7 +67,7 @@ from aggregator.source_schedule import (
     newest_dates,
     schedule_policy,
 )
-from aggregator.sources import count_states, effective_settings
+from aggregator.sources import effective_settings
 from aggregator.store import SourceState, Store
 from aggregator.tracking import Linker, Tracker
 from aggregator.webhooks import WebhookDispatcher, webhook_session
@@ -239,7 +239,7 @@ async def _crawl_sources(
                     if on_report is not None:
                         on_report(report)
             await _refresh_linked(context, clock())
-    metrics.set_sources_by_state(count_states(store.list_source_states()))
+    metrics.set_sources_by_state(store.count_source_states())
     order = {source.name: index for index, source in enumerate(sources)}
     return sorted(reports, key=lambda report: order[report.source])
 

@@ -16,8 +16,7 @@ unreadable OPML; 3 some outlines were skipped (the others are imported).
 from __future__ import annotations
 
 import sys
-from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -184,11 +183,6 @@ def collect_health(settings: Settings, store: Store, now: datetime) -> list[Sour
 def _redirect(url: str, state: SourceState | None) -> str | None:
     final = state.final_url if state else None
     return final if final and final != url else None
-
-
-def count_states(states: Iterable[SourceState]) -> dict[str, int]:
-    """state name → how many sources are in it (for `metrics.set_sources_by_state`)."""
-    return dict(Counter(state.state for state in states))
 
 
 def _ago(moment: datetime | None, now: datetime) -> str:

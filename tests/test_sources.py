@@ -16,7 +16,6 @@ from aggregator.models import Provenance, Provider, Record
 from aggregator.settings import Settings, SourceSettings
 from aggregator.sources import (
     collect_health,
-    count_states,
     render_sources_table,
     sources_command,
 )
@@ -113,7 +112,7 @@ def test_health_rows(db: Path, store: Store) -> None:
     assert rows["Beta"].overrides == "https://old-beta.example/rss"
     assert (rows["Delta"].origin, rows["Delta"].state) == ("imported", None)
     assert rows["Old"].origin == "state"
-    assert count_states(store.list_source_states()) == {
+    assert store.count_source_states() == {
         "ok": 1,
         "erroring": 1,
         "dead": 1,

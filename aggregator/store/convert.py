@@ -25,8 +25,8 @@ from aggregator.store.values import SourceState, StoredRecord
 
 def utc(value: datetime | None) -> datetime | None:
     """`value` as an aware UTC datetime (naive means UTC); None stays None."""
-    if value is None:
-        return None
+    if value is None or value.tzinfo is UTC:
+        return value
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 

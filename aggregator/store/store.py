@@ -202,6 +202,13 @@ class Store:
         with transaction(self._engine, "list_source_states") as session:
             return imported.load_source_states(session)
 
+    def count_source_states(self) -> dict[str, int]:
+        """Source state ("ok", "erroring", …) → how many saved sources are in it."""
+        table = SourceRow.__table__  # type: ignore[attr-defined]
+        statement = core_select(table.c.state, func.count()).group_by(table.c.state)
+        with core_transaction(self._engine, "count_source_states") as connection:
+            return {str(state): int(count) for state, count in connection.execute(statement)}
+
     def count_records_by_source(self, since: datetime) -> dict[str, int]:
         """source name → records published (else first stored) at or after `since`."""
         with transaction(self._engine, "count_records_by_source") as session:
