@@ -1,0 +1,252 @@
+"""httpcore's network layer on asyncio itself, not through anyio.
+
+httpx talks to the network through an httpcore backend; the default one goes through
+anyio, which wraps every read and write in a cancel scope and a checkpoint, and answers the
+pool's per-request "is this idle socket readable?" by rebuilding an attribute table with a
+getpeername() call. This backend does the same work with one asyncio Protocol per
+connection:
+
+    reads     bytes are buffered as they arrive; reading pauses past `HIGH_WATER` buffered
+              bytes and resumes under `LOW_WATER`, so a fast server cannot fill memory
+    writes    the transport's own flow control (`pause_writing`) is waited on
+    EOF       remembered, so a pooled connection the server closed reads as readable and
+              the pool drops it instead of sending a request into it
+    close     like anyio: close, let the loop run once, then abort (no lingering)
+    errors    timeouts and OS errors become httpcore's ReadTimeout/ReadError, ... exactly
+              as the anyio backend maps them, so httpx raises the same exceptions
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import select
+import ssl
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import httpcore
+
+HIGH_WATER = 256 * 1024
+LOW_WATER = 64 * 1024
+
+
+class _Connection(asyncio.Protocol):
+    """One TCP (or TLS) connection's receive buffer, end-of-stream and write flow control."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.eof = False
+        self.error: BaseException | None = None
+        self._reader: asyncio.Future[None] | None = None
+        self._writable: asyncio.Future[None] | None = None
+        self._reading_paused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Keep the transport."""
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        """Buffer `data`; stop reading while too much waits."""
+        self.buffer += data
+        if len(self.buffer) >= HIGH_WATER and self.transport is not None:
+            self.transport.pause_reading()
+            self._reading_paused = True
+        _wake(self._reader)
+
+    def eof_received(self) -> bool:
+        """The peer finished sending: close our side too."""
+        self.eof = True
+        _wake(self._reader)
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """The connection is gone (`exc`: why, when it broke)."""
+        self.eof = True
+        self.error = exc
+        _wake(self._reader)
+        _wake(self._writable)
+
+    def pause_writing(self) -> None:
+        """The transport's send buffer is full."""
+        if self._writable is None or self._writable.done():
+            self._writable = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        """The send buffer drained."""
+        _wake(self._writable)
+
+    async def receive(self, max_bytes: int) -> bytes:
+        """Up to `max_bytes` buffered bytes, waiting for some; b"" at the end."""
+        while not self.buffer and not self.eof:
+            self._reader = asyncio.get_running_loop().create_future()
+            await self._reader
+        if not self.buffer:
+            if self.error is not None:
+                raise self.error
+            return b""
+        data = bytes(self.buffer[:max_bytes])
+        del self.buffer[:max_bytes]
+        if self._reading_paused and len(self.buffer) < LOW_WATER and self.transport is not None:
+            self._reading_paused = False
+            self.transport.resume_reading()
+        return data
+
+    async def writable(self) -> None:
+        """Return once the transport accepts more bytes."""
+        if self._writable is not None and not self._writable.done():
+            await self._writable
+        if self.error is not None:
+            raise self.error
+
+
+def _wake(waiter: asyncio.Future[None] | None) -> None:
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
+
+
+@contextlib.contextmanager
+def _mapped(timeout_error: type[Exception], os_error: type[Exception], what: str) -> Iterator[None]:
+    try:
+        yield
+    except TimeoutError as exc:
+        raise timeout_error(f"{what} timed out") from exc
+    except ConnectionError as exc:  # reset, aborted, broken pipe: anyio says nothing more
+        raise os_error("") from exc
+    except OSError as exc:  # ssl.SSLError is an OSError
+        raise os_error(str(exc) or type(exc).__name__) from exc
+
+
+def _deadline(timeout: float | None) -> contextlib.AbstractAsyncContextManager[Any]:
+    return contextlib.nullcontext() if timeout is None else asyncio.timeout(timeout)
+
+
+class AsyncioStream(httpcore.AsyncNetworkStream):
+    """A connection as httpcore reads, writes, upgrades and closes it."""
+
+    def __init__(self, connection: _Connection) -> None:
+        self._connection = connection
+
+    @property
+    def _transport(self) -> asyncio.Transport:
+        transport = self._connection.transport
+        assert transport is not None
+        return transport
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        """Up to `max_bytes` bytes; b"" once the peer has finished."""
+        with _mapped(httpcore.ReadTimeout, httpcore.ReadError, "read"):
+            async with _deadline(timeout):
+                return await self._connection.receive(max_bytes)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        """Send all of `buffer`."""
+        if not buffer:
+            return
+        with _mapped(httpcore.WriteTimeout, httpcore.WriteError, "write"):
+            if self._connection.error is not None or self._transport.is_closing():
+                raise ConnectionResetError("the connection is closed")
+            self._transport.write(buffer)
+            async with _deadline(timeout):
+                await self._connection.writable()
+
+    async def aclose(self) -> None:
+        """Close at once: what was sent is sent, nothing lingers."""
+        transport = self._connection.transport
+        if transport is None or transport.is_closing():
+            return
+        transport.close()
+        await asyncio.sleep(0)
+        transport.abort()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        """This connection, now speaking TLS to `server_hostname`."""
+        loop = asyncio.get_running_loop()
+        try:
+            with _mapped(httpcore.ConnectTimeout, httpcore.ConnectError, "TLS handshake"):
+                async with _deadline(timeout):
+                    upgraded = await loop.start_tls(
+                        self._transport,
+                        self._connection,
+                        ssl_context,
+                        server_hostname=server_hostname,
+                    )
+        except BaseException:
+            self._transport.abort()
+            raise
+        if upgraded is None:
+            raise httpcore.ConnectError("the connection closed during the TLS handshake")
+        self._connection.transport = upgraded
+        return self
+
+    def get_extra_info(self, info: str) -> Any:
+        """ "ssl_object", "client_addr", "server_addr", "socket", or "is_readable": true
+        when a read would return at once (buffered bytes, or the end of the stream)."""
+        transport = self._connection.transport
+        if transport is None:
+            return True if info == "is_readable" else None
+        if info == "is_readable":
+            return bool(self._connection.buffer) or self._connection.eof or _polled(transport)
+        key = {"client_addr": "sockname", "server_addr": "peername"}.get(info, info)
+        if key not in ("ssl_object", "sockname", "peername", "socket"):
+            return None
+        return transport.get_extra_info(key)
+
+
+def _polled(transport: asyncio.Transport) -> bool:
+    sock = transport.get_extra_info("socket")
+    fd = -1 if sock is None else sock.fileno()
+    if fd < 0:
+        return True
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
+
+
+class AsyncioBackend(httpcore.AsyncNetworkBackend):
+    """Opens `AsyncioStream`s."""
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        """Connect to `host`:`port` (resolved by the loop when it is a name)."""
+        loop = asyncio.get_running_loop()
+        local = None if local_address is None else (local_address, 0)
+        with _mapped(httpcore.ConnectTimeout, httpcore.ConnectError, "connect"):
+            async with _deadline(timeout):
+                transport, connection = await loop.create_connection(
+                    _Connection, host, port, local_addr=local
+                )
+        sock = transport.get_extra_info("socket")
+        for option in socket_options or ():
+            sock.setsockopt(*option)
+        return AsyncioStream(connection)
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        """Connect to the Unix socket at `path`."""
+        loop = asyncio.get_running_loop()
+        with _mapped(httpcore.ConnectTimeout, httpcore.ConnectError, "connect"):
+            async with _deadline(timeout):
+                _, connection = await loop.create_unix_connection(_Connection, path)
+        return AsyncioStream(connection)
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep on the loop."""
+        await asyncio.sleep(seconds)

@@ -1,0 +1,145 @@
+"""The asyncio network backend under httpcore: TLS, flow control both ways, timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ipaddress
+import ssl
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpcore
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from aggregator.netio import AsyncioBackend
+
+BIG = 5 * 1024 * 1024
+
+
+def certificate(directory: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """(server context, client context trusting it) for a throwaway cert of 127.0.0.1."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(cert_path, key_path)
+    client = ssl.create_default_context(cafile=str(cert_path))
+    return server, client
+
+
+async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Answer each request on the connection: GET /big sends BIG bytes, POST echoes a hash."""
+    while True:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except (asyncio.IncompleteReadError, ConnectionError):
+            break
+        lines = head.decode().split("\r\n")
+        length = next(
+            (int(x.split(":")[1]) for x in lines if x.lower().startswith("content-length")), 0
+        )
+        body = b""
+        while len(body) < length:
+            body += await reader.read(65536)
+            await asyncio.sleep(0)  # a slow reader: the client must wait on flow control
+        reply = hashlib.sha256(body).hexdigest().encode() if length else b"x" * BIG
+        if lines[0].startswith("GET /small"):
+            reply = b"small"
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(reply) + reply)
+        await writer.drain()
+    writer.close()
+
+
+def pool(context: ssl.SSLContext | None = None) -> httpcore.AsyncConnectionPool:
+    return httpcore.AsyncConnectionPool(ssl_context=context, network_backend=AsyncioBackend())
+
+
+def test_tls_requests_reuse_one_verified_connection(tmp_path: Path) -> None:
+    server_context, client_context = certificate(tmp_path)
+
+    async def go() -> tuple[list[bytes], bool]:
+        server = await asyncio.start_server(answer, "127.0.0.1", 0, ssl=server_context)
+        port = server.sockets[0].getsockname()[1]
+        async with server, pool(client_context) as client:
+            bodies, streams = [], set()
+            for _ in range(3):
+                response = await client.request("GET", f"https://127.0.0.1:{port}/small")
+                bodies.append(response.content)
+                streams.add(id(response.extensions["network_stream"]))
+            tls = response.extensions["network_stream"].get_extra_info("ssl_object") is not None
+            return bodies, tls and len(streams) == 1
+
+    bodies, one_tls_stream = asyncio.run(go())
+    assert bodies == [b"small"] * 3
+    assert one_tls_stream
+
+
+@pytest.mark.parametrize("tls", [False, True])
+def test_big_bodies_flow_both_ways(tmp_path: Path, tls: bool) -> None:
+    server_context, client_context = certificate(tmp_path) if tls else (None, None)
+    upload = bytes(range(256)) * (BIG // 256)
+
+    async def go() -> tuple[int, bytes]:
+        server = await asyncio.start_server(answer, "127.0.0.1", 0, ssl=server_context)
+        port = server.sockets[0].getsockname()[1]
+        scheme = "https" if tls else "http"
+        async with server, pool(client_context) as client:
+            down = await client.request("GET", f"{scheme}://127.0.0.1:{port}/big")
+            up = await client.request("POST", f"{scheme}://127.0.0.1:{port}/", content=upload)
+            return len(down.content), up.content
+
+    size, digest = asyncio.run(go())
+    assert size == BIG
+    assert digest == hashlib.sha256(upload).hexdigest().encode()
+
+
+def test_a_silent_server_is_a_read_timeout() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(5)
+
+    async def go() -> None:
+        server = await asyncio.start_server(silent, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server, pool() as client:
+            extensions = {"timeout": {"read": 0.3, "connect": 1.0}}
+            await client.request("GET", f"http://127.0.0.1:{port}/", extensions=extensions)
+
+    with pytest.raises(httpcore.ReadTimeout):
+        asyncio.run(go())
+
+
+def test_a_refused_connection_is_a_connect_error() -> None:
+    async def go() -> None:
+        async with pool() as client:
+            await client.request("GET", "http://127.0.0.1:9/")
+
+    with pytest.raises(httpcore.ConnectError):
+        asyncio.run(go())
