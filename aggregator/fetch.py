@@ -43,7 +43,7 @@ from aggregator.errors import (
     RobotsDisallowedError,
 )
 from aggregator.models import FetchResult
-from aggregator.netio import AsyncioBackend
+from aggregator.netio import AsyncioBackend, LazyTLS
 from aggregator.settings import FetchSettings
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -147,15 +147,16 @@ async def _resolve(host: str, port: int, timeout: float | None) -> list[str]:
 
 
 def _build_client(settings: FetchSettings) -> httpx.AsyncClient:
-    ssl_context = httpx.create_ssl_context(trust_env=False)
-    transport = httpx.AsyncHTTPTransport(verify=ssl_context, trust_env=False)
+    tls = LazyTLS(lambda: httpx.create_ssl_context(trust_env=False))
+    transport = httpx.AsyncHTTPTransport(verify=tls.placeholder, trust_env=False)
     # httpx takes no network backend, so swap in a pool built with ours (same defaults).
+    backend = AsyncioBackend if settings.allow_private_networks else _GuardedBackend
     transport._pool = httpcore.AsyncConnectionPool(
-        ssl_context=ssl_context,
+        ssl_context=tls.placeholder,
         max_connections=settings.concurrency,
         max_keepalive_connections=settings.concurrency,
         keepalive_expiry=5.0,
-        network_backend=AsyncioBackend() if settings.allow_private_networks else _GuardedBackend(),
+        network_backend=backend(tls),
     )
     return httpx.AsyncClient(
         transport=transport,

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from aggregator.netio import AsyncioBackend
+from aggregator.netio import AsyncioBackend, LazyTLS
 
 BIG = 5 * 1024 * 1024
 
@@ -143,3 +143,34 @@ def test_a_refused_connection_is_a_connect_error() -> None:
 
     with pytest.raises(httpcore.ConnectError):
         asyncio.run(go())
+
+
+def test_the_lazy_tls_context_is_built_once_on_the_first_https_connection(
+    tmp_path: Path,
+) -> None:
+    server_context, client_context = certificate(tmp_path)
+    builds: list[int] = []
+
+    def build() -> ssl.SSLContext:
+        builds.append(1)
+        return client_context
+
+    tls = LazyTLS(build)
+
+    async def go() -> list[bytes]:
+        server = await asyncio.start_server(answer, "127.0.0.1", 0, ssl=server_context)
+        port = server.sockets[0].getsockname()[1]
+        backend = AsyncioBackend(tls)
+        bodies = []
+        for _ in range(2):  # two pools: two connections, one context
+            async with httpcore.AsyncConnectionPool(
+                ssl_context=tls.placeholder, network_backend=backend
+            ) as client:
+                assert builds == [1] * len(bodies)  # nothing built before the first one
+                response = await client.request("GET", f"https://127.0.0.1:{port}/small")
+                bodies.append(response.content)
+        server.close()
+        return bodies
+
+    assert asyncio.run(go()) == [b"small", b"small"]  # the placeholder alone trusts no CA
+    assert builds == [1]
