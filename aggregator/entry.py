@@ -1,7 +1,12 @@
-"""The `aggregator` console script: `aggregator.cli.main` with start-up tuned for a
+"""The `aggregator` console script: `aggregator.cli.main` with start-up and exit tuned for a
 short-lived process (see `aggregator.startup`)."""
 
 from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
 
 from aggregator import startup
 
@@ -13,5 +18,28 @@ def main() -> None:
         from aggregator import cli
     try:
         cli.main()
-    finally:
-        startup.before_exit()
+        status = 0
+    except SystemExit as exc:
+        status = _status(exc.code)
+    _exit_now(status)
+
+
+def _status(code: object) -> int:
+    if code is None or isinstance(code, int):
+        return code or 0
+    print(code, file=sys.stderr)  # what the interpreter does with sys.exit("message")
+    return 1
+
+
+def _exit_now(status: int) -> None:
+    """Flush what is buffered and leave without tearing the interpreter down.
+
+    By the time a command returns, it has closed what it opened (store, pools, files,
+    HTTP client): the interpreter's teardown would only free memory the kernel frees
+    anyway, 20 ms of a 650 ms re-poll. Exceptions other than SystemExit never get here:
+    they unwind and print as usual."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing to lose
+            stream.flush()
+    os._exit(status)

@@ -8,8 +8,9 @@ importing and 150 ms at exit, out of 1.1 s.
 
 So the console script (`aggregator.entry`) imports with the collector off, then freezes
 what survived (`gc.freeze`: never scanned again, and its pages stay shared with forked
-worker processes), and freezes again before the interpreter shuts down. The collector is
-on while a command works. Library use (tests, `import aggregator`) is left alone.
+worker processes), and skips the interpreter's teardown when the command is done. The
+collector is on while a command works. Library use (tests, `import aggregator`) is left
+alone.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ _console_process = False
 
 
 def mark_console_process() -> None:
-    """Say this process is the console script, so `settling` and `before_exit` act."""
+    """Say this process is the console script, so `settling` acts."""
     global _console_process
     _console_process = True
 
@@ -42,9 +43,3 @@ def settling() -> Iterator[None]:
         gc.freeze()
         if enabled:
             gc.enable()
-
-
-def before_exit() -> None:
-    """Freeze what is left, so shutting down does not walk it (console script only)."""
-    if _console_process:
-        gc.freeze()

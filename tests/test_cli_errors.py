@@ -114,3 +114,30 @@ def test_the_installed_entry_point_prints_one_line(tmp_path: Path) -> None:
         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT)},
     )
     check_one_line(done.returncode, done.stdout, done.stderr, "No such option: --bogus")
+
+
+def test_the_entry_points_fast_exit_keeps_the_output_and_the_status(tmp_path: Path) -> None:
+    """entry.main leaves with os._exit: what the command wrote still reaches the pipe, and
+    the exit status is the command's."""
+    code = "import sys; from aggregator.entry import main; sys.argv[0] = 'aggregator'; main()"
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT), "COLUMNS": "100"}
+    shown = subprocess.run(
+        [sys.executable, "-c", code, "fetch", "--help"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert shown.returncode == 0
+    assert "--no-pages" in shown.stdout and shown.stdout.rstrip().endswith("╯")
+    missing = subprocess.run(
+        [sys.executable, "-c", code, "fetch", "--config", str(tmp_path / "none.yaml")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert missing.returncode == 2
+    assert "cannot read config file" in missing.stderr
