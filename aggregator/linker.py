@@ -31,15 +31,17 @@ from datetime import datetime
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aggregator.errors import AggregatorError, StorageError
 from aggregator.models import Record
 from aggregator.settings import Settings
 from aggregator.store import Store
-from aggregator.stories import LinkFeatures
-from aggregator.tracking import Tracker
 from aggregator.workpool import exit_with, forkserver_context, keep_inherited_pages_shared
+
+if TYPE_CHECKING:  # the Tracker itself is imported where one is made: a re-poll makes none
+    from aggregator.stories import LinkFeatures
+    from aggregator.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +144,8 @@ class LinkerProcess:
         if self._process is not None:
             self._process.join(1.0)
         self._process = self._conn = None
+        from aggregator.tracking import Tracker
+
         self._fallback = Tracker(self.settings, self.store)
         return _run(self._fallback, message)
 
@@ -175,6 +179,8 @@ def serve(settings: Settings, conn: Connection, owner: int) -> None:
     keep_inherited_pages_shared()
     storage = settings.storage
     with Store(storage.url, busy_timeout_seconds=storage.busy_timeout_seconds) as store:
+        from aggregator.tracking import Tracker
+
         tracker = Tracker(settings, store)
         while True:
             try:

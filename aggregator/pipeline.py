@@ -42,13 +42,12 @@ from collections.abc import AsyncGenerator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from aggregator import metrics
 from aggregator.dates import Clock, utc_now
-from aggregator.enrich import fetch_page_body, log_skipped
 from aggregator.errors import AggregatorError, ConfigError
 from aggregator.fetch import Fetcher
-from aggregator.linker import LinkerProcess
 from aggregator.locks import Lease, Leases
 from aggregator.models import (
     FetchResult,
@@ -69,19 +68,15 @@ from aggregator.source_schedule import (
 )
 from aggregator.sources import effective_settings
 from aggregator.store import SourceState, Store
-from aggregator.tracking import Linker, Tracker
 from aggregator.webhooks import WebhookDispatcher, webhook_session
 from aggregator.workpool import WorkPool, default_workers
-from aggregator.worktasks import (
-    PageOutcome,
-    SourceBatch,
-    SourceWork,
-    TrackingConfig,
-    build_source_batch,
-    entry_hash,
-    extract_page_task,
-    parse_feed_task,
-)
+
+if TYPE_CHECKING:
+    from aggregator.tracking import Linker
+    from aggregator.worktasks import PageOutcome, TrackingConfig
+
+# The modules that parse, build, extract and link (worktasks, tracking, linker, enrich) are
+# imported where a source has changed: a crawl where every feed answers 304 never loads them.
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +113,6 @@ class _Context:
     clock: Clock
     policy: SchedulePolicy
     pool: WorkPool
-    tracking: TrackingConfig
     page_slots: asyncio.Semaphore  # pages fetched but not yet extracted, at most
     source_slots: asyncio.Semaphore  # sources between claim and linked, at most
     link_thread: ThreadPoolExecutor  # the one thread that links, so batches wait in its
@@ -126,6 +120,16 @@ class _Context:
     # resolver (getaddrinfo) needs for every new connection
     webhooks: WebhookDispatcher | None = None
     rng: random.Random = field(default_factory=random.Random)
+    _tracking: TrackingConfig | None = None
+
+    @property
+    def tracking(self) -> TrackingConfig:
+        """What the workers need to build and score records (built on first use)."""
+        if self._tracking is None:
+            from aggregator.worktasks import TrackingConfig
+
+            self._tracking = TrackingConfig.of(self.settings)
+        return self._tracking
 
 
 def select_sources(settings: Settings, names: Sequence[str]) -> list[SourceSettings]:
@@ -190,7 +194,11 @@ def crawl_linker(
     else:
         wanted = workers > 0
     if wanted:
+        from aggregator.linker import LinkerProcess
+
         return LinkerProcess(settings, store, preload=WORKER_MODULES)
+    from aggregator.tracking import Tracker
+
     return contextlib.nullcontext(Tracker(settings, store))
 
 
@@ -210,7 +218,6 @@ async def _crawl_sources(
     sources_in_flight = asyncio.Semaphore(
         SOURCES_IN_FLIGHT_PER_CONNECTION * settings.fetch.concurrency
     )
-    tracking = TrackingConfig.of(settings)
     pool = _pool_worth_using(pool, settings, len(sources))
     reports: list[SourceReport] = []
     async with (
@@ -227,7 +234,6 @@ async def _crawl_sources(
                 clock,
                 policy,
                 pool,
-                tracking,
                 slots,
                 sources_in_flight,
                 link_thread,
@@ -319,6 +325,8 @@ async def crawl_source(context: _Context, source: SourceSettings, lease: Lease) 
         saved_hash = body_hash or state.body_hash or ""
         _save_success(context, lease, state, source, result, now, saved_hash)
         return SourceReport(source=source.name, status="not modified", not_modified=True)
+    from aggregator.worktasks import SourceBatch, SourceWork, build_source_batch, parse_feed_task
+
     feed = await context.pool.run(parse_feed_task, result.content, result.final_url, result.headers)
     entries, new_guids = _changed_entries(context.store, source.name, feed.entries)
     pages, page_errors, pending = await _fetch_pages(context, source, entries)
@@ -352,6 +360,8 @@ def _changed_entries(
     unique: dict[str, RawEntry] = {}
     for entry in entries:
         unique.setdefault(entry.guid, entry)
+    from aggregator.worktasks import entry_hash
+
     stored = store.entry_hashes(source_name, list(unique))
     changed = [entry for guid, entry in unique.items() if stored.get(guid) != entry_hash(entry)]
     return changed, {guid for guid in unique if guid not in stored}
@@ -389,6 +399,9 @@ async def _fetch_pages(
 async def _page(context: _Context, url: str, now: datetime) -> PageOutcome:
     """Fetch one page and extract it in the pool; bodies waiting for extraction are bounded
     by `page_slots` (the pool may extract more slowly than loopback serves)."""
+    from aggregator.enrich import fetch_page_body, log_skipped
+    from aggregator.worktasks import PageOutcome, extract_page_task
+
     async with context.page_slots:
         body = await fetch_page_body(context.fetcher, url)
         if not isinstance(body, PageOutcome):

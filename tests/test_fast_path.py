@@ -32,7 +32,7 @@ import yaml
 from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
-from aggregator import pipeline
+from aggregator import worktasks
 from aggregator.errors import AggregatorError
 from aggregator.models import PageMetadata, RawEntry, Record, SourceReport
 from aggregator.pipeline import WORKER_MODULES, crawl
@@ -265,7 +265,7 @@ def test_an_unchanged_body_is_not_parsed_again_when_the_server_ignores_validator
         parsed.append(url)
         return parse_feed_task(content, url, headers)
 
-    monkeypatch.setattr(pipeline, "parse_feed_task", counting_parse)
+    monkeypatch.setattr(worktasks, "parse_feed_task", counting_parse)  # the crawl reads it there
     source = {"name": "s", "url": httpserver.url_for("/feed"), "pages": False}
     settings = settings_for(tmp_path, "skip", [source], workers=0)
     first = crawl_into(settings)[1]
