@@ -179,8 +179,10 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         if transport is None or transport.is_closing():
             return
         transport.close()
-        await asyncio.sleep(0)
-        transport.abort()
+        try:
+            await asyncio.sleep(0)
+        finally:  # cancelled or not, nothing lingers
+            transport.abort()
 
     async def start_tls(
         self,
