@@ -340,14 +340,7 @@ class Fetcher:
     async def _read_raw_capped(self, url: str, response: httpx.Response) -> bytes:
         """The body as sent (still compressed), capped like a decoded one."""
         cap = self._settings.max_body_bytes
-        body = bytearray()
-        async for chunk in response.aiter_raw():
-            body += chunk
-            if len(body) > cap:
-                raise BodyTooLargeError(
-                    url, f"body passed the {cap}-byte cap", response.status_code
-                )
-        return bytes(body)
+        return await _collect(url, response.aiter_raw(), cap, response.status_code)
 
     async def _read_capped(self, url: str, response: httpx.Response) -> bytes:
         cap = self._settings.max_body_bytes
@@ -356,14 +349,11 @@ class Fetcher:
         if declared.isdigit() and int(declared) > cap:
             message = f"body of {int(declared)} bytes declared, over the {cap}-byte cap"
             raise BodyTooLargeError(url, message, status)
-        body = bytearray()
-        async for chunk in response.aiter_bytes():  # decoded bytes: a gzip bomb is capped too
-            body += chunk
-            if len(body) > cap:
-                raise BodyTooLargeError(url, f"body passed the {cap}-byte cap", status)
+        # decoded bytes: a gzip bomb is capped too
+        body = await _collect(url, response.aiter_bytes(), cap, status)
         if _compressed_stream_ended_early(response):
             raise FetchError(url, "compressed body ends early (truncated gzip/deflate stream)")
-        return bytes(body)
+        return body
 
     def _follow(self, url: str, chain: list[str], status: int, location: str) -> None:
         if not location:
@@ -421,6 +411,16 @@ def _check_status(url: str, response: httpx.Response, max_wait: float) -> None:
         message = f"{message}; server asks to retry after {wait:g} s, over {max_wait:g} s"
         raise FetchError(url, message, status, retry_after=wait)
     raise _RetryableError(FetchError(url, message, status, retry_after=wait), wait)
+
+
+async def _collect(url: str, chunks: AsyncIterator[bytes], cap: int, status: int) -> bytes:
+    """The chunks joined; BodyTooLargeError as soon as they pass `cap` bytes."""
+    body = bytearray()
+    async for chunk in chunks:
+        body += chunk
+        if len(body) > cap:
+            raise BodyTooLargeError(url, f"body passed the {cap}-byte cap", status)
+    return bytes(body)
 
 
 def _compressed_stream_ended_early(response: httpx.Response) -> bool:

@@ -4,8 +4,8 @@ DaemonLock(path)        fcntl.flock on a lock file holding the owner's pid; the 
                         drops it when the process dies (even on kill -9): no stale lock
 process_owner(role)     "role:host:pid:random", unique per process, names claim holders
 source_claim(store, …)  async context: lease a source in the database (renewed while
-                        held, released after) and read its state, or yield a false
-                        lease when someone else holds it;
+                        held, released after) and read its state, or yield a lease
+                        not held when someone else holds it;
                         a claim of a dead process on this host is taken over at once
 """
 
@@ -102,7 +102,7 @@ _DEFAULT_OWNER = process_owner("fetch")
 
 @dataclass(slots=True)
 class Lease:
-    """A claim as `source_claim` yields it: true when held, with the source's stored state
+    """A claim as `Leases` and `source_claim` give it: `held`, with the source's stored state
     (read in the claim's transaction). `released` is set by whoever ended the claim early,
     `Store.save_source_state(..., release_owner=lease.owner)` as the crawl's last step."""
 
@@ -111,9 +111,6 @@ class Lease:
     held: bool
     state: SourceState | None = None
     released: bool = False
-
-    def __bool__(self) -> bool:
-        return self.held
 
 
 class Leases:
@@ -189,8 +186,8 @@ async def source_claim(
     owner: str | None = None,
     ttl_seconds: float = DEFAULT_CLAIM_TTL_SECONDS,
 ) -> AsyncIterator[Lease]:
-    """Hold the claim on source `name` for the block; the lease is false when another owner
-    has it.
+    """Hold the claim on source `name` for the block; the lease is not `held` when another
+    owner has it.
 
     The lease is renewed every third of `ttl_seconds` while held, so a long crawl keeps it
     and a crashed process loses it within `ttl_seconds`. Raises StorageError.

@@ -127,7 +127,8 @@ class LazyTLS:
     """A TLS client context built on the first https connection, not at start-up: loading
     the CA bundle took 13 ms, a fiftieth of a re-poll where every feed is plain http.
 
-    Give `placeholder` to the pool as its context; the streams swap in `context()`."""
+    Give `placeholder` to the pool as its context; the streams swap in the real one
+    (`resolve`)."""
 
     def __init__(self, build: Callable[[], ssl.SSLContext]) -> None:
         self.placeholder = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)

@@ -357,11 +357,11 @@ def _changed_entries(
     store: Store, source_name: str, entries: Sequence[RawEntry]
 ) -> tuple[list[RawEntry], set[str]]:
     """The entries new or changed since last time, and the guids never stored before."""
+    from aggregator.worktasks import entry_hash
+
     unique: dict[str, RawEntry] = {}
     for entry in entries:
         unique.setdefault(entry.guid, entry)
-    from aggregator.worktasks import entry_hash
-
     stored = store.entry_hashes(source_name, list(unique))
     changed = [entry for guid, entry in unique.items() if stored.get(guid) != entry_hash(entry)]
     return changed, {guid for guid in unique if guid not in stored}
