@@ -102,42 +102,33 @@ def test_unknown_command(capsys: pytest.CaptureFixture[str]) -> None:
     check_one_line(*run_main(["nosuch"], capsys), "No such command 'nosuch'")
 
 
-def test_the_installed_entry_point_prints_one_line(tmp_path: Path) -> None:
-    """The same through a real process: what a shell user sees."""
-    code = "import sys; from aggregator.entry import main; sys.argv[0] = 'aggregator'; main()"
-    done = subprocess.run(
-        [sys.executable, "-c", code, "fetch", "--bogus"],
-        cwd=tmp_path,
+ENTRY = "import sys; from aggregator.entry import main; sys.argv[0] = 'aggregator'; main()"
+
+
+def run_entry(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """The console script's entry point in a real process, as a shell user runs it."""
+    return subprocess.run(
+        [sys.executable, "-c", ENTRY, *args],
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=60,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT)},
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT), **env},
     )
+
+
+def test_the_installed_entry_point_prints_one_line(tmp_path: Path) -> None:
+    """The same through a real process: what a shell user sees."""
+    done = run_entry(tmp_path, "fetch", "--bogus")
     check_one_line(done.returncode, done.stdout, done.stderr, "No such option: --bogus")
 
 
 def test_the_entry_points_fast_exit_keeps_the_output_and_the_status(tmp_path: Path) -> None:
     """entry.main leaves with os._exit: what the command wrote still reaches the pipe, and
     the exit status is the command's."""
-    code = "import sys; from aggregator.entry import main; sys.argv[0] = 'aggregator'; main()"
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT), "COLUMNS": "100"}
-    shown = subprocess.run(
-        [sys.executable, "-c", code, "fetch", "--help"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-    )
+    shown = run_entry(tmp_path, "fetch", "--help", COLUMNS="100")
     assert shown.returncode == 0
     assert "--no-pages" in shown.stdout and shown.stdout.rstrip().endswith("╯")
-    missing = subprocess.run(
-        [sys.executable, "-c", code, "fetch", "--config", str(tmp_path / "none.yaml")],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-    )
+    missing = run_entry(tmp_path, "fetch", "--config", str(tmp_path / "none.yaml"), COLUMNS="100")
     assert missing.returncode == 2
     assert "cannot read config file" in missing.stderr

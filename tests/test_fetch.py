@@ -8,7 +8,7 @@ import os
 import ssl
 import zlib
 from collections.abc import Awaitable, Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
@@ -16,10 +16,6 @@ from typing import Any
 import brotli  # type: ignore[import-untyped]
 import pytest
 from aiohttp import web
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
@@ -33,6 +29,7 @@ from aggregator.errors import (
 from aggregator.fetch import Fetcher, classify_address, parse_retry_after
 from aggregator.models import FetchResult
 from aggregator.settings import FetchSettings
+from tests.tlscert import write_certificate
 
 UA = "aggregator/0.1 (+https://example.invalid)"
 
@@ -281,30 +278,8 @@ def test_read_timeout_is_reported() -> None:
 
 def self_signed_context(directory: Path) -> ssl.SSLContext:
     """A server TLS context with a throwaway self-signed certificate for 127.0.0.1."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert_path, key_path)
+    context.load_cert_chain(*write_certificate(directory))
     return context
 
 
