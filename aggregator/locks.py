@@ -102,15 +102,19 @@ _DEFAULT_OWNER = process_owner("fetch")
 
 @dataclass(slots=True)
 class Lease:
-    """A claim as `Leases` and `source_claim` give it: `held`, with the source's stored state
-    (read in the claim's transaction). `released` is set by whoever ended the claim early,
-    `Store.save_source_state(..., release_owner=lease.owner)` as the crawl's last step."""
+    """A claim as `Leases` and `source_claim` give it: true when `held`, with the source's
+    stored state (read in the claim's transaction). `released` is set by whoever ended the
+    claim early, `Store.save_source_state(..., release_owner=lease.owner)` as the crawl's
+    last step."""
 
     name: str
     owner: str
     held: bool
     state: SourceState | None = None
     released: bool = False
+
+    def __bool__(self) -> bool:
+        return self.held
 
 
 class Leases:
@@ -186,8 +190,8 @@ async def source_claim(
     owner: str | None = None,
     ttl_seconds: float = DEFAULT_CLAIM_TTL_SECONDS,
 ) -> AsyncIterator[Lease]:
-    """Hold the claim on source `name` for the block; the lease is not `held` when another
-    owner has it.
+    """Hold the claim on source `name` for the block; the lease is false (not `held`) when
+    another owner has it.
 
     The lease is renewed every third of `ttl_seconds` while held, so a long crawl keeps it
     and a crashed process loses it within `ttl_seconds`. Raises StorageError.
