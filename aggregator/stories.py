@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import itertools
+from array import array
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -182,10 +183,17 @@ class StoryIndex:
 
     def _vector(self, entry: Entry) -> Vector:
         """The entry's TF-IDF vector, recomputed when the statistics moved on enough."""
-        if entry.vector is None or self.terms.added - entry.vector_at > VECTOR_REFRESH:
-            entry.vector = self.terms.vector(entry.counts)
-            entry.vector_at = self.terms.added
+        if self.terms.added - entry.vector_at > VECTOR_REFRESH:
+            self._revectorise(entry)
         return entry.vector
+
+    def _revectorise(self, entry: Entry) -> None:
+        """Recompute the entry's vector under the current statistics; what the old one
+        added to the story's centroid is kept aside first, to be taken out exactly."""
+        if entry.story and entry.in_centroid is None:
+            entry.in_centroid = unit_weights(entry.vector)
+        entry.vector = self.terms.vector(zip(entry.terms(), entry.counts, strict=True))
+        entry.vector_at = self.terms.added
 
     def related(self, key: int, *, limit: int = 6) -> list[int]:
         """Up to `limit` related keys, best first (see `aggregator.stories_related`)."""
@@ -252,9 +260,9 @@ class StoryIndex:
     def refresh_background(self, key: int) -> None:
         """Recompute an item's vector and background similarity under current statistics."""
         entry = self._entries[key]
-        entry.vector = None
+        self._revectorise(entry)
         self.pairs.forget(key)
-        self._candidate_sims(entry, self._vector(entry))
+        self._candidate_sims(entry, entry.vector)
 
     def split(self, story_id: str, keys: list[int]) -> str:
         """Move `keys` out of `story_id` into a new story (id from the first); returns it."""
@@ -290,8 +298,7 @@ class StoryIndex:
             return
         story = self._stories[entry.story]
         story.members.remove(key)
-        if entry.in_centroid is not None:
-            story.take_out(entry.counts, entry.in_centroid)
+        self._take_out_of_centroid(story, entry)
         if not story.members:
             for alias in [story.id, *story.absorbed]:
                 self._aliases[alias] = target
@@ -337,15 +344,14 @@ class StoryIndex:
         entry = self._entries.pop(key, None)
         if entry is None:
             return
-        self.terms.remove(key, entry.counts)
+        self.terms.remove(key, entry.terms())
         self.entity_stats.remove(key, entry.entities)
         self.pairs.forget(key)
         if self._by_url.get(entry.item.web_url) == key:
             del self._by_url[entry.item.web_url]
         story = self._stories[entry.story]
         story.members.remove(key)
-        if entry.in_centroid is not None:
-            story.take_out(entry.counts, entry.in_centroid)
+        self._take_out_of_centroid(story, entry)
         if not story.members:
             for alias in story.absorbed:
                 self._aliases.pop(alias, None)
@@ -358,11 +364,18 @@ class StoryIndex:
         features = features_of(item)
         self._make_room()
         # interned names and shared weights: one object per term and value, not per record
-        counts = {intern(term): _shared(weight) for term, weight in features.terms}
+        counts = {intern(term): weight for term, weight in features.terms}
         ents = {intern(name): _shared(weight) for name, weight in features.entities}
-        entry = Entry(_slim(item), when, counts, "", ents)
-        self._entries[item.key] = entry
         self.terms.add(item.key, counts)
+        entry = Entry(
+            _slim(item),
+            when,
+            array("d", counts.values()),
+            self.terms.vector(counts.items()),
+            self.terms.added,
+            entities=ents,
+        )
+        self._entries[item.key] = entry
         self.entity_stats.add(item.key, ents)
         self._by_url.setdefault(item.web_url, item.key)
         heapq.heappush(self._expiry, (when, item.key))
@@ -476,8 +489,14 @@ class StoryIndex:
 
     def _add_to_centroid(self, story: Story, entry: Entry) -> None:
         vector = self._vector(entry)
-        entry.in_centroid = unit_weights(vector)
+        entry.in_centroid = None  # the unit weights of `vector`, until it is refreshed
         story.add_vector(vector)
+
+    @staticmethod
+    def _take_out_of_centroid(story: Story, entry: Entry) -> None:
+        share = entry.centroid_share()
+        if share is not None:
+            story.take_out(entry.terms(), share)
 
     def _merge(self, linked: Iterable[str]) -> tuple[str, list[str], list[int]]:
         """Merge stories into the oldest; returns (survivor, absorbed ids, moved keys)."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from operator import itemgetter
 
@@ -74,13 +74,13 @@ class TermIndex:
         """The decayed document frequency of `term` (0.0 when unseen)."""
         return self._df.get(term, 0.0) * self._decay
 
-    def add(self, key: int, counts: Mapping[str, float]) -> None:
-        """Count an item's terms and append its key to their posting lists."""
+    def add(self, key: int, terms: Iterable[str]) -> None:
+        """Count an item's (distinct) terms and append its key to their posting lists."""
         self.added += 1
         self._decay *= self._ratio
         step = 1.0 / self._decay
         frequencies = self._df
-        for term in counts:
+        for term in terms:
             frequencies[term] = frequencies.get(term, 0.0) + step
             posting = self.postings.get(term)
             if posting is None:
@@ -96,11 +96,11 @@ class TermIndex:
         self._df = {t: v * decay for t, v in self._df.items() if v * decay >= self.PRUNE_BELOW}
         self._decay = 1.0
 
-    def remove(self, key: int, counts: Mapping[str, float]) -> None:
+    def remove(self, key: int, terms: Iterable[str]) -> None:
         """Drop an evicted item from its posting lists (frequencies just decay)."""
         self._live.discard(key)
         live = self._live
-        for term in counts:
+        for term in terms:
             posting = self.postings.get(term)
             if posting is None:
                 continue
@@ -114,14 +114,15 @@ class TermIndex:
         df = max(1.0, self.df(term))
         return float(math.log(1.0 + (self.n_docs - df + 0.5) / (df + 0.5)) ** self.idf_power)
 
-    def vector(self, counts: Mapping[str, float]) -> Vector:
-        """The TF-IDF vector of raw weighted counts under the current statistics."""
+    def vector(self, counts: Iterable[tuple[str, float]]) -> Vector:
+        """The TF-IDF vector of (term, raw weighted count) pairs under the current
+        statistics; its weights keep the order of `counts`."""
         n_docs = self.n_docs
         power = self.idf_power
         decay = self._decay
         frequencies = self._df
         weights: dict[str, float] = {}
-        for term, count in counts.items():
+        for term, count in counts:
             df = frequencies.get(term, 0.0) * decay
             df = df if df > 1.0 else 1.0
             idf = math.log(1.0 + (n_docs - df + 0.5) / (df + 0.5))

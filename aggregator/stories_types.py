@@ -62,23 +62,38 @@ class AddResult:
 
 @dataclass(slots=True)
 class Entry:
-    """An indexed item: its features, story, background, cached vector.
+    """An indexed item: its term counts, story, background and TF-IDF vector.
 
-    `in_centroid` is what the item added to its story's centroid (taken out again when the
-    item is evicted or moved): the unit weights of its vector at the time, in the order of
-    `counts`, as a compact array (the vector itself is refreshed as statistics move on, and
-    keeping the old one as a dict would double the index's memory).
+    The terms are the keys of `vector.weights`; `counts` holds their raw weighted counts
+    in the same order, as a compact array (a second dict of the same terms would cost
+    three times as much). The vector is refreshed as statistics move on
+    (`StoryIndex._vector`), keeping its order.
+
+    `in_centroid` is what the item added to its story's centroid, to take out again when
+    the item is evicted or moved: None while that is still the unit weights of `vector`
+    (the common case, which then costs nothing), else a snapshot taken before the vector
+    was refreshed, in the same term order.
     """
 
     item: LinkItem
     time: datetime
-    counts: dict[str, float]
-    story: str
+    counts: array[float]
+    vector: Vector
+    vector_at: int
+    story: str = ""
     entities: dict[str, float] = field(default_factory=dict)
     background: float = 0.0
-    vector: Vector | None = None
-    vector_at: int = -1
-    in_centroid: array[float] | None = None  # unit_weights of the vector, `counts` order
+    in_centroid: array[float] | None = None
+
+    def terms(self) -> Iterable[str]:
+        """The item's distinct terms, in extraction order."""
+        return self.vector.weights.keys()
+
+    def centroid_share(self) -> array[float] | None:
+        """The unit weights this item added to its story's centroid (None: nothing)."""
+        if self.in_centroid is not None:
+            return self.in_centroid
+        return unit_weights(self.vector)
 
 
 @dataclass(slots=True)

@@ -109,8 +109,8 @@ def test_eviction_takes_a_member_out_of_its_story_centroid() -> None:
     later = T0 + timedelta(hours=9)
     for key, hours in ((1, 0), (2, 1), (3, 8)):
         index.restore(item(key, QUAKE[key - 1], hours=hours), "s-q", now=later)
-    only_first = set(index._entries[1].counts)
-    only_first -= set(index._entries[2].counts) | set(index._entries[3].counts)
+    only_first = set(index._entries[1].terms())
+    only_first -= set(index._entries[2].terms()) | set(index._entries[3].terms())
     story = index._stories["s-q"]
     assert only_first & set(story.centroid)
     index.evict_older_than(T0 + timedelta(minutes=30))
