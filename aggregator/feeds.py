@@ -1,14 +1,22 @@
 """Feed bytes → `ParsedFeed`: RSS 0.9x/1.0/2.0, RDF, Atom 0.3/1.0 and JSON Feed 1.0/1.1.
 
-The only module that imports feedparser; its dicts are turned into frozen `RawEntry` values here.
+The single entry point for feed parsing, and the only module that imports feedparser; its
+dicts (or the fast path's identical ones) are turned into frozen `RawEntry` values here.
 
     bytes ─┬─ starts with "{" ──────────────────────────────→ json → RawEntry…
            └─ decode (BOM, valid UTF-8, declared charset, cp1252)
-              → refuse HTML → defuse DTD entities → feedparser → RawEntry…
+              → refuse HTML → defuse DTD entities → cap entries
+              → feeds_fast (lxml) ─┬─ sure ────────────────→ dicts → RawEntry…
+                                   └─ "don't know" → feedparser → dicts → RawEntry…
 
 We decode, not feedparser: valid UTF-8 is read as UTF-8 whatever the declaration says (as
 miniflux does). The DOCTYPE is rebuilt with short literal entities only, so neither expat nor
 feedparser's loose fallback can expand an entity bomb, and external entities never reach them.
+
+`aggregator.feeds_fast` replays what feedparser would store for common well-formed RSS and
+Atom 1.0 documents about five times faster; it answers None for anything it does not
+reproduce exactly (DOCTYPE, malformed XML, xml:base below the root, xhtml content, rare
+elements…), and feedparser, the reference, parses those. Both feed the same mapping below.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from urllib.parse import urljoin, urlsplit
 
 import feedparser
 
+from aggregator import feeds_fast
 from aggregator.dates import parse_datetime
 from aggregator.errors import ParseError
 from aggregator.models import FeedHints, Image, ParsedFeed, RawEntry
@@ -80,6 +89,7 @@ def parse_feed(
     url: str,
     headers: Mapping[str, str] | None = None,
     max_entries: int = MAX_ENTRIES,
+    fast: bool = True,
 ) -> ParsedFeed:
     """Parse a fetched feed body into a `ParsedFeed`; raise `ParseError` when it is not a feed.
 
@@ -87,6 +97,7 @@ def parse_feed(
     headers, whose charset is honoured unless the body is valid UTF-8. A feed without entries
     is a valid result. `warning` says when the document needed recovery, or when entries past
     the first `max_entries` were dropped (a 50,000-entry feed would take minutes to parse).
+    `fast=False` skips the lxml fast path and always runs feedparser (the reference).
     """
     if not content.strip():
         raise ParseError(url, "empty document")
@@ -102,21 +113,31 @@ def parse_feed(
     if _HTML_START.match(text[:8192]):
         raise ParseError(url, "HTML page, not a feed")
     capped, cap_warning = _cap_entries(_defuse_entities(text, url), max_entries)
-    result = _run_feedparser(capped, url)
-    version = str(result.get("version") or "")
-    if not version and not result.entries:
+    version, feed, entries, bozo = _parse_xml(capped, url, fast)
+    if not version and not entries:
         reason = "HTML page, not a feed" if _HTML_TAG.search(text[:8192]) else "not a feed"
-        raise ParseError(url, f"{reason}: {_bozo(result) or 'no feed element found'}")
-    warnings = [w for w in (warning, cap_warning, _bozo(result)) if w]
+        raise ParseError(url, f"{reason}: {bozo or 'no feed element found'}")
+    warnings = [w for w in (warning, cap_warning, bozo) if w]
     return ParsedFeed(
         url=url,
         format=version or "unknown",
-        title=html_to_text(str(result.feed.get("title") or "")),
-        link=_safe_url(result.feed.get("link"), url),
-        entries=tuple(_xml_entries(result.entries, url, version)),
-        hints=_hints(result.feed, text),
+        title=html_to_text(str(feed.get("title") or "")),
+        link=_safe_url(feed.get("link"), url),
+        entries=tuple(_xml_entries(entries, url, version)),
+        hints=_hints(feed, text),
         warning="; ".join(warnings) or None,
     )
+
+
+def _parse_xml(
+    text: str, url: str, fast: bool
+) -> tuple[str, Mapping[str, Any], list[Any], str | None]:
+    """Version, feed dict, entry dicts and bozo message: from the fast path when it is sure."""
+    parsed = feeds_fast.parse(text, url) if fast else None
+    if parsed is not None:
+        return parsed.version, parsed.feed, parsed.entries, None
+    result = _run_feedparser(text, url)
+    return str(result.get("version") or ""), result.feed, result.entries, _bozo(result)
 
 
 def _decode(content: bytes, http_charset: re.Match[str] | None) -> tuple[str, str | None]:
