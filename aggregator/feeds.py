@@ -26,6 +26,7 @@ import hashlib
 import html
 import io
 import json
+import logging
 import re
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
@@ -41,6 +42,8 @@ from aggregator.dates import parse_datetime
 from aggregator.errors import ParseError
 from aggregator.models import FeedHints, Image, ParsedFeed, RawEntry
 from aggregator.text import clean_inline, html_to_text
+
+log = logging.getLogger(__name__)
 
 _BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32-le"),
@@ -132,8 +135,16 @@ def parse_feed(
 def _parse_xml(
     text: str, url: str, fast: bool
 ) -> tuple[str, Mapping[str, Any], list[Any], str | None]:
-    """Version, feed dict, entry dicts and bozo message: from the fast path when it is sure."""
-    parsed = feeds_fast.parse(text, url) if fast else None
+    """Version, feed dict, entry dicts and bozo message: from the fast path when it is sure.
+
+    A bug in the fast path (any exception) is logged and the reference parses the document:
+    the fast path may only ever cost speed, never a feed."""
+    parsed = None
+    if fast:
+        try:
+            parsed = feeds_fast.parse(text, url)
+        except Exception:
+            log.exception("bug in the fast feed parser on %s; feedparser reads it instead", url)
     if parsed is not None:
         return parsed.version, parsed.feed, parsed.entries, None
     result = _run_feedparser(text, url)

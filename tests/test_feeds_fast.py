@@ -278,3 +278,17 @@ def test_safe_dates_agree_with_feedparser() -> None:
         assert parsed is not None, text
         expected = datetime(*parsed[:6], tzinfo=UTC)
         assert parse_datetime(text) == expected, text
+
+
+def test_a_bug_in_the_fast_path_costs_speed_not_the_feed(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    item = "<item><title>Kept</title><link>https://t.example/a</link></item>"
+
+    def broken(text: str, url: str) -> feeds_fast.FastFeed | None:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(feeds.feeds_fast, "parse", broken)
+    parsed = feeds.parse_feed(_rss(item), url=FEED_URL)
+    assert [entry.title for entry in parsed.entries] == ["Kept"]
+    assert "bug in the fast feed parser" in caplog.text
