@@ -44,6 +44,10 @@ _HYPHEN_SEPARATOR = r"[\s\-\u2010\u2011\u2012\u2013]?"
 _POSSESSIVE = r"(?:['\u2019]s|s['\u2019])?"
 _VOWELS = frozenset("aeiou")
 _ACRONYM = re.compile(r"^[A-Z0-9&]{2,5}$")
+_ASCII_WORD = re.compile(r"[A-Za-z0-9_]+")
+_PHRASE_PIECES = re.compile(r"(\s+|-)")
+_WORD = re.compile(r"\w+")
+_CASE_TRAPS = re.compile("[\u0130\u0131\u017f]")
 
 
 @dataclass(frozen=True)
@@ -102,7 +106,7 @@ def _word_pattern(word: str, *, last: bool, verbs: bool) -> str:
 def phrase_pattern(phrase: str) -> str:
     """The regex source (without boundaries) for one keyword or phrase."""
     phrase = unicodedata.normalize("NFC", " ".join(phrase.split()))
-    pieces = re.split(r"(\s+|-)", phrase)
+    pieces = _PHRASE_PIECES.split(phrase)
     words = [p for p in pieces[::2] if p]
     separators = pieces[1::2]
     out: list[str] = []
@@ -111,6 +115,69 @@ def phrase_pattern(phrase: str) -> str:
             out.append(_HYPHEN_SEPARATOR if separators[index - 1] == "-" else _SEPARATOR)
         out.append(_word_pattern(word, last=index == len(words) - 1, verbs=len(words) == 1))
     return "".join(out)
+
+
+def first_tokens(phrase: str) -> frozenset[str] | None:
+    """Every lower-cased word token a match of `phrase` can begin with.
+
+    A match starts on a word boundary, so the text's word token there is the phrase's first
+    word, inflected as `_word_pattern` allows when it is also the last word, or, where a
+    hyphen in the phrase may be left out ("e-mail" ≈ "email"), that word glued to what
+    follows. None when the words concerned are not all ASCII word characters.
+    """
+    phrase = unicodedata.normalize("NFC", " ".join(phrase.split()))
+    pieces = _PHRASE_PIECES.split(phrase)
+    words = [p for p in pieces[::2] if p]
+    if not words:
+        return None
+    return _tokens_from(words, pieces[1::2], 0)
+
+
+def _tokens_from(words: list[str], separators: list[str], index: int) -> frozenset[str] | None:
+    word = words[index]
+    if not _ASCII_WORD.fullmatch(word):
+        return None
+    last = index == len(words) - 1
+    if last:
+        return frozenset(_last_word_tokens(word, verbs=len(words) == 1))
+    if separators[index] != "-":
+        return frozenset({word.lower()})
+    glued = _tokens_from(words, separators, index + 1)
+    if glued is None:
+        return None
+    return frozenset({word.lower(), *(word.lower() + rest for rest in glued)})
+
+
+def _last_word_tokens(word: str, *, verbs: bool) -> set[str]:
+    """The tokens `_word_pattern(word, last=True)` can match (its possessive "s'" included)."""
+    if not is_acronym(word) and word.isalpha() and word == word.lower():
+        forms = inflections(word, verbs=verbs)
+        return {*forms, *(form + "s" for form in forms)}
+    low = word.lower()
+    return {low, low + "s", low + "ss"}
+
+
+def phrase_anchors(phrases: Iterable[str]) -> frozenset[str] | None:
+    """The union of `first_tokens` of `phrases` (None when any phrase has none)."""
+    anchors: set[str] = set()
+    for phrase in phrases:
+        tokens = first_tokens(phrase)
+        if tokens is None:
+            return None
+        anchors |= tokens
+    return frozenset(anchors)
+
+
+def text_tokens(text: str) -> frozenset[str] | None:
+    """The lower-cased word tokens of `text`, or None when tokens cannot rule a keyword out.
+
+    Lower-casing keeps every character's length and word-character class, and maps every
+    character `re.IGNORECASE` matches to an ASCII letter or digit onto it, except three
+    (checked over all of Unicode): "İ", "ı" and "ſ". A text holding one is searched for
+    every keyword."""
+    if _CASE_TRAPS.search(text):
+        return None
+    return frozenset(_WORD.findall(text.lower()))
 
 
 def _longest_first(phrase: str) -> tuple[int, str]:
@@ -149,8 +216,10 @@ class _CompiledTopic:
         self.settings = settings
         self.labels = ordered_phrases(settings.keywords)
         self.keywords = compile_phrases(self.labels)
+        self.anchors = phrase_anchors(self.labels)
         self.regexes = tuple((r, re.compile(r, re.IGNORECASE)) for r in settings.regex)
         self.exclude = compile_phrases(settings.exclude)
+        self.exclude_anchors = phrase_anchors(settings.exclude)
         self.sources = frozenset(s.casefold() for s in settings.sources)
         self.categories = frozenset(c.strip().casefold() for c in settings.categories)
         self.field_weights = {
@@ -159,12 +228,15 @@ class _CompiledTopic:
             "body": settings.weights.body,
         }
 
-    def counts(self, text: str) -> Counter[str]:
-        """How often each keyword (by its configured spelling) and regex occurs in `text`."""
+    def counts(self, text: str, tokens: frozenset[str] | None = None) -> Counter[str]:
+        """How often each keyword (by its configured spelling) and regex occurs in `text`.
+
+        `tokens`, when given, are `text_tokens(text)`: without one of the keywords' first
+        tokens among them, no keyword can match and the text is not searched for any."""
         found: Counter[str] = Counter()
         if not text:
             return found
-        if self.keywords is not None:
+        if self.keywords is not None and _may_occur(self.anchors, tokens):
             for m in self.keywords.finditer(text):
                 if m.lastgroup:
                     found[self.labels[int(m.lastgroup[1:])]] += 1
@@ -174,9 +246,19 @@ class _CompiledTopic:
                 found[f"/{source}/"] += hits
         return found
 
-    def excluded(self, texts: Iterable[str]) -> bool:
-        """True when any exclusion phrase occurs in any of `texts`."""
-        return self.exclude is not None and any(self.exclude.search(t) for t in texts if t)
+    def excluded(self, texts: Iterable[tuple[str, frozenset[str] | None]]) -> bool:
+        """True when any exclusion phrase occurs in any of `texts` ((text, tokens) pairs)."""
+        if self.exclude is None:
+            return False
+        return any(
+            self.exclude.search(text)
+            for text, tokens in texts
+            if text and _may_occur(self.exclude_anchors, tokens)
+        )
+
+
+def _may_occur(anchors: frozenset[str] | None, tokens: frozenset[str] | None) -> bool:
+    return anchors is None or tokens is None or not anchors.isdisjoint(tokens)
 
 
 class TopicMatcher:
@@ -201,24 +283,31 @@ class TopicMatcher:
     ) -> list[TopicMatch]:
         """Every topic whose score reaches its threshold, best first (ties: config order)."""
         texts = {"title": title, "excerpt": excerpt, "body": body[:BODY_LIMIT]}
+        tokens = {field: text_tokens(text) for field, text in texts.items()}
+        pairs = [(text, tokens[field]) for field, text in texts.items()]
         folded = {c.strip().casefold() for c in categories}
         ranked: list[tuple[float, int, TopicMatch]] = []
         for index, topic in enumerate(self._topics):
             if topic.sources and source.casefold() not in topic.sources:
                 continue
-            if topic.excluded(texts.values()):
+            if topic.excluded(pairs):
                 continue
-            result = _score_topic(topic, texts, folded)
+            result = _score_topic(topic, texts, tokens, folded)
             if result.hits and result.score >= topic.settings.threshold:
                 ranked.append((-result.score, index, result))
         return [m for _, _, m in sorted(ranked, key=lambda r: (r[0], r[1]))]
 
 
-def _score_topic(topic: _CompiledTopic, texts: dict[str, str], categories: set[str]) -> TopicMatch:
+def _score_topic(
+    topic: _CompiledTopic,
+    texts: dict[str, str],
+    tokens: dict[str, frozenset[str] | None],
+    categories: set[str],
+) -> TopicMatch:
     score = 0.0
     hits: list[str] = []
     for field in _FIELDS:
-        counts = topic.counts(texts[field])
+        counts = topic.counts(texts[field], tokens[field])
         weight = topic.field_weights[field]
         for label in sorted(counts, key=_longest_first):
             score += weight * _repeat_value(counts[label])

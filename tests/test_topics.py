@@ -245,3 +245,116 @@ def test_assign_topics_uses_source_and_categories() -> None:
 )
 def test_inflections_table(word: str, form: str) -> None:
     assert form in inflections(word, verbs=True)
+
+
+# ----------------------------------------------------------------- token prefilter
+
+_TRICKY_KEYWORDS = (
+    "election",
+    "vote",
+    "party",
+    "AI",
+    "5G",
+    "Apple",
+    "self-driving",
+    "e-mail",
+    "machine learning",
+    "GPU cluster",
+    "ban",
+    "policy",
+    "OCR",
+)
+_TRICKY_TEXTS = (
+    "Partys' leaders and the parties' votes",
+    "AIss' chips, AIs and AI's maker",
+    "An email and an e-mail and an e mail",
+    "Self driving, self-driving, selfdriving cars",
+    "Machine-learning and machine   learning",
+    "GPU-clusters",
+    "banned, banning, bans",
+    "Voting voted votes",
+    "policies' policy's",
+    "5Gs 5G's 5g",
+    "apple Apples APPLE's",
+    "foo_AI AI_bar xAI",
+    "Istanbul İstanbul ıstanbul",
+    "straße STRASSE",
+    "OCRs ocr",
+    "Electionsss election-day pre-election",
+    "Partys' leaders",  # each of these matches through one inflected first token only
+    "AIss' chips",
+    "5Gss' rollout",
+    "Apples' growers",
+    "Policys' authors",
+    "Send emails today",
+    "Selfdriving trucks",
+)
+
+
+def _prefilter_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    import aggregator.topics as topics_module
+
+    monkeypatch.setattr(topics_module, "text_tokens", lambda text: None)
+
+
+def _all_matches(matcher: TopicMatcher, texts: Sequence[str]) -> list[list[TopicMatch]]:
+    fields: dict[str, Any] = {"categories": (), "source": "S"}
+    return [matcher.match(title=t, excerpt=t[::-1], body=t + " " + t, **fields) for t in texts]
+
+
+def test_the_token_prefilter_never_changes_a_match(monkeypatch: pytest.MonkeyPatch) -> None:
+    topics = [topic(f"T{i}", keywords=(k,), threshold=1) for i, k in enumerate(_TRICKY_KEYWORDS)]
+    excluding = topic("X", keywords=("vote",), exclude=("party", "e-mail"), threshold=1)
+    matcher = TopicMatcher([*topics, excluding])
+    with_filter = _all_matches(matcher, _TRICKY_TEXTS)
+    assert sum(map(len, with_filter)) > 10  # the texts do match: the test compares something
+    _prefilter_off(monkeypatch)
+    assert _all_matches(matcher, _TRICKY_TEXTS) == with_filter
+
+
+def test_the_token_prefilter_agrees_on_a_generated_corpus(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.loopback import generate_corpus
+
+    corpus = generate_corpus(tmp_path / "corpus", feeds=4, items=10, port=8089)
+    texts = [p.read_text(encoding="utf-8") for p in sorted(corpus.glob("o*/**/*.html"))]
+    data = yaml.safe_load((REPO_ROOT / "bench" / "topics.bench.yaml").read_text("utf-8"))
+    matcher = TopicMatcher([TopicSettings(**t) for t in data["topics"]])
+    with_filter = _all_matches(matcher, texts)
+    assert len(texts) > 40 and sum(map(bool, with_filter)) > 10
+    _prefilter_off(monkeypatch)
+    assert _all_matches(matcher, texts) == with_filter
+
+
+def test_the_token_prefilter_skips_texts_without_a_first_word() -> None:
+    from aggregator.topics import first_tokens, phrase_anchors, text_tokens
+
+    party = first_tokens("party")
+    assert party is not None and {"party", "parties", "partiess", "partying"} <= party
+    assert first_tokens("machine learning") == {"machine"}
+    assert first_tokens("AI") == {"ai", "ais", "aiss"}
+    assert first_tokens("e-mail") == {"e", "email", "emails", "emailss"}  # "email" too
+    assert first_tokens("café") is None
+    assert phrase_anchors(["vote", "café"]) is None
+    assert text_tokens("İstanbul") is None  # "İ" lower-cases to two characters
+    assert text_tokens("Café “AI”") == {"café", "ai"}
+    anchors = phrase_anchors(["machine learning", "vote"])
+    assert anchors is not None and anchors.isdisjoint(text_tokens("Learning machines") or {"x"})
+
+
+def test_the_token_prefilter_agrees_on_real_articles(
+    eval_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    articles = sorted((eval_dir / "giveme5w1h-news-cluster" / "articles").glob("*.json"))
+    texts = []
+    for path in articles:
+        article = json.loads(path.read_text(encoding="utf-8"))
+        texts.append(" ".join(str(article.get(k) or "") for k in ("title", "description", "text")))
+    matcher = _default_matcher()
+    with_filter = _all_matches(matcher, texts)
+    assert len(texts) > 400 and sum(map(bool, with_filter)) > 20
+    _prefilter_off(monkeypatch)
+    assert _all_matches(matcher, texts) == with_filter
