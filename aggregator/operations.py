@@ -256,11 +256,12 @@ def export_configured(settings: Settings, store: Store) -> list[str]:
     The published records are streamed from the store once, newest first, a page at a
     time: each is sealed, turned into its public fields once, and handed to every
     configured writer (Markdown files, the JSONL stream, the feed collector), so memory
-    does not grow with the number of records. One summary per configured format.
+    grows with the number of records only by their ids (`Store.iter_export_records`).
+    One summary per configured format.
     """
-    stored = store.iter_records(published_only=True)
+    records = store.iter_export_records()
     with _TreeExport(settings) as export:
-        with closing(_sealed_public(settings, store, (item.record for item in stored))) as sealed:
+        with closing(_sealed_public(settings, store, records)) as sealed:
             for record, public in sealed:
                 export.add(record, public)
         return export.finish()
