@@ -23,11 +23,11 @@ from types import SimpleNamespace
 import pytest
 
 from aggregator.dates import utc_now
-from aggregator.export import seal
+from aggregator.export import entries, seal
 from aggregator.export.feeds import write_feeds
 from aggregator.export.files import ExportWriter
 from aggregator.models import Image, Provenance, Provider, QualityReason, Record, RelatedRecord
-from aggregator.operations import _sealed, export_configured
+from aggregator.operations import _sealed, export_configured, verify_paths
 from aggregator.settings import Settings, parse_settings
 from aggregator.store import Store, export_read
 
@@ -121,6 +121,7 @@ def stores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Se
     monkeypatch.setattr(seal, "secrets", SimpleNamespace(token_bytes=bytes))  # fixed nonces
     monkeypatch.setattr(export_read, "PAGE_SIZE", 4)
     monkeypatch.setattr(export_read, "REMEMBERED", 3)
+    monkeypatch.setattr(entries, "MEMO_SIZE", 2)
     reference, optimised = make_settings(tmp_path, "ref"), make_settings(tmp_path, "opt")
     with Store(reference.storage.url) as store:
         fill(store)
@@ -167,6 +168,8 @@ def test_a_cold_export_is_byte_identical_to_the_reference(stores: tuple[Settings
     assert tree(optimised) == files
     assert seals(optimised) == seals(reference)
     assert sum(bool(value) for value in seals(reference).values()) == 28
+    markdown = sorted(Path(optimised.export.dir).glob("*.md"))
+    assert all(outcome.ok for outcome in verify_paths(optimised, markdown))
 
 
 def test_a_rerun_and_a_changed_record_stay_identical(stores: tuple[Settings, ...]) -> None:
