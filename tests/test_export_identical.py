@@ -143,9 +143,11 @@ def reference_export(settings: Settings, store: Store) -> None:
     write_feeds(out, records, topics, size=size, base_url=base, now=utc_now())
 
 
-def tree(settings: Settings) -> dict[str, bytes]:
+def tree(settings: Settings) -> dict[str, tuple[int, bytes]]:
+    """Relative path → (mode, bytes) of every file of the export tree."""
     out = Path(settings.export.dir)
-    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    files = (path for path in sorted(out.rglob("*")) if path.is_file())
+    return {str(p.relative_to(out)): (p.stat().st_mode, p.read_bytes()) for p in files}
 
 
 def seals(settings: Settings) -> dict[str, str]:

@@ -44,13 +44,19 @@ def json_text(value: Any) -> str:
 
 
 def _spliced(public: Mapping[str, Any], related: Sequence[str]) -> str:
-    """What `_ENCODER.encode(public)` gives, with `related` as the encoded related list."""
-    parts = [
-        f"{_ENCODER.encode(key)}: "
-        + ("[" + ", ".join(related) + "]" if key == "related" else _ENCODER.encode(value))
-        for key, value in public.items()
-    ]
-    return "{" + ", ".join(parts) + "}"
+    """What `_ENCODER.encode(public)` gives, with `related` as the encoded related list:
+    the fields before and after it are encoded as two mappings, their braces dropped."""
+    keys = list(public)
+    if "related" not in keys:
+        return _ENCODER.encode(public)
+    at = keys.index("related")
+    before = {key: public[key] for key in keys[:at]}
+    after = {key: public[key] for key in keys[at + 1 :]}
+    pieces = [_ENCODER.encode(before)[1:-1]] if before else []
+    pieces.append(f'"related": [{", ".join(related)}]')
+    if after:
+        pieces.append(_ENCODER.encode(after)[1:-1])
+    return "{" + ", ".join(pieces) + "}"
 
 
 def records_to_jsonl(records: Iterable[Record]) -> str:

@@ -184,10 +184,24 @@ def _encoded_fields(hashed: Mapping[str, Any], given: Mapping[str, str]) -> dict
     }
 
 
-def _document_of(encoded: Mapping[str, str]) -> bytes:
-    """`canonical_json` of the mapping whose values encode to `encoded` (keys sorted)."""
-    body = ",".join(f"{_CANONICAL.encode(key)}:{encoded[key]}" for key in sorted(encoded))
-    return f"{{{body}}}".encode("ascii")
+def _document_of(hashed: Mapping[str, Any], given: Mapping[str, str]) -> bytes:
+    """`canonical_json(hashed)`, with the fields in `given` already encoded.
+
+    The keys run sorted: each run of keys between given ones is encoded as one mapping.
+    """
+    pieces: list[str] = []
+    run: dict[str, Any] = {}
+    for key in sorted(hashed):
+        if key not in given:
+            run[key] = hashed[key]
+            continue
+        if run:
+            pieces.append(_CANONICAL.encode(run)[1:-1])
+            run = {}
+        pieces.append(f"{_CANONICAL.encode(key)}:{given[key]}")
+    if run:
+        pieces.append(_CANONICAL.encode(run)[1:-1])
+    return f"{{{','.join(pieces)}}}".encode("ascii")
 
 
 def _encrypt(aead: AESGCM, payload: Mapping[str, Any]) -> str:
@@ -223,16 +237,17 @@ class Sealer:
     ) -> str | None:
         """None when `record.secured` still seals `public` (this key); else a fresh seal.
 
-        `canonical` holds the `canonical_json` text of fields already encoded (by key).
-        Each field is encoded once: the whole document is spliced from the fields.
+        `canonical` holds the `canonical_json` text of fields already encoded (by key),
+        spliced into the document and the field hashes instead of encoding them again.
         """
-        encoded = _encoded_fields(_without_seal(public), canonical or {})
-        digest = hashlib.sha256(_document_of(encoded)).hexdigest()
+        hashed = _without_seal(public)
+        given = canonical or {}
+        digest = hashlib.sha256(_document_of(hashed, given)).hexdigest()
         if record.secured and self._seals(record.secured, digest):
             return None
         fields = {
             key: hashlib.sha256(text.encode("ascii")).hexdigest()[:16]
-            for key, text in encoded.items()
+            for key, text in _encoded_fields(hashed, given).items()
         }
         return _encrypt(self._aead, _payload(record, self._instance, digest, fields))
 
