@@ -185,25 +185,3 @@ def test_a_rerun_and_a_changed_record_stay_identical(stores: tuple[Settings, ...
     export_both(reference, optimised)
     assert tree(optimised) == tree(reference)
     assert seals(optimised) == seals(reference)
-
-
-@pytest.mark.parametrize(("page_size", "remembered"), [(1, 0), (3, 1), (4, 3), (7, 50), (500, 0)])
-def test_export_records_are_the_stored_records_without_private_fields(
-    stores: tuple[Settings, ...], page_size: int, remembered: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(export_read, "PAGE_SIZE", page_size)
-    monkeypatch.setattr(export_read, "REMEMBERED", remembered)
-    with Store(stores[0].storage.url) as store:
-        full = [stored.record for stored in store.iter_records(published_only=True)]
-        lean = list(store.iter_export_records())
-    assert lean == [
-        replace(
-            record,
-            text="",
-            quality_reasons=(),
-            provenance=replace(record.provenance, categories=()),
-        )
-        for record in full
-    ]
-    assert any(record.related for record in lean)
-    assert any(record.published is None for record in lean)
