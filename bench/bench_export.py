@@ -13,7 +13,7 @@ Scratch dirs are deleted only at the end: on an ext4 mounted with `discard`, cre
 right after deleting thousands costs several times the kernel time.
 `--warm` runs each export twice and times the second (store sealed, tree in place).
 
-Prints one JSON line per run and then the medians per tree.
+Prints one JSON line per run (seconds, and the child's peak RSS) and the medians per tree.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import argparse
 import cProfile
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -85,6 +86,7 @@ def export_once(config: Path, warm: bool, profile: str | None) -> dict[str, floa
         "export_cpu_s": user3 + sys3 - user2 - sys2,
         "export_user_s": user3 - user2,
         "export_sys_s": sys3 - sys2,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
 
