@@ -14,10 +14,11 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TextIO
+from typing import TextIO
 
 from aggregator.dates import parse_datetime, utc_now
 from aggregator.errors import AggregatorError, ConfigError, ExportError, ExtractError
+from aggregator.export.entries import EntryMemo, PublicForm
 from aggregator.export.feeds import FeedCollector
 from aggregator.export.fields import record_to_public
 from aggregator.export.files import (
@@ -26,8 +27,8 @@ from aggregator.export.files import (
     ExportWriter,
     json_line_bytes,
 )
-from aggregator.export.jsonl import iter_jsonl, public_to_json_line, record_to_json_line
-from aggregator.export.markdown import parse_markdown, render_markdown, render_public_markdown
+from aggregator.export.jsonl import iter_jsonl, record_to_json_line
+from aggregator.export.markdown import parse_markdown, render_markdown
 from aggregator.export.seal import Sealer, instance_id, load_or_create_key, verify_record
 from aggregator.fetch import Fetcher
 from aggregator.inspection import extended_lines
@@ -163,9 +164,13 @@ def import_paths(
 
 
 def _sealed_public(
-    settings: Settings, store: Store | None, records: Iterable[Record]
-) -> Generator[tuple[Record, dict[str, Any]], None, None]:
-    """Each record with a valid seal (renewed when stale or missing) and its public dict.
+    settings: Settings,
+    store: Store | None,
+    records: Iterable[Record],
+    memo: EntryMemo | None = None,
+) -> Generator[tuple[Record, PublicForm], None, None]:
+    """Each record with a valid seal (renewed when stale or missing) and its public form,
+    related entries rendered by `memo` when one is given.
 
     New seals are written back to the store in batches, so the next export finds them valid.
     """
@@ -174,16 +179,18 @@ def _sealed_public(
     pending: list[tuple[str, str]] = []
     try:
         for record in records:
-            public = record_to_public(record)
-            secured = sealer.renewed(record, public)
+            form = (
+                PublicForm(record_to_public(record)) if memo is None else memo.public_form(record)
+            )
+            secured = sealer.renewed(record, form.fields, form.canonical())
             if secured is not None:
                 record = replace(record, secured=secured)
-                public["secured"] = secured
+                form.fields["secured"] = secured
                 pending.append((record.web_url, secured))
                 if len(pending) >= _SEAL_BATCH and store is not None:
                     store.set_secured_many(pending)
                     pending.clear()
-            yield record, public
+            yield record, form
     finally:
         if store is not None:
             store.set_secured_many(pending)
@@ -191,7 +198,7 @@ def _sealed_public(
 
 def _sealed(settings: Settings, store: Store | None, records: Iterable[Record]) -> Iterator[Record]:
     with closing(_sealed_public(settings, store, records)) as sealed:
-        for record, _public in sealed:
+        for record, _form in sealed:
             yield record
 
 
@@ -254,15 +261,17 @@ def export_configured(settings: Settings, store: Store) -> list[str]:
     """Refresh the public export tree: published records in every configured format.
 
     The published records are streamed from the store once, newest first, a page at a
-    time: each is sealed, turned into its public fields once, and handed to every
+    time: each is sealed, turned into its public fields once (related entries rendered
+    once for all the records listing them, `EntryMemo`), and handed to every
     configured writer (Markdown files, the JSONL stream, the feed collector), so memory
-    does not grow with the number of records. One summary per configured format.
+    grows with the number of records only by their ids (`Store.iter_export_records`).
+    One summary per configured format.
     """
-    stored = store.iter_records(published_only=True)
+    records = store.iter_export_records()
     with _TreeExport(settings) as export:
-        with closing(_sealed_public(settings, store, (item.record for item in stored))) as sealed:
-            for record, public in sealed:
-                export.add(record, public)
+        with closing(_sealed_public(settings, store, records, EntryMemo())) as sealed:
+            for record, form in sealed:
+                export.add(record, form)
         return export.finish()
 
 
@@ -281,12 +290,12 @@ class _TreeExport:
         self.markdown = writer.markdown_tree() if "md" in formats else None
         self.jsonl = writer.jsonl_stream() if "jsonl" in formats else None  # opened last
 
-    def add(self, record: Record, public: dict[str, Any]) -> None:
-        """Hand one sealed record (and its public dict) to every configured writer."""
+    def add(self, record: Record, form: PublicForm) -> None:
+        """Hand one sealed record (and its public form) to every configured writer."""
         if self.markdown is not None:
-            self.markdown.add(record, render_public_markdown(public))
+            self.markdown.add(record, form.markdown())
         if self.jsonl is not None:
-            self.jsonl.write(json_line_bytes(public_to_json_line(public)))
+            self.jsonl.write(json_line_bytes(form.json_line()))
         if self.feeds is not None:
             self.feeds.offer(record)
 

@@ -12,18 +12,22 @@ from pathlib import Path
 import pytest
 
 from aggregator.errors import SealError
+from aggregator.export.fields import record_to_public
 from aggregator.export.markdown import parse_markdown, render_markdown
 from aggregator.export.seal import (
     KEY_ENV,
     WRONG_KEY,
+    Sealer,
+    canonical_json,
     instance_id,
     load_or_create_key,
     open_seal,
     public_hash,
+    seal_payload,
     seal_record,
     verify_record,
 )
-from aggregator.models import Image, Provenance, Provider, Record
+from aggregator.models import Image, Provenance, Provider, Record, RelatedRecord
 
 KEY = bytes(range(32))
 OTHER_KEY = bytes(32)
@@ -185,3 +189,33 @@ def test_corrupt_instance_id_is_a_seal_error(tmp_path: Path) -> None:
     (tmp_path / "instance.id").write_text("../../etc\n")
     with pytest.raises(SealError, match="instance id"):
         instance_id(tmp_path)
+
+
+def hostile_record() -> Record:
+    """Non-ASCII, escapes, empty lists and None: every kind of value the seal encodes."""
+    related = RelatedRecord(
+        title='Zoë said "no"\u2028',
+        excerpt="",
+        published=None,
+        web_url="https://news.example/r",
+        amp_web_url="",
+        cdn_amp_web_url="",
+        type="article",
+        provider=Provider("R", "r.example"),
+        quality=3,
+        images=(Image("https://news.example/r.jpg", None, 5),),
+    )
+    return dataclasses.replace(make_record(), title="Café \ud800 \\ tab\t", related=(related,))
+
+
+@pytest.mark.parametrize("record", [make_record(), hostile_record()])
+def test_a_renewed_seal_holds_the_plain_payload(record: Record) -> None:
+    """Sealer.renewed splices the document from each field's encoding: same hashes."""
+    sealer = Sealer(KEY, INSTANCE)
+    public = record_to_public(record)
+    related = canonical_json(public["related"]).decode("ascii")
+    for given in (None, {"related": related}):
+        secured = sealer.renewed(record, public, given)
+        assert secured is not None
+        assert open_seal(secured, KEY) == seal_payload(record, INSTANCE)
+        assert sealer.renewed(dataclasses.replace(record, secured=secured), public, given) is None

@@ -19,8 +19,9 @@ from aggregator.models import (
     Record,
     RelatedRecord,
 )
-from aggregator.store import SourceState, Store, UpsertCounts
+from aggregator.store import SourceState, Store, UpsertCounts, export_read
 from aggregator.store.queries import RecordFilter, iter_stored
+from tests.test_export_identical import fill as fill_for_export
 
 T0 = datetime(2020, 2, 2, 11, 6, tzinfo=UTC)
 SEED_URL = (
@@ -311,3 +312,26 @@ def test_second_store_sees_first_stores_writes(store: Store, db_url: str) -> Non
 def test_bad_url_is_a_storage_error() -> None:
     with pytest.raises(StorageError):
         Store("nosuchdialect://x")
+
+
+@pytest.mark.parametrize(("page_size", "remembered"), [(1, 0), (3, 1), (4, 3), (7, 50), (500, 0)])
+def test_export_records_are_the_stored_records_without_private_fields(
+    store: Store, page_size: int, remembered: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same records, same order (ties, undated last), linked entries reused across pages."""
+    monkeypatch.setattr(export_read, "PAGE_SIZE", page_size)
+    monkeypatch.setattr(export_read, "REMEMBERED", remembered)
+    fill_for_export(store)
+    full = [stored.record for stored in store.iter_records(published_only=True)]
+    lean = list(store.iter_export_records())
+    assert lean == [
+        replace(
+            record,
+            text="",
+            quality_reasons=(),
+            provenance=replace(record.provenance, categories=()),
+        )
+        for record in full
+    ]
+    assert any(record.related for record in lean)
+    assert any(record.published is None for record in lean)

@@ -6,6 +6,7 @@
     seal.py      `secured`: AES-GCM sealed provenance and per-field hashes
     atomic.py    atomic replaces (whole or streamed), create-once files, one flush per batch
     files.py     safe file names, the incremental ExportWriter / MarkdownTree, the manifest
+    entries.py   related entries rendered once for every format (the export tree's memo)
 
 The package namespace re-exports the public functions of those modules, imported when
 first used: a crawl that changed nothing never loads the writers (lxml, cryptography).

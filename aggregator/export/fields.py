@@ -61,8 +61,13 @@ _T = TypeVar("_T")
 _DEFAULTS = Record(title="", web_url="", provider=Provider("", ""))
 
 
-def record_to_public(record: Record) -> dict[str, Any]:
-    """Return the record's public fields as a plain dict in the seed's key order."""
+def record_to_public(
+    record: Record, *, related: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """Return the record's public fields as a plain dict in the seed's key order.
+
+    `related`, when given, is the `related_to_public` of each of `record.related`.
+    """
     return {
         "category": record.category,
         "title": record.title,
@@ -78,7 +83,9 @@ def record_to_public(record: Record) -> dict[str, Any]:
         "provider": _provider_to_public(record.provider),
         "topics": list(record.topics),
         "images": [image_to_public(image, with_title=True) for image in record.images],
-        "related": [related_to_public(item) for item in record.related],
+        "related": [related_to_public(item) for item in record.related]
+        if related is None
+        else related,
         "secured": record.secured,
     }
 

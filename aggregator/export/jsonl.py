@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +27,36 @@ def record_to_json_line(record: Record) -> str:
     return public_to_json_line(record_to_public(record))
 
 
-def public_to_json_line(public: Mapping[str, Any]) -> str:
-    """Serialise a record's public dict (`record_to_public`) to one JSON line."""
-    text = _ENCODER.encode(public)
+def public_to_json_line(public: Mapping[str, Any], related: Sequence[str] | None = None) -> str:
+    """Serialise a record's public dict (`record_to_public`) to one JSON line.
+
+    `related`, when given, is the `json_text` of each related entry, already encoded: it
+    takes the place of the encoding of ``public["related"]``.
+    """
+    text = _ENCODER.encode(public) if related is None else _spliced(public, related)
     # Outside strings JSON never contains these characters, so escaping them is lossless.
     return _MUST_ESCAPE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+
+
+def json_text(value: Any) -> str:
+    """`value` as the JSON text it has inside a line, before the line's escapes."""
+    return _ENCODER.encode(value)
+
+
+def _spliced(public: Mapping[str, Any], related: Sequence[str]) -> str:
+    """What `_ENCODER.encode(public)` gives, with `related` as the encoded related list:
+    the fields before and after it are encoded as two mappings, their braces dropped."""
+    keys = list(public)
+    if "related" not in keys:
+        return _ENCODER.encode(public)
+    at = keys.index("related")
+    before = {key: public[key] for key in keys[:at]}
+    after = {key: public[key] for key in keys[at + 1 :]}
+    pieces = [_ENCODER.encode(before)[1:-1]] if before else []
+    pieces.append(f'"related": [{", ".join(related)}]')
+    if after:
+        pieces.append(_ENCODER.encode(after)[1:-1])
+    return "{" + ", ".join(pieces) + "}"
 
 
 def records_to_jsonl(records: Iterable[Record]) -> str:

@@ -55,14 +55,28 @@ def render_markdown(record: Record) -> str:
     return render_public_markdown(record_to_public(record))
 
 
-def render_public_markdown(public: Mapping[str, Any]) -> str:
-    """Render a record's public dict (`record_to_public`) as its Markdown file."""
+def render_public_markdown(public: Mapping[str, Any], related: str | None = None) -> str:
+    """Render a record's public dict (`record_to_public`) as its Markdown file.
+
+    `related`, when given, is the `render_related_item` of each related entry, joined by
+    newlines: the lines below ``related:``, already rendered.
+    """
     lines = [_FENCE]
     for key, value in public.items():
         if key in _BLOCKS:
             lines.append("")
-        _render_entry(lines, key, value, "")
+        if key == "related" and related is not None and value:
+            lines.extend(("related:", related))
+        else:
+            _render_entry(lines, key, value, "")
     lines.extend((_FENCE, "", ""))
+    return "\n".join(lines)
+
+
+def render_related_item(entry: Mapping[str, Any]) -> str:
+    """The lines of one related entry (`related_to_public`) below ``related:``."""
+    lines: list[str] = []
+    _render_item(lines, entry, "  ")
     return "\n".join(lines)
 
 

@@ -157,7 +157,7 @@ def field_hashes(record: Record) -> dict[str, str]:
 
 
 def _payload(
-    record: Record, instance: str, hashed: Mapping[str, Any], digest: str
+    record: Record, instance: str, digest: str, fields: Mapping[str, str]
 ) -> dict[str, Any]:
     fetched = record.provenance.fetched_at
     return {
@@ -166,14 +166,42 @@ def _payload(
         "fetched": None if fetched is None else format_utc(fetched),
         "instance": instance,
         "hash": digest,
-        "fields": _field_hashes_of(hashed),
+        "fields": fields,
     }
 
 
 def seal_payload(record: Record, instance: str) -> dict[str, Any]:
     """The provenance and hashes that `seal_record` encrypts."""
     hashed = _hashed_fields(record)
-    return _payload(record, instance, hashed, _hash_of(hashed))
+    return _payload(record, instance, _hash_of(hashed), _field_hashes_of(hashed))
+
+
+def _encoded_fields(hashed: Mapping[str, Any], given: Mapping[str, str]) -> dict[str, str]:
+    """The canonical JSON of each field, taken from `given` where it is there."""
+    return {
+        key: given[key] if key in given else _CANONICAL.encode(value)
+        for key, value in hashed.items()
+    }
+
+
+def _document_of(hashed: Mapping[str, Any], given: Mapping[str, str]) -> bytes:
+    """`canonical_json(hashed)`, with the fields in `given` already encoded.
+
+    The keys run sorted: each run of keys between given ones is encoded as one mapping.
+    """
+    pieces: list[str] = []
+    run: dict[str, Any] = {}
+    for key in sorted(hashed):
+        if key not in given:
+            run[key] = hashed[key]
+            continue
+        if run:
+            pieces.append(_CANONICAL.encode(run)[1:-1])
+            run = {}
+        pieces.append(f"{_CANONICAL.encode(key)}:{given[key]}")
+    if run:
+        pieces.append(_CANONICAL.encode(run)[1:-1])
+    return f"{{{','.join(pieces)}}}".encode("ascii")
 
 
 def _encrypt(aead: AESGCM, payload: Mapping[str, Any]) -> str:
@@ -201,13 +229,27 @@ class Sealer:
         self._aead = AESGCM(key)
         self._instance = instance
 
-    def renewed(self, record: Record, public: Mapping[str, Any]) -> str | None:
-        """None when `record.secured` still seals `public` (this key); else a fresh seal."""
+    def renewed(
+        self,
+        record: Record,
+        public: Mapping[str, Any],
+        canonical: Mapping[str, str] | None = None,
+    ) -> str | None:
+        """None when `record.secured` still seals `public` (this key); else a fresh seal.
+
+        `canonical` holds the `canonical_json` text of fields already encoded (by key),
+        spliced into the document and the field hashes instead of encoding them again.
+        """
         hashed = _without_seal(public)
-        digest = _hash_of(hashed)
+        given = canonical or {}
+        digest = hashlib.sha256(_document_of(hashed, given)).hexdigest()
         if record.secured and self._seals(record.secured, digest):
             return None
-        return _encrypt(self._aead, _payload(record, self._instance, hashed, digest))
+        fields = {
+            key: hashlib.sha256(text.encode("ascii")).hexdigest()[:16]
+            for key, text in _encoded_fields(hashed, given).items()
+        }
+        return _encrypt(self._aead, _payload(record, self._instance, digest, fields))
 
     def _seals(self, secured: str, digest: str) -> bool:
         try:

@@ -4,6 +4,7 @@
       .upsert_records(records)      → UpsertCounts(new, updated, unchanged), one transaction
       .get_record(id | url)         → StoredRecord | None
       .iter_records(filters…)       → StoredRecord… newest first, streamed in pages
+      .iter_export_records()        → the published Records, lean, for the export tree
       .known_guids / .find_by_urls  identity look-ups for the crawler and the linker
       .get/save_source_state        → SourceState (conditional GET, health, schedule)
       .set_related/topics/quality/story/heat   small updaters for the tracking layer
@@ -12,8 +13,8 @@
 
 Modules: tables (rows), convert (rows ↔ models, content hash), identity (upsert matching),
 upsert (batch planning), bulk (Core executemany writes), native (ON CONFLICT inserts),
-tracking and tracking_batch (updaters), scoring, queries (bulk loading, paging), engine
-(pragmas, transactions).
+tracking and tracking_batch (updaters), scoring, queries (bulk loading, paging), export_read
+(what the export tree reads), engine (pragmas, transactions).
 """
 
 from aggregator.store.convert import content_hash

@@ -60,7 +60,7 @@ _RECORD_FIELDS = (
     "content_hash",
     "updated_at",
 )
-_RELATED_FIELDS = (
+RELATED_FIELDS = (
     "id",
     "title",
     "excerpt",
@@ -124,7 +124,9 @@ def _grouped(
         yield from connection.execute(statement(part))
 
 
-def _images_by_record(connection: Connection, ids: Iterable[int]) -> dict[int, tuple[Image, ...]]:
+def images_by_record(connection: Connection, ids: Iterable[int]) -> dict[int, tuple[Image, ...]]:
+    """The images of each record id, in position order (ids without images left out)."""
+
     def statement(part: list[int]) -> Query:
         return (
             select(
@@ -145,7 +147,9 @@ def _images_by_record(connection: Connection, ids: Iterable[int]) -> dict[int, t
     return {record_id: tuple(images) for record_id, images in grouped.items()}
 
 
-def _topics_by_record(connection: Connection, ids: Iterable[int]) -> dict[int, tuple[str, ...]]:
+def topics_by_record(connection: Connection, ids: Iterable[int]) -> dict[int, tuple[str, ...]]:
+    """The topics of each record id, best first (ids without topics left out)."""
+
     def statement(part: list[int]) -> Query:
         return (
             select(col(TopicRow.record_id), col(TopicRow.topic))
@@ -159,7 +163,9 @@ def _topics_by_record(connection: Connection, ids: Iterable[int]) -> dict[int, t
     return {record_id: tuple(topics) for record_id, topics in grouped.items()}
 
 
-def _related_entries(connection: Connection, ids: Iterable[int]) -> list[CoreRow]:
+def related_entries(connection: Connection, ids: Iterable[int]) -> list[CoreRow]:
+    """(record_id, related_record_id, snapshot) rows of these records, in position order."""
+
     def statement(part: list[int]) -> Query:
         return (
             select(
@@ -174,21 +180,22 @@ def _related_entries(connection: Connection, ids: Iterable[int]) -> list[CoreRow
     return list(_grouped(connection, statement, ids))
 
 
-def _linked_records(
+def linked_records(
     connection: Connection, ids: set[int], known_images: dict[int, tuple[Image, ...]]
 ) -> dict[int, RelatedRecord]:
     """Related entries rendered from the current rows of the records with `ids`."""
 
     def statement(part: list[int]) -> Query:
-        return select(*_columns(_RELATED_FIELDS)).where(col(RecordRow.id).in_(part))
+        return select(*_columns(RELATED_FIELDS)).where(col(RecordRow.id).in_(part))
 
     rows = list(_grouped(connection, statement, ids))
     images = dict(known_images)
-    images.update(_images_by_record(connection, (r.id for r in rows if r.id not in images)))
-    return {row.id: _related_from_row(row, images.get(row.id, ())) for row in rows}
+    images.update(images_by_record(connection, (r.id for r in rows if r.id not in images)))
+    return {row.id: related_from_columns(row, images.get(row.id, ())) for row in rows}
 
 
-def _related_from_row(row: CoreRow, images: tuple[Image, ...]) -> RelatedRecord:
+def related_from_columns(row: CoreRow, images: tuple[Image, ...]) -> RelatedRecord:
+    """A record rendered as a related entry, from a row with the `RELATED_FIELDS` columns."""
     return RelatedRecord(
         title=row.title,
         excerpt=row.excerpt,
@@ -204,10 +211,10 @@ def _related_from_row(row: CoreRow, images: tuple[Image, ...]) -> RelatedRecord:
 
 
 def _load_children(connection: Connection, ids: list[int]) -> _Children:
-    images = _images_by_record(connection, ids)
-    entries = _related_entries(connection, ids)
+    images = images_by_record(connection, ids)
+    entries = related_entries(connection, ids)
     wanted = {entry.related_record_id for entry in entries} - {None}
-    linked = _linked_records(connection, wanted, images)
+    linked = linked_records(connection, wanted, images)
     related: dict[int, list[RelatedRecord]] = {}
     for record_id, linked_id, snapshot in entries:
         target = linked.get(linked_id) if linked_id is not None else None
@@ -216,7 +223,7 @@ def _load_children(connection: Connection, ids: list[int]) -> _Children:
         if target is not None:
             related.setdefault(record_id, []).append(target)
     rendered = {record_id: tuple(items) for record_id, items in related.items()}
-    return _Children(images, _topics_by_record(connection, ids), rendered)
+    return _Children(images, topics_by_record(connection, ids), rendered)
 
 
 def _stored(row: RecordLike, children: _Children) -> StoredRecord:
