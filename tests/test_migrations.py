@@ -116,3 +116,76 @@ def test_a_missing_stamp_still_takes_the_alembic_path(tmp_path: Path) -> None:
             assert stamped.scalar_one() == migrate.HEAD_REVISION
     finally:
         engine.dispose()
+
+
+def _schema_facts(url: str) -> dict[str, Any]:
+    """Tables, their columns and indexes, the stamp and the link counter of a database."""
+    engine = create_engine(url)
+    try:
+        inspector = inspect(engine)
+        tables = sorted(inspector.get_table_names())
+        facts: dict[str, Any] = {"tables": tables}
+        for table in tables:
+            columns = inspector.get_columns(table)
+            facts[f"{table}.columns"] = sorted(  # revisions add columns at the end
+                (c["name"], str(c["type"]), c["nullable"], c.get("default")) for c in columns
+            )
+            facts[f"{table}.pk"] = inspector.get_pk_constraint(table)["constrained_columns"]
+            facts[f"{table}.indexes"] = sorted(
+                (i["name"], tuple(i["column_names"]), bool(i["unique"]))
+                for i in inspector.get_indexes(table)
+            )
+            facts[f"{table}.fks"] = sorted(
+                (tuple(f["constrained_columns"]), f["referred_table"])
+                for f in inspector.get_foreign_keys(table)
+            )
+        with engine.connect() as connection:
+            facts["stamp"] = connection.execute(text("SELECT * FROM alembic_version")).all()
+            facts["counter"] = connection.execute(text("SELECT * FROM link_counter")).all()
+        return facts
+    finally:
+        engine.dispose()
+
+
+def test_a_new_sqlite_database_is_built_as_the_migrations_build_it(tmp_path: Path) -> None:
+    migrated = f"sqlite:///{tmp_path / 'migrated.db'}"
+    engine = create_engine(migrated)
+    upgrade(engine)  # Alembic, revision by revision
+    engine.dispose()
+    fresh = f"sqlite:///{tmp_path / 'fresh.db'}"
+    Store(fresh).close()  # the direct path
+    facts = _schema_facts(fresh)
+    assert facts["stamp"] == [(head_revision(),)] and facts["counter"] == [(1, 0)]
+    assert facts == _schema_facts(migrated)
+    assert schema_status(create_engine(fresh)).current == head_revision()
+
+
+def test_a_new_sqlite_database_is_opened_without_importing_alembic(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; from aggregator.store import Store; "
+        f"Store('sqlite:///{tmp_path / 'new.db'}').close(); "
+        "Store('sqlite:///' + sys.argv[1]).close(); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'alembic'))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "again.db")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.strip() == "[]"
+
+
+def test_an_sqlite_database_with_any_table_is_not_created_over(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'other.db'}"
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE notes (body TEXT)"))
+    try:
+        assert not migrate.create_fresh_sqlite(engine)
+        assert inspect(engine).get_table_names() == ["notes"]
+    finally:
+        engine.dispose()

@@ -16,6 +16,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import false
 from sqlmodel import JSON, CheckConstraint, Field, SQLModel, UniqueConstraint
 
 
@@ -77,8 +78,11 @@ class RecordRow(SQLModel, table=True):
     provider_name: str
     provider_domain: str = Field(index=True)
     title_key: str = Field(default="", index=True)
-    page_pending: bool = Field(default=False, index=True)
-    page_attempts: int = 0
+    # server defaults as revision 0003 added them (a new SQLite file is made from this)
+    page_pending: bool = Field(
+        default=False, index=True, sa_column_kwargs={"server_default": false()}
+    )
+    page_attempts: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     text_hash: str = Field(default="", index=True)
     secured: str = ""
     feed_url: str = ""
