@@ -132,3 +132,38 @@ def test_the_entry_points_fast_exit_keeps_the_output_and_the_status(tmp_path: Pa
     missing = run_entry(tmp_path, "fetch", "--config", str(tmp_path / "none.yaml"), COLUMNS="100")
     assert missing.returncode == 2
     assert "cannot read config file" in missing.stderr
+
+
+def test_the_console_script_leaves_httpxs_own_cli_unimported(tmp_path: Path) -> None:
+    """`import httpx` would import click, rich.syntax and pygments for httpx's CLI."""
+    script = (
+        "import sys; from aggregator import startup; {setup}"
+        "import aggregator.fetch, httpx; "
+        "print(sorted(m for m in ('pygments', 'rich.syntax', 'click') if m in sys.modules))"
+    )
+    runs = {}
+    for name, setup in (("plain", ""), ("console", "startup.mark_console_process(); ")):
+        done = subprocess.run(
+            [sys.executable, "-c", script.format(setup=setup)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT)},
+            check=True,
+        )
+        runs[name] = done.stdout.strip()
+    assert runs == {"plain": "['click', 'pygments', 'rich.syntax']", "console": "[]"}
+    stub = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from aggregator import startup; startup.skip_httpx_cli(); import httpx; httpx.main()",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT)},
+    )
+    assert stub.returncode == 1 and "not loaded" in stub.stderr
