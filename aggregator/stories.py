@@ -169,7 +169,7 @@ class StoryIndex:
             return cached
         va = self._vector(self._entries[a])
         vb = self._vector(self._entries[b])
-        sim = cosine(va.weights, vb.weights, va.norm, vb.norm)
+        sim = va.dot(vb) / (va.norm * vb.norm) if va.norm > 0.0 and vb.norm > 0.0 else 0.0
         self.pairs.put(a, b, sim, now=self.terms.added)
         return sim
 
@@ -192,7 +192,8 @@ class StoryIndex:
         added to the story's centroid is kept aside first, to be taken out exactly."""
         if entry.story and entry.in_centroid is None:
             entry.in_centroid = unit_weights(entry.vector)
-        entry.vector = self.terms.vector(zip(entry.terms(), entry.counts, strict=True))
+        terms = entry.vector.positions
+        entry.vector = self.terms.vector(zip(terms, entry.counts, strict=True), terms)
         entry.vector_at = self.terms.added
 
     def related(self, key: int, *, limit: int = 6) -> list[int]:
@@ -384,12 +385,12 @@ class StoryIndex:
     def _candidate_sims(self, entry: Entry, vector: Vector) -> dict[int, float]:
         """Cosine similarity to candidates within the window of the item's time."""
         sims: dict[int, float] = {}
+        query = vector.as_dict()
         for other in self.terms.candidates(entry.item.key, vector, self.candidate_limit):
             cand = self._entries[other]
             if abs(cand.time - entry.time) > self.window:
                 continue
-            ov = self._vector(cand)
-            sim = cosine(vector.weights, ov.weights, vector.norm, ov.norm)
+            sim = self._vector(cand).cosine_from(query, vector.norm)
             self.pairs.put(entry.item.key, other, sim, now=self.terms.added)
             if cand.item.provider == entry.item.provider:
                 sim *= self.same_provider_factor

@@ -12,18 +12,65 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections import deque
-from collections.abc import Iterable
+import operator
+from array import array
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from operator import itemgetter
 
 
 @dataclass(frozen=True, slots=True)
 class Vector:
-    """A TF-IDF vector and its Euclidean norm."""
+    """A TF-IDF vector: each term's position, the weights in that order, and the norm.
 
-    weights: dict[str, float]
+    The weights are an array, not a dict of float objects (a third of the story index's
+    memory); the positions are shared by the successive vectors of one item, whose terms
+    never change. Iterating `positions` gives the terms in order.
+    """
+
+    positions: Mapping[str, int]
+    weights: array[float]
     norm: float
+
+    @classmethod
+    def of(cls, weights: Mapping[str, float], norm: float) -> Vector:
+        """A vector with these term weights (in their order) and norm."""
+        positions = {term: index for index, term in enumerate(weights)}
+        return cls(positions, array("d", weights.values()), norm)
+
+    def items(self) -> Iterator[tuple[str, float]]:
+        """(term, weight) pairs in order."""
+        return zip(self.positions, self.weights, strict=True)
+
+    def as_dict(self) -> dict[str, float]:
+        """Term → weight."""
+        return dict(self.items())
+
+    def dot(self, other: Vector) -> float:
+        """The dot product with another vector."""
+        mine, theirs = self.positions, other.positions
+        common = mine.keys() & theirs.keys()
+        left = map(self.weights.__getitem__, map(mine.__getitem__, common))
+        right = map(other.weights.__getitem__, map(theirs.__getitem__, common))
+        return float(sum(map(operator.mul, left, right)))
+
+    def cosine_from(self, query: Mapping[str, float], query_norm: float) -> float:
+        """The cosine of a query (term → weight, `query_norm`) with this vector: one dict
+        for a query compared with many vectors (products taken query first)."""
+        if query_norm <= 0.0 or self.norm <= 0.0:
+            return 0.0
+        mine = self.positions
+        common = query.keys() & mine.keys()
+        right = map(self.weights.__getitem__, map(mine.__getitem__, common))
+        dot = sum(map(operator.mul, map(query.__getitem__, common), right))
+        return float(dot) / (query_norm * self.norm)
+
+    def dot_mapping(self, weights: Mapping[str, float]) -> float:
+        """The dot product with a term → weight mapping (`weights` on the right)."""
+        mine = self.positions
+        common = mine.keys() & weights.keys()
+        left = map(self.weights.__getitem__, map(mine.__getitem__, common))
+        return float(sum(map(operator.mul, left, map(weights.__getitem__, common))))
 
 
 class TermIndex:
@@ -37,6 +84,9 @@ class TermIndex:
     Frequencies are stored scaled to the last sweep (`df = stored × decay`, one shared decay
     factor), so reading one is a lookup and a multiplication. Evicted keys leave their
     posting lists lazily: they are skipped while read, and dropped once at a list's front.
+
+    Posting lists are plain lists trimmed from the front: most terms have a handful of
+    keys, and a deque spends a 64-slot block (about 600 bytes) on even one.
     """
 
     PRUNE_BELOW = 0.25
@@ -63,7 +113,7 @@ class TermIndex:
         self._decay = 1.0  # ratio ** (added - added at the last sweep)
         self._df: dict[str, float] = {}  # frequencies scaled to the last sweep
         self._live: set[int] = set()
-        self.postings: dict[str, deque[int]] = {}
+        self.postings: dict[str, list[int]] = {}
 
     @property
     def n_docs(self) -> float:
@@ -80,12 +130,16 @@ class TermIndex:
         self._decay *= self._ratio
         step = 1.0 / self._decay
         frequencies = self._df
+        cap = self.posting_cap
         for term in terms:
             frequencies[term] = frequencies.get(term, 0.0) + step
             posting = self.postings.get(term)
             if posting is None:
-                posting = self.postings[term] = deque(maxlen=self.posting_cap)
+                self.postings[term] = [key]
+                continue
             posting.append(key)
+            if len(posting) > cap:
+                del posting[0]
         self._live.add(key)
         if self.added % self.half_life_docs == 0:
             self._sweep()
@@ -104,31 +158,39 @@ class TermIndex:
             posting = self.postings.get(term)
             if posting is None:
                 continue
-            while posting and posting[0] not in live:
-                posting.popleft()
-            if not posting:
+            first_live = next((i for i, other in enumerate(posting) if other in live), None)
+            if first_live is None:
                 del self.postings[term]
+            elif first_live:
+                del posting[:first_live]
 
     def idf(self, term: str) -> float:
         """BM25-style IDF (raised to `idf_power`), always positive; unseen counts as once."""
         df = max(1.0, self.df(term))
         return float(math.log(1.0 + (self.n_docs - df + 0.5) / (df + 0.5)) ** self.idf_power)
 
-    def vector(self, counts: Iterable[tuple[str, float]]) -> Vector:
-        """The TF-IDF vector of (term, raw weighted count) pairs under the current
-        statistics; its weights keep the order of `counts`."""
+    def vector(
+        self, counts: Iterable[tuple[str, float]], positions: Mapping[str, int] | None = None
+    ) -> Vector:
+        """The TF-IDF vector of (distinct term, raw weighted count) pairs under the current
+        statistics, in the order of `counts`; `positions`, when given, are those of an
+        earlier vector of the same terms in the same order (kept, not rebuilt)."""
         n_docs = self.n_docs
         power = self.idf_power
         decay = self._decay
         frequencies = self._df
-        weights: dict[str, float] = {}
+        terms: list[str] = []
+        weights = array("d")
         for term, count in counts:
             df = frequencies.get(term, 0.0) * decay
             df = df if df > 1.0 else 1.0
             idf = math.log(1.0 + (n_docs - df + 0.5) / (df + 0.5))
             tf = 1.0 + math.log(count) if count > 1.0 else count  # stories_features.tf_weight
-            weights[term] = tf * (idf if power == 1.0 else idf**power)
-        return Vector(weights, math.sqrt(sum(w * w for w in weights.values())))
+            terms.append(term)
+            weights.append(tf * (idf if power == 1.0 else idf**power))
+        if positions is None:
+            positions = {term: index for index, term in enumerate(terms)}
+        return Vector(positions, weights, math.sqrt(sum(w * w for w in weights)))
 
     def candidates(self, key: int, vector: Vector, limit: int) -> list[int]:
         """Keys sharing significant terms with `vector`, best rough score first.
@@ -139,7 +201,7 @@ class TermIndex:
         """
         ceiling = max(self.MIN_DF_CEILING, self.max_df_ratio * self.n_docs) / self._decay
         frequencies = self._df
-        usable = [(w, t) for t, w in vector.weights.items() if frequencies.get(t, 0.0) <= ceiling]
+        usable = [(w, t) for t, w in vector.items() if frequencies.get(t, 0.0) <= ceiling]
         usable.sort(key=lambda wt: (-wt[0], wt[1]))
         lists = [(w, self.postings.get(t, ())) for w, t in usable[: self.query_terms]]
         lists.sort(key=lambda wp: len(wp[1]))  # rarest first: the budget goes to specifics

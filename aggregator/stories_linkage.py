@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from aggregator.stories_features import cosine
 from aggregator.stories_index import Vector
 from aggregator.stories_types import Story
 
@@ -35,6 +34,7 @@ def story_scores(
     scores: dict[str, float] = {}
     for sid, top in best.items():
         cen = stories[sid]
-        c = cosine(vector.weights, cen.centroid, vector.norm, cen.centroid_norm())
+        norms = vector.norm * cen.centroid_norm()
+        c = vector.dot_mapping(cen.centroid) / norms if norms > 0.0 else 0.0
         scores[sid] = c if linkage == "centroid" else 0.5 * (c + top)
     return scores

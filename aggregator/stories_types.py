@@ -64,7 +64,7 @@ class AddResult:
 class Entry:
     """An indexed item: its term counts, story, background and TF-IDF vector.
 
-    The terms are the keys of `vector.weights`; `counts` holds their raw weighted counts
+    The terms are the keys of `vector.positions`; `counts` holds their raw weighted counts
     in the same order, as a compact array (a second dict of the same terms would cost
     three times as much). The vector is refreshed as statistics move on
     (`StoryIndex._vector`), keeping its order.
@@ -87,7 +87,7 @@ class Entry:
 
     def terms(self) -> Iterable[str]:
         """The item's distinct terms, in extraction order."""
-        return self.vector.weights.keys()
+        return self.vector.positions.keys()
 
     def centroid_share(self) -> array[float] | None:
         """The unit weights this item added to its story's centroid (None: nothing)."""
@@ -116,7 +116,7 @@ class Story:
         if vector.norm <= 0.0:
             return
         scale = sign / vector.norm
-        self._shift((term, weight * scale) for term, weight in vector.weights.items())
+        self._shift((term, weight * scale) for term, weight in vector.items())
 
     def take_out(self, terms: Iterable[str], units: Iterable[float]) -> None:
         """Take a member's contribution (`unit_weights` of its vector, in its term order)
@@ -163,4 +163,4 @@ def unit_weights(vector: Vector) -> array[float] | None:
     if vector.norm <= 0.0:
         return None
     scale = 1.0 / vector.norm
-    return array("d", [weight * scale for weight in vector.weights.values()])
+    return array("d", [weight * scale for weight in vector.weights])

@@ -136,7 +136,7 @@ def test_candidates_read_rare_lists_first_and_stop_at_the_budget() -> None:
     for key in range(30):
         terms.add(key, {"common": 1.0, f"own{key}": 1.0})
     terms.add(100, {"common": 1.0, "rare": 1.0})
-    query = Vector({"common": 1.0, "rare": 5.0}, 1.0)
+    query = Vector.of({"common": 1.0, "rare": 5.0}, 1.0)
     assert terms.candidates(-1, query, 40) == [100]
     roomy = TermIndex(scan_budget=1000)
     for key in range(30):
@@ -152,7 +152,7 @@ def test_candidates_are_capped_by_limit_and_skip_evicted_keys() -> None:
         terms.add(key, {"shared": 1.0})
     for key in range(10):
         terms.remove(key, {"shared": 1.0})
-    found = terms.candidates(-1, Vector({"shared": 1.0}, 1.0), 25)
+    found = terms.candidates(-1, Vector.of({"shared": 1.0}, 1.0), 25)
     assert len(found) == 25
     assert not set(found) & set(range(10))
 
