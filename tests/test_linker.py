@@ -39,6 +39,25 @@ def test_the_linker_process_ends_where_linking_in_this_process_ends(tmp_path: Pa
         assert state(store) == expected
 
 
+def test_records_sent_with_their_features_link_as_in_this_process(tmp_path: Path) -> None:
+    """With features, the records cross to the linker without text and excerpt."""
+    from aggregator.tracking import Tracker, record_features
+
+    expected = link_all(f"sqlite:///{tmp_path / 'a.db'}", defer=False)
+    url = f"sqlite:///{tmp_path / 'b.db'}"
+    with Store(url) as store, linker_for(url, store) as linker:
+        for batch in batches():
+            enriched = Tracker(settings_for(url), None).enrich(batch, now=NOW)
+            assert any(record.text for record in enriched)
+            store.upsert_records(enriched)
+            features = [record_features(record) for record in enriched]
+            linker.after_upsert(enriched, now=NOW, features=features, defer=True)
+        linker.flush(now=NOW)
+        assert state(store) == expected
+        stored = [item.record for item in store.iter_records()]
+        assert stored and all(record.text for record in stored)  # the store keeps its copy
+
+
 def test_a_killed_linker_process_hands_over_to_this_process(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'a.db'}"
     first, *rest = batches()
