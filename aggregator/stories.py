@@ -117,7 +117,9 @@ class StoryIndex:
         self._by_url: dict[str, int] = {}
         self._expiry: list[tuple[datetime, int]] = []
         self._seq = 0
-        self.pairs = PairCache(per_entry=NEAR_CAP * candidate_limit, max_age=VECTOR_REFRESH)
+        self.pairs = PairCache(
+            per_entry=NEAR_CAP * candidate_limit, max_age=VECTOR_REFRESH, floor=related_threshold
+        )
 
     # ----------------------------------------------------------------- queries
 

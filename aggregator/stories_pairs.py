@@ -23,9 +23,10 @@ import heapq
 class PairCache:
     """Cached cosine similarities keyed by item, stamped with the addition count."""
 
-    def __init__(self, *, per_entry: int, max_age: int) -> None:
+    def __init__(self, *, per_entry: int, max_age: int, floor: float = 0.0) -> None:
         self.per_entry = per_entry
         self.max_age = max_age
+        self.floor = floor
         self._near: dict[int, dict[int, complex]] = {}
 
     def get(self, a: int, b: int, *, now: int) -> float | None:
@@ -36,7 +37,9 @@ class PairCache:
         return cached.real
 
     def put(self, a: int, b: int, sim: float, *, now: int) -> None:
-        """Remember the similarity of `a` and `b` on both sides."""
+        """Remember the similarity of `a` and `b` on both sides (not under `floor`)."""
+        if sim < self.floor:
+            return
         stamp = complex(sim, now)
         for mine, other in ((a, b), (b, a)):
             near = self._near.setdefault(mine, {})

@@ -189,6 +189,25 @@ def test_pair_cache_is_symmetric_bounded_and_ages_out() -> None:
     assert cache.get(0, 5, now=0) is None and 5 not in cache.nearest(0, 10)
 
 
+def test_pairs_under_the_floor_are_not_kept() -> None:
+    cache = PairCache(per_entry=4, max_age=10, floor=0.15)
+    cache.put(0, 1, 0.149, now=0)
+    cache.put(0, 2, 0.15, now=0)
+    assert cache.get(0, 1, now=0) is None and cache.get(1, 0, now=0) is None
+    assert cache.get(2, 0, now=0) == pytest.approx(0.15)
+    assert cache.nearest(0, 10) == [2] and cache.size(1) == 0
+
+
+def test_the_index_keeps_no_pair_under_the_related_threshold() -> None:
+    index = StoryIndex()
+    for n, content in enumerate(FILLERS):
+        index.add(item(900 + n, content, hours=-1), now=T0)
+    for key in (1, 2, 3):
+        index.add(item(key, QUAKE[key - 1], hours=key / 10), now=T0)
+    kept = [(a, b) for a in index._entries for b in index.neighbours(a, 1000)]
+    assert kept and all(index.similarity(a, b) >= index.related_threshold for a, b in kept)
+
+
 def test_related_lists_come_from_compared_pairs_without_a_new_search() -> None:
     index = StoryIndex()
     for n, content in enumerate(FILLERS):
