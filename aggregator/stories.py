@@ -373,7 +373,7 @@ class StoryIndex:
         entry = Entry(
             _slim(item),
             when,
-            array("d", counts.values()),
+            _compact(counts.values()),
             self.terms.vector(counts.items()),
             self.terms.added,
             entities=ents,
@@ -554,6 +554,14 @@ def _slim(item: LinkItem) -> LinkItem:
     if not (item.excerpt or item.text or item.features):
         return item
     return replace(item, excerpt="", text="", features=None)
+
+
+def _compact(values: Iterable[float]) -> array[float]:
+    """The values as single-precision floats when that loses nothing, as weighted counts
+    usually are (sums of a few field weights); else as doubles."""
+    doubles = array("d", values)
+    singles = array("f", doubles)
+    return singles if singles.tolist() == doubles.tolist() else doubles
 
 
 _FLOATS: dict[float, float] = {}

@@ -219,3 +219,12 @@ def test_related_lists_come_from_compared_pairs_without_a_new_search() -> None:
     assert set(related) == {2, 3}
     assert index.neighbours(1, 2) == sorted((2, 3), key=lambda other: -index.similarity(1, other))
     assert index.terms.added == before
+
+
+def test_term_counts_are_kept_in_single_precision_only_when_exact() -> None:
+    from aggregator.stories import _compact
+
+    exact = [1.0, 1.5, 4.5, 13.0, 2.25]
+    assert _compact(exact).typecode == "f" and _compact(exact).tolist() == exact
+    inexact = [1.0, 0.1]
+    assert _compact(inexact).typecode == "d" and _compact(inexact).tolist() == inexact
