@@ -44,6 +44,7 @@ from aggregator.stories_linkage import story_scores
 from aggregator.stories_pairs import PairCache
 from aggregator.stories_prepare import features_of
 from aggregator.stories_types import (
+    CENTROID_EPSILON,
     AddResult,
     Entry,
     LinkFeatures,
@@ -231,6 +232,9 @@ class StoryIndex:
         """Join a freshly inserted entry to the best story, or start a new one."""
         vector = self._vector(entry)
         sims = self._candidate_sims(entry, vector)
+        if self.linkage in ("centroid", "mixed"):
+            for story_id in {self.story_of(other) for other in sims}:
+                self._materialise(self._stories[story_id])
         scores = story_scores(self.linkage, sims, self.story_of, self._stories, vector)
         best = self._pick_story(entry, scores)
         if best is None:
@@ -275,6 +279,7 @@ class StoryIndex:
         for key in keys[1:]:
             self._join(self._entries[key], new_id)
         story.centroid = {}
+        story.solo = None
         for key in story.members:
             self._add_to_centroid(story, self._entries[key])
         return new_id
@@ -435,7 +440,8 @@ class StoryIndex:
         looser = min(a.cohesion(), b.cohesion())
         if looser == float("inf"):
             return False
-        cross = cosine(a.centroid, b.centroid, 1.0, 1.0) / (len(a.members) * len(b.members))
+        cross = cosine(self._centroid(a), self._centroid(b), 1.0, 1.0)
+        cross /= len(a.members) * len(b.members)
         return cross >= self.merge_cohesion * looser
 
     def _pick_story(self, entry: Entry, scores: dict[str, float]) -> str | None:
@@ -493,10 +499,39 @@ class StoryIndex:
     def _add_to_centroid(self, story: Story, entry: Entry) -> None:
         vector = self._vector(entry)
         entry.in_centroid = None  # the unit weights of `vector`, until it is refreshed
+        key = entry.item.key
+        if story.solo is None and not story.centroid and story.members == [key]:
+            story.solo = key  # its unit weights are the centroid until a second one joins
+            return
+        self._materialise(story)
         story.add_vector(vector)
+
+    def _materialise(self, story: Story) -> None:
+        """Give a one-member story the centroid its member's unit weights stood in for."""
+        if story.solo is None:
+            return
+        entry = self._entries[story.solo]
+        story.solo = None
+        share = entry.centroid_share()
+        if share is not None:
+            story.take_in(entry.terms(), share)
+
+    def _centroid(self, story: Story) -> dict[str, float]:
+        """The story's centroid, built (not kept) for a one-member story."""
+        if story.solo is None:
+            return story.centroid
+        entry = self._entries[story.solo]
+        share = entry.centroid_share()
+        if share is None:
+            return {}
+        units = zip(entry.terms(), share, strict=True)
+        return {term: unit for term, unit in units if abs(unit) > CENTROID_EPSILON}
 
     @staticmethod
     def _take_out_of_centroid(story: Story, entry: Entry) -> None:
+        if story.solo == entry.item.key:
+            story.solo = None  # it was all the centroid there was
+            return
         share = entry.centroid_share()
         if share is not None:
             story.take_out(entry.terms(), share)
@@ -512,6 +547,8 @@ class StoryIndex:
                 self._entries[key].story = survivor.id
             moved.extend(story.members)
             survivor.members.extend(story.members)
+            self._materialise(survivor)
+            self._materialise(story)
             survivor.absorb_centroid(story)
             survivor.first_time = min(survivor.first_time, story.first_time)
             for alias in [story.id, *story.absorbed]:

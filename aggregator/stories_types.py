@@ -100,7 +100,10 @@ class Entry:
 class Story:
     """A live story: members in join order, centroid, and the ids it absorbed.
 
-    The centroid is the sum of the unit vectors of the members in the window.
+    The centroid is the sum of the unit vectors of the members in the window. While the
+    story has one member, `solo` is that member's key and `centroid` stays empty: the
+    member's own unit weights stand in for it (`StoryIndex` builds it when a second
+    member joins), since most stories never get a second one.
     """
 
     id: str
@@ -109,6 +112,7 @@ class Story:
     members: list[int] = field(default_factory=list)
     centroid: dict[str, float] = field(default_factory=dict)
     absorbed: list[str] = field(default_factory=list)
+    solo: int | None = None
     _norm: float | None = None
 
     def add_vector(self, vector: Vector, sign: float = 1.0) -> None:
@@ -117,6 +121,10 @@ class Story:
             return
         scale = sign / vector.norm
         self._shift((term, weight * scale) for term, weight in vector.items())
+
+    def take_in(self, terms: Iterable[str], units: Iterable[float]) -> None:
+        """Add a member's `unit_weights`, in its term order: what `add_vector` adds."""
+        self._shift(zip(terms, units, strict=True))
 
     def take_out(self, terms: Iterable[str], units: Iterable[float]) -> None:
         """Take a member's contribution (`unit_weights` of its vector, in its term order)

@@ -228,3 +228,41 @@ def test_term_counts_are_kept_in_single_precision_only_when_exact() -> None:
     assert _compact(exact).typecode == "f" and _compact(exact).tolist() == exact
     inexact = [1.0, 0.1]
     assert _compact(inexact).typecode == "d" and _compact(inexact).tolist() == inexact
+
+
+def _centroid_invariant_holds(index: StoryIndex) -> None:
+    """Every story's centroid is the sum of its members' unit weights; one-member stories
+    keep none of their own (the centroid linkages build those they score)."""
+    for story_id in index.story_ids():
+        story = index._stories[story_id]
+        expected: dict[str, float] = {}
+        for key in story.members:
+            entry = index._entries[key]
+            for term, unit in zip(entry.terms(), entry.centroid_share() or (), strict=False):
+                expected[term] = expected.get(term, 0.0) + unit
+        expected = {t: v for t, v in expected.items() if abs(v) > 1e-9}
+        centroid = index._centroid(story)
+        assert centroid.keys() == expected.keys()
+        assert all(centroid[t] == pytest.approx(v) for t, v in expected.items())
+        if len(story.members) == 1 and index.linkage == "average":
+            assert story.centroid == {} and story.solo == story.members[0]
+        assert story.solo is None or story.centroid == {}
+
+
+@pytest.mark.parametrize("linkage", ["average", "centroid", "mixed"])
+def test_one_member_stories_build_their_centroid_only_when_a_second_joins(linkage: str) -> None:
+    index = StoryIndex(linkage=linkage, window=timedelta(hours=10))  # type: ignore[arg-type]
+    for n, content in enumerate(FILLERS):
+        index.add(item(900 + n, content, hours=n / 10), now=T0 + timedelta(hours=n / 10))
+    _centroid_invariant_holds(index)
+    for key in (1, 2, 3):
+        index.add(item(key, QUAKE[key - 1], hours=1 + key), now=T0 + timedelta(hours=1 + key))
+    _centroid_invariant_holds(index)
+    quake = index.story_of(1)
+    assert len(index.member_keys(quake)) == 3 and index._stories[quake].solo is None
+    index.evict_older_than(T0 + timedelta(hours=2.5))  # the fillers and the first quake item
+    _centroid_invariant_holds(index)
+    index.split(quake, [3])
+    _centroid_invariant_holds(index)
+    if linkage == "average":
+        assert index._stories[index.story_of(2)].solo == 2
