@@ -84,11 +84,11 @@ class LinkerProcess:
     ) -> None:
         """`Tracker.after_upsert`, in the linker process; returns once it is committed.
 
-        With `features` given, the records cross without their text and excerpt: linking
-        reads those only to compute the features (a fifth of a with-pages crawl's records
-        by size), and the linker process keeps a smaller, less fragmented heap."""
+        With `features` given, the records cross as `for_linking` makes them: linking
+        reads their text only to compute the features, and never their images or quality
+        reasons (about ten small objects a record to pickle and unpickle)."""
         if records:
-            sent = [_without_text(r) for r in records] if features else list(records)
+            sent = [for_linking(r) for r in records] if features else list(records)
             self._call("link", sent, now, keep_given, list(features), defer)
 
     def flush(self, *, now: datetime) -> int:
@@ -156,8 +156,9 @@ class LinkerProcess:
         return _run(self._fallback, message)
 
 
-def _without_text(record: Record) -> Record:
-    return replace(record, text="", excerpt="")
+def for_linking(record: Record) -> Record:
+    """`record` without what linking a record with known features never reads."""
+    return replace(record, text="", excerpt="", images=(), related=(), quality_reasons=())
 
 
 def _unwrap(reply: tuple[Any, ...]) -> Any:
