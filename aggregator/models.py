@@ -6,15 +6,49 @@ Database rows live in `aggregator.store`; these are what steps produce and consu
 
 `Record` carries the public fields of the seed record shape (see `docs/record-shape.md`)
 plus the private provenance that the seal protects and the text used for linking.
+
+The ones that cross between processes are `pickled_by_fields`: a crawl pickles tens of
+thousands of them between the crawling process, the parse workers and the linker.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+import operator
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, TypeVar
+
+_T = TypeVar("_T")
 
 
+def pickled_by_fields(cls: type[_T]) -> type[_T]:
+    """Pickle instances of the frozen dataclass `cls` as its constructor's arguments.
+
+    By default a slotted dataclass pickles a list of its values and restores it through
+    dataclasses' Python-level `__setstate__`, which looks its fields up again for every
+    object: measured on 3,000 stored records, pickling took 160 us and unpickling 187 us a
+    record; as constructor arguments, 54 and 137 us."""
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    if not all(f.init for f in dataclasses.fields(cls)):  # type: ignore[arg-type]
+        raise TypeError(f"{cls.__name__} has fields its constructor does not take")
+    values: Callable[[Any], Any] = operator.attrgetter(*names)
+    if len(names) == 1:
+        values = _one_tuple(values)
+
+    def reduce(self: Any) -> tuple[type[_T], tuple[Any, ...]]:
+        return cls, values(self)
+
+    cls.__reduce__ = reduce  # type: ignore[method-assign]
+    return cls
+
+
+def _one_tuple(get: Callable[[Any], Any]) -> Callable[[Any], tuple[Any, ...]]:
+    return lambda obj: (get(obj),)
+
+
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class Image:
     """A lead image; width/height are None when unknown."""
@@ -25,6 +59,7 @@ class Image:
     title: str | None = None
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class Provider:
     """The outlet that published a record."""
@@ -50,6 +85,7 @@ class FetchResult:
     content_encoding: str = ""  # "gzip"/"deflate": `content` is still compressed (see fetch)
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class RawEntry:
     """One feed entry, converted from the feed library's types at once."""
@@ -66,6 +102,7 @@ class RawEntry:
     summary_truncated: bool = False
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class FeedHints:
     """Polling hints a feed carries about itself (used by the scheduler)."""
@@ -77,6 +114,7 @@ class FeedHints:
     skip_days: tuple[str, ...] = ()
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class ParsedFeed:
     """A parsed RSS/Atom/RDF/JSON feed."""
@@ -90,6 +128,7 @@ class ParsedFeed:
     warning: str | None = None
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class PageMetadata:
     """What extraction found on one article page; None where a chain found nothing."""
@@ -107,6 +146,7 @@ class PageMetadata:
     lang: str | None = None
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class QualityReason:
     """One part of a quality score: a name, the points it gave, and why."""
@@ -116,6 +156,7 @@ class QualityReason:
     detail: str
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class Provenance:
     """Where a record came from. Sealed into `secured`, never exported in clear.
@@ -134,6 +175,7 @@ class Provenance:
     categories: tuple[str, ...] = ()
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class RelatedRecord:
     """A related record as nested in another record (no `related`, no `secured`)."""
@@ -150,6 +192,7 @@ class RelatedRecord:
     images: tuple[Image, ...] = ()
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class Record:
     """One story as kept and exported: the seed's public fields plus private context."""

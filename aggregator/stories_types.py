@@ -8,11 +8,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from aggregator.models import pickled_by_fields
 from aggregator.stories_index import Vector
 
 CENTROID_EPSILON = 1e-9  # centroid weights this close to zero (members evicted) are dropped
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class LinkFeatures:
     """An item's linking features, computed once from its text (`stories_prepare`).

@@ -25,7 +25,7 @@ from datetime import datetime
 
 from aggregator.content_coding import decode_content
 from aggregator.errors import AggregatorError, FetchError
-from aggregator.models import PageMetadata, ParsedFeed, RawEntry, Record
+from aggregator.models import PageMetadata, ParsedFeed, RawEntry, Record, pickled_by_fields
 from aggregator.records import build_record
 from aggregator.settings import Settings, SourceSettings
 from aggregator.stories import LinkFeatures
@@ -34,6 +34,7 @@ from aggregator.tracking import Tracker, record_features
 _TRACKERS_KEPT = 2  # a daemon whose sources change between ticks needs one more than one
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class PageBody:
     """A fetched article page, still to be extracted."""
@@ -45,6 +46,7 @@ class PageBody:
     max_bytes: int = 0  # …this cap on the decoded size
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class PageOutcome:
     """A page's metadata, or why there is none (`skipped`) and whether a retry may help."""
@@ -69,6 +71,7 @@ class TrackingConfig:
         return cls(hashlib.sha256(blob).hexdigest(), blob)
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class SourceWork:
     """What `build_source_records` needs for one source's new or changed entries."""
@@ -82,6 +85,7 @@ class SourceWork:
     now: datetime  # when the feed was fetched
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class SourceBatch:
     """One source's scored records and, in the same order, their linking features."""
