@@ -509,7 +509,7 @@ def test_global_concurrency_is_limited() -> None:
 
 
 def test_an_idle_connection_the_server_closed_is_not_reused() -> None:
-    """The pool polls idle sockets before reuse: one the server has closed is replaced."""
+    """The pool checks idle connections before reuse: one the server has closed is replaced."""
     connections = 0
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
