@@ -43,7 +43,7 @@ from aggregator.errors import (
     RobotsDisallowedError,
 )
 from aggregator.models import FetchResult
-from aggregator.netio import AsyncioBackend, LazyTLS
+from aggregator.netio import AsyncioBackend, LazyTLS, OriginPools
 from aggregator.settings import FetchSettings
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -149,15 +149,19 @@ async def _resolve(host: str, port: int, timeout: float | None) -> list[str]:
 def _build_client(settings: FetchSettings) -> httpx.AsyncClient:
     tls = LazyTLS(lambda: httpx.create_ssl_context(trust_env=False))
     transport = httpx.AsyncHTTPTransport(verify=tls.placeholder, trust_env=False)
-    # httpx takes no network backend, so swap in a pool built with ours (same defaults).
-    backend = AsyncioBackend if settings.allow_private_networks else _GuardedBackend
-    transport._pool = httpcore.AsyncConnectionPool(
-        ssl_context=tls.placeholder,
-        max_connections=settings.concurrency,
-        max_keepalive_connections=settings.concurrency,
-        keepalive_expiry=5.0,
-        network_backend=backend(tls),
-    )
+    # httpx takes no network backend, so swap in pools built with ours: one per origin.
+    backend = (AsyncioBackend if settings.allow_private_networks else _GuardedBackend)(tls)
+
+    def origin_pool() -> httpcore.AsyncConnectionPool:
+        return httpcore.AsyncConnectionPool(
+            ssl_context=tls.placeholder,
+            max_connections=settings.per_host_concurrency,
+            max_keepalive_connections=settings.per_host_concurrency,
+            keepalive_expiry=5.0,
+            network_backend=backend,
+        )
+
+    transport._pool = OriginPools(origin_pool, keep=2 * settings.concurrency)  # type: ignore[assignment]
     return httpx.AsyncClient(
         transport=transport,
         timeout=httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout),

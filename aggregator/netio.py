@@ -271,3 +271,71 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
     async def sleep(self, seconds: float) -> None:
         """Sleep on the loop."""
         await asyncio.sleep(seconds)
+
+
+Origin = tuple[bytes, bytes, int | None]
+
+
+class OriginPools:
+    """httpcore connection pools, one per origin (scheme, host, port), in place of one
+    shared pool.
+
+    A crawl talks to hundreds of hosts at once. One shared pool of `concurrency`
+    connections closed an idle connection to one host to open one to the next (1,686
+    connects for 6,200 requests on the page bench), and scanned every pooled connection,
+    quadratically, each time it assigned a request. Per origin, connections to a host
+    are reused for as long as it is crawled, and each pool holds at most `per_host`.
+
+    At most `keep` pools are kept: past that, the least recently used pools whose
+    connections are all idle are closed (a pool with a response in progress never is),
+    so idle sockets stay bounded whatever the number of hosts. The caller bounds the
+    requests in flight (the fetcher's semaphores)."""
+
+    def __init__(self, make_pool: Callable[[], httpcore.AsyncConnectionPool], *, keep: int) -> None:
+        self._make_pool = make_pool
+        self._keep = keep
+        self._pools: dict[Origin, httpcore.AsyncConnectionPool] = {}  # least recent first
+
+    @property
+    def connections(self) -> list[httpcore.AsyncConnectionInterface]:
+        """Every pooled connection, of every origin."""
+        return [c for pool in self._pools.values() for c in pool.connections]
+
+    def origins(self) -> list[Origin]:
+        """The origins with a pool, least recently used first."""
+        return list(self._pools)
+
+    async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
+        """Send `request` through its origin's pool."""
+        url = request.url
+        origin = (url.scheme, url.host, url.port)
+        pool = self._pools.pop(origin, None)
+        if pool is None:
+            pool = self._make_pool()
+            self._pools[origin] = pool
+            await self._close_unused(len(self._pools) - self._keep)
+        else:
+            self._pools[origin] = pool  # now the most recent
+        return await pool.handle_async_request(request)
+
+    async def _close_unused(self, excess: int) -> None:
+        for origin, pool in list(self._pools.items()):
+            if excess <= 0:
+                return
+            if all(c.is_idle() or c.is_closed() for c in pool.connections):
+                del self._pools[origin]
+                excess -= 1
+                await pool.aclose()
+
+    async def aclose(self) -> None:
+        """Close every pool."""
+        pools = list(self._pools.values())
+        self._pools.clear()
+        for pool in pools:
+            await pool.aclose()
+
+    async def __aenter__(self) -> OriginPools:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpcore
 import pytest
 
-from aggregator.netio import AsyncioBackend, LazyTLS
+from aggregator.netio import AsyncioBackend, LazyTLS, OriginPools
 from tests.tlscert import write_certificate
 
 BIG = 5 * 1024 * 1024
@@ -144,3 +144,77 @@ def test_the_lazy_tls_context_is_built_once_on_the_first_https_connection(
 
     assert asyncio.run(go()) == [b"small", b"small"]  # the placeholder alone trusts no CA
     assert builds == [1]
+
+
+# ----------------------------------------------------------------- one pool per origin
+
+
+def origin_pools(keep: int) -> OriginPools:
+    return OriginPools(lambda: pool(), keep=keep)
+
+
+def get(port: int, path: str) -> httpcore.Request:
+    host = f"127.0.0.1:{port}".encode()
+    return httpcore.Request("GET", f"http://127.0.0.1:{port}{path}", headers=[(b"Host", host)])
+
+
+async def small_servers(count: int) -> tuple[list[asyncio.Server], list[int], list[int]]:
+    """`count` servers answering /small; (servers, ports, connections accepted by each)."""
+    accepted = [0] * count
+    servers, ports = [], []
+    for index in range(count):
+
+        async def serve(r: asyncio.StreamReader, w: asyncio.StreamWriter, i: int = index) -> None:
+            accepted[i] += 1
+            await answer(r, w)
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        servers.append(server)
+        ports.append(server.sockets[0].getsockname()[1])
+    return servers, ports, accepted
+
+
+def test_each_origin_keeps_its_connection_between_requests_to_others() -> None:
+    async def go() -> tuple[list[int], int]:
+        servers, ports, accepted = await small_servers(3)
+        async with origin_pools(keep=8) as pools:
+            for _ in range(4):  # interleaved: a shared pool of one would reconnect each time
+                for port in ports:
+                    response = await pools.handle_async_request(get(port, "/small"))
+                    assert await response.aread() == b"small"
+                    await response.aclose()
+            open_connections = len(pools.connections)
+        for server in servers:
+            server.close()
+        return accepted, open_connections
+
+    accepted, open_connections = asyncio.run(go())
+    assert accepted == [1, 1, 1] and open_connections == 3
+
+
+def test_least_recently_used_idle_pools_are_closed_past_keep() -> None:
+    async def go() -> tuple[list[int], list[int], list[int]]:
+        servers, ports, accepted = await small_servers(3)
+        async with origin_pools(keep=2) as pools:
+            # a response in progress: its pool is never closed, however old
+            streaming = await pools.handle_async_request(get(ports[0], "/big"))
+            for port in ports[1:]:
+                done = await pools.handle_async_request(get(port, "/small"))
+                await done.aread()
+                await done.aclose()
+            kept = [origin[2] or 0 for origin in pools.origins()]
+            assert len(await streaming.aread()) == BIG
+            await streaming.aclose()
+            again = await pools.handle_async_request(get(ports[1], "/small"))
+            await again.aread()
+            await again.aclose()
+            later = [origin[2] or 0 for origin in pools.origins()]
+        for server in servers:
+            server.close()
+        return ports, kept, later + accepted
+
+    ports, kept, later_and_accepted = asyncio.run(go())
+    later, accepted = later_and_accepted[:2], later_and_accepted[2:]
+    assert kept == [ports[0], ports[2]]  # the idle second origin went, not the busy first
+    assert later == [ports[2], ports[1]]  # then the first, idle by now and least recent
+    assert accepted == [1, 2, 1]  # the second origin's pool was closed: it reconnected
