@@ -13,6 +13,7 @@ rates — again" and "Fed Raises Rates: Again!" are one title while a changed wo
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import unicodedata
@@ -39,6 +40,7 @@ def title_key(title: str) -> str:
     return normalise_words(title)
 
 
+@functools.lru_cache(maxsize=256)
 def text_fingerprint(title: str, excerpt: str, text: str) -> str:
     """A hash of the article's own words: its body, or, when all there is is a lead (an
     excerpt, or a text shorter than `BODY_CHARS`), that lead under its title; "" when there
@@ -46,7 +48,10 @@ def text_fingerprint(title: str, excerpt: str, text: str) -> str:
 
     A lead alone does not make an article: outlets run the same wire lead under headlines
     of their own, and those are different articles, to be linked into one story, not
-    merged into one record (which would lose all but one of their URLs)."""
+    merged into one record (which would lose all but one of their URLs).
+
+    Cached for a batch's worth of records: storing one asks for it three times (identity
+    lookup, its match, its row), and normalising a page's text is most of the cost."""
     words = normalise_words(text or excerpt)
     if len(words) < MIN_FINGERPRINT_CHARS:
         return ""
