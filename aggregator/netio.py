@@ -312,17 +312,22 @@ class OriginPools:
         pool = self._pools.pop(origin, None)
         if pool is None:
             pool = self._make_pool()
+            excess = len(self._pools) + 1 - self._keep
+            older = list(self._pools.items())
             self._pools[origin] = pool
-            await self._close_unused(len(self._pools) - self._keep)
+            await self._close_unused(older, excess)
         else:
             self._pools[origin] = pool  # now the most recent
         return await pool.handle_async_request(request)
 
-    async def _close_unused(self, excess: int) -> None:
-        for origin, pool in list(self._pools.items()):
+    async def _close_unused(
+        self, older: list[tuple[Origin, httpcore.AsyncConnectionPool]], excess: int
+    ) -> None:
+        """Close up to `excess` of the `older` pools (least recent first) not in use."""
+        for origin, pool in older:
             if excess <= 0:
                 return
-            if all(c.is_idle() or c.is_closed() for c in pool.connections):
+            if not _in_use(pool) and self._pools.get(origin) is pool:
                 del self._pools[origin]
                 excess -= 1
                 await pool.aclose()
@@ -339,3 +344,11 @@ class OriginPools:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+
+def _in_use(pool: httpcore.AsyncConnectionPool) -> bool:
+    """True while the pool has a request not yet finished (queued, assigned to a connection
+    but not sent, or with its response still open) or a connection that is not idle."""
+    if getattr(pool, "_requests", None):  # httpcore's own queue: exact when present
+        return True
+    return not all(c.is_idle() or c.is_closed() for c in pool.connections)

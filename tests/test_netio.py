@@ -218,3 +218,28 @@ def test_least_recently_used_idle_pools_are_closed_past_keep() -> None:
     assert kept == [ports[0], ports[2]]  # the idle second origin went, not the busy first
     assert later == [ports[2], ports[1]]  # then the first, idle by now and least recent
     assert accepted == [1, 2, 1]  # the second origin's pool was closed: it reconnected
+
+
+def test_a_new_pool_is_never_closed_to_make_room_for_itself() -> None:
+    async def go() -> tuple[list[int], list[int], list[int], int]:
+        servers, ports, _ = await small_servers(3)
+        async with origin_pools(keep=1) as pools:
+            streaming = await pools.handle_async_request(get(ports[0], "/big"))  # busy
+            second = await pools.handle_async_request(get(ports[1], "/small"))
+            assert await second.aread() == b"small"  # its pool was not closed under it
+            await second.aclose()
+            both = [origin[2] or 0 for origin in pools.origins()]
+            await streaming.aread()
+            await streaming.aclose()
+            third = await pools.handle_async_request(get(ports[2], "/small"))
+            await third.aread()
+            await third.aclose()
+            last = [origin[2] or 0 for origin in pools.origins()]
+            connections = len(pools.connections)
+        for server in servers:
+            server.close()
+        return ports, both, last, connections
+
+    ports, both, last, connections = asyncio.run(go())
+    assert both == ports[:2]  # over `keep`, because the first was busy and the second new
+    assert last == ports[2:] and connections == 1  # both idle ones closed for the third
