@@ -210,7 +210,7 @@ def images_from_rows(rows: Iterable[ImageRow]) -> tuple[Image, ...]:
     return tuple(Image(url=r.url, width=r.width, height=r.height, title=r.title) for r in rows)
 
 
-def _provenance(row: RecordRow) -> Provenance:
+def _provenance(row: Any, categories: tuple[str, ...]) -> Provenance:
     return Provenance(
         source_name=row.source_name,
         feed_url=row.feed_url,
@@ -218,7 +218,43 @@ def _provenance(row: RecordRow) -> Provenance:
         fetched_at=row.fetched_at,
         entry_hash=row.entry_hash,
         page_pending=row.page_pending,
-        categories=tuple(row.categories or ()),
+        categories=categories,
+    )
+
+
+def record_from_row(
+    row: Any,
+    *,
+    topics: tuple[str, ...],
+    images: tuple[Image, ...],
+    related: tuple[RelatedRecord, ...],
+    private: bool = True,
+) -> Record:
+    """The Record `row` holds (an ORM `RecordRow`, or a Core row with its column names)
+    with its loaded children. Without `private`, the text, quality reasons and feed
+    categories are left empty, and those columns need not have been read."""
+    return Record(
+        title=row.title,
+        web_url=row.web_url,
+        provider=Provider(name=row.provider_name, domain=row.provider_domain),
+        category=row.category,
+        excerpt=row.excerpt,
+        published=row.published_at,
+        amp_web_url=row.amp_web_url,
+        cdn_amp_web_url=row.cdn_amp_web_url,
+        type=row.type,
+        quality=row.quality,
+        heat=row.heat,
+        is_published=row.is_published,
+        topics=topics,
+        images=images,
+        related=related,
+        secured=row.secured,
+        provenance=_provenance(row, tuple(row.categories or ()) if private else ()),
+        text=row.text if private else "",
+        quality_reasons=(
+            tuple(QualityReason(**reason) for reason in row.quality_reasons) if private else ()
+        ),
     )
 
 
@@ -261,26 +297,11 @@ def stored_from_row(
 ) -> StoredRecord:
     """Assemble the StoredRecord for `row` from its already-loaded children."""
     assert row.id is not None
-    record = Record(
-        title=row.title,
-        web_url=row.web_url,
-        provider=Provider(name=row.provider_name, domain=row.provider_domain),
-        category=row.category,
-        excerpt=row.excerpt,
-        published=row.published_at,
-        amp_web_url=row.amp_web_url,
-        cdn_amp_web_url=row.cdn_amp_web_url,
-        type=row.type,
-        quality=row.quality,
-        heat=row.heat,
-        is_published=row.is_published,
+    record = record_from_row(
+        row,
         topics=tuple(t.topic for t in topics),
         images=images_from_rows(images),
         related=tuple(related),
-        secured=row.secured,
-        provenance=_provenance(row),
-        text=row.text,
-        quality_reasons=tuple(QualityReason(**reason) for reason in row.quality_reasons),
     )
     return StoredRecord(
         id=row.id,

@@ -25,12 +25,13 @@ from collections.abc import Iterable, Iterator, Mapping
 from sqlalchemy import Connection, Engine, select
 from sqlmodel import col
 
-from aggregator.models import Image, Provenance, Provider, Record, RelatedRecord
-from aggregator.store.convert import related_from_snapshot
+from aggregator.models import Image, Record, RelatedRecord
+from aggregator.store.convert import record_from_row
 from aggregator.store.engine import transaction
 from aggregator.store.queries import (
     RELATED_FIELDS,
     CoreRow,
+    grouped_related,
     images_by_record,
     linked_records,
     related_entries,
@@ -91,7 +92,13 @@ def _read_page(connection: Connection, ids: Iterable[int], remembered: _Remember
     topics = topics_by_record(connection, by_id)
     related = _related(connection, by_id, images, remembered)
     return [
-        _record(row, images.get(row.id, ()), topics.get(row.id, ()), related.get(row.id, ()))
+        record_from_row(
+            row,
+            topics=topics.get(row.id, ()),
+            images=images.get(row.id, ()),
+            related=related.get(row.id, ()),
+            private=False,
+        )
         for row in rows
     ]
 
@@ -116,48 +123,7 @@ def _related(
             missing.add(linked_id)
     linked.update(linked_records(connection, missing, {}))
     remembered.update(linked)
-    grouped: dict[int, list[RelatedRecord]] = {}
-    for record_id, linked_id, snapshot in entries:
-        target = linked.get(linked_id) if linked_id is not None else None
-        if target is None and snapshot:
-            target = related_from_snapshot(snapshot)
-        if target is not None:
-            grouped.setdefault(record_id, []).append(target)
-    return {record_id: tuple(items) for record_id, items in grouped.items()}
-
-
-def _record(
-    row: CoreRow,
-    images: tuple[Image, ...],
-    topics: tuple[str, ...],
-    related: tuple[RelatedRecord, ...],
-) -> Record:
-    return Record(
-        title=row.title,
-        web_url=row.web_url,
-        provider=Provider(name=row.provider_name, domain=row.provider_domain),
-        category=row.category,
-        excerpt=row.excerpt,
-        published=row.published_at,
-        amp_web_url=row.amp_web_url,
-        cdn_amp_web_url=row.cdn_amp_web_url,
-        type=row.type,
-        quality=row.quality,
-        heat=row.heat,
-        is_published=row.is_published,
-        topics=topics,
-        images=images,
-        related=related,
-        secured=row.secured,
-        provenance=Provenance(
-            source_name=row.source_name,
-            feed_url=row.feed_url,
-            guid=row.guid or "",
-            fetched_at=row.fetched_at,
-            entry_hash=row.entry_hash,
-            page_pending=row.page_pending,
-        ),
-    )
+    return grouped_related(entries, linked)
 
 
 class _Remembered:

@@ -12,7 +12,7 @@ Each page is read in its own short transaction; nothing stays open between pages
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -21,8 +21,8 @@ from sqlalchemy import Connection, Engine, Row, Select, and_, or_, select
 from sqlmodel import Session, col
 from sqlmodel import select as orm_select
 
-from aggregator.models import Image, Provenance, Provider, QualityReason, Record, RelatedRecord
-from aggregator.store.convert import related_from_snapshot, utc
+from aggregator.models import Image, Provider, RelatedRecord
+from aggregator.store.convert import record_from_row, related_from_snapshot, utc
 from aggregator.store.engine import transaction
 from aggregator.store.identity import chunked
 from aggregator.store.tables import ImageRow, RecordRow, RelatedRow, TopicRow
@@ -210,53 +210,38 @@ def related_from_columns(row: CoreRow, images: tuple[Image, ...]) -> RelatedReco
     )
 
 
-def _load_children(connection: Connection, ids: list[int]) -> _Children:
-    images = images_by_record(connection, ids)
-    entries = related_entries(connection, ids)
-    wanted = {entry.related_record_id for entry in entries} - {None}
-    linked = linked_records(connection, wanted, images)
-    related: dict[int, list[RelatedRecord]] = {}
+def grouped_related(
+    entries: Iterable[CoreRow], linked: Mapping[int, RelatedRecord]
+) -> dict[int, tuple[RelatedRecord, ...]]:
+    """Each record's related entries, in order, from `related_entries` rows: the linked
+    records as rendered in `linked`, the others rebuilt from their snapshots."""
+    grouped: dict[int, list[RelatedRecord]] = {}
     for record_id, linked_id, snapshot in entries:
         target = linked.get(linked_id) if linked_id is not None else None
         if target is None and snapshot:
             target = related_from_snapshot(snapshot)
         if target is not None:
-            related.setdefault(record_id, []).append(target)
-    rendered = {record_id: tuple(items) for record_id, items in related.items()}
-    return _Children(images, topics_by_record(connection, ids), rendered)
+            grouped.setdefault(record_id, []).append(target)
+    return {record_id: tuple(items) for record_id, items in grouped.items()}
+
+
+def _load_children(connection: Connection, ids: list[int]) -> _Children:
+    images = images_by_record(connection, ids)
+    entries = related_entries(connection, ids)
+    wanted = {entry.related_record_id for entry in entries} - {None}
+    linked = linked_records(connection, wanted, images)
+    related = grouped_related(entries, linked)
+    return _Children(images, topics_by_record(connection, ids), related)
 
 
 def _stored(row: RecordLike, children: _Children) -> StoredRecord:
     record_id = row.id
     assert record_id is not None
-    record = Record(
-        title=row.title,
-        web_url=row.web_url,
-        provider=Provider(name=row.provider_name, domain=row.provider_domain),
-        category=row.category,
-        excerpt=row.excerpt,
-        published=row.published_at,
-        amp_web_url=row.amp_web_url,
-        cdn_amp_web_url=row.cdn_amp_web_url,
-        type=row.type,
-        quality=row.quality,
-        heat=row.heat,
-        is_published=row.is_published,
+    record = record_from_row(
+        row,
         topics=children.topics.get(record_id, ()),
         images=children.images.get(record_id, ()),
         related=children.related.get(record_id, ()),
-        secured=row.secured,
-        provenance=Provenance(
-            source_name=row.source_name,
-            feed_url=row.feed_url,
-            guid=row.guid or "",
-            fetched_at=row.fetched_at,
-            entry_hash=row.entry_hash,
-            page_pending=row.page_pending,
-            categories=tuple(row.categories or ()),
-        ),
-        text=row.text,
-        quality_reasons=tuple(QualityReason(**reason) for reason in row.quality_reasons),
     )
     return StoredRecord(record_id, record, row.story_id, row.content_hash, row.updated_at)
 
