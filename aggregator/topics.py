@@ -266,6 +266,9 @@ class TopicMatcher:
 
     def __init__(self, topics: Sequence[TopicSettings]) -> None:
         self._topics = tuple(_CompiledTopic(t) for t in topics)
+        self._tokenize = any(  # texts are split into tokens only when a topic can use them
+            t.anchors is not None or t.exclude_anchors is not None for t in self._topics
+        )
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -283,7 +286,7 @@ class TopicMatcher:
     ) -> list[TopicMatch]:
         """Every topic whose score reaches its threshold, best first (ties: config order)."""
         texts = {"title": title, "excerpt": excerpt, "body": body[:BODY_LIMIT]}
-        tokens = {field: text_tokens(text) for field, text in texts.items()}
+        tokens = {field: text_tokens(t) if self._tokenize else None for field, t in texts.items()}
         pairs = [(text, tokens[field]) for field, text in texts.items()]
         folded = {c.strip().casefold() for c in categories}
         ranked: list[tuple[float, int, TopicMatch]] = []
