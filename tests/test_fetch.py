@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gzip
 import os
 import ssl
@@ -118,7 +119,8 @@ def test_compressed_body_is_decoded(
 @pytest.mark.parametrize(
     ("encoding", "compress", "kept"),
     [
-        ("gzip", gzip.compress, "gzip"),
+        # mtime=0: gzip stamps the current second, and the test compresses the body again
+        ("gzip", functools.partial(gzip.compress, mtime=0), "gzip"),
         ("deflate", zlib.compress, "deflate"),
         ("br", brotli.compress, ""),  # decoded at once: only gzip and deflate wait
     ],
