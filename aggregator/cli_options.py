@@ -47,7 +47,8 @@ def settings_or_exit(config: Path | None) -> Settings:
 
 
 def open_store(settings: Settings) -> Store:
-    """The store the settings name."""
-    from aggregator.store import Store
+    """The store the settings name (a `LazyStore`: SQLAlchemy loads when first needed)."""
+    from aggregator.store.lazy import LazyStore
 
-    return Store(settings.storage.url, busy_timeout_seconds=settings.storage.busy_timeout_seconds)
+    storage = settings.storage
+    return LazyStore(storage.url, busy_timeout_seconds=storage.busy_timeout_seconds)

@@ -37,10 +37,10 @@ from typing import TYPE_CHECKING, Any
 from aggregator.errors import AggregatorError, StorageError
 from aggregator.models import Record
 from aggregator.settings import Settings
-from aggregator.store import Store
 from aggregator.workpool import exit_with, forkserver_context, keep_inherited_pages_shared
 
 if TYPE_CHECKING:  # the Tracker itself is imported where one is made: a re-poll makes none
+    from aggregator.store import Store
     from aggregator.stories import LinkFeatures
     from aggregator.tracking import Tracker
 
@@ -188,6 +188,8 @@ def serve(settings: Settings, conn: Connection, owner: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     exit_with(owner)  # the pipe says so too, but not while a call runs
     keep_inherited_pages_shared()
+    from aggregator.store import Store
+
     storage = settings.storage
     with Store(storage.url, busy_timeout_seconds=storage.busy_timeout_seconds) as store:
         from aggregator.tracking import Tracker

@@ -23,10 +23,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from aggregator.errors import AggregatorError
-from aggregator.store import SourceState, Store
+from aggregator.store import SourceState
 from aggregator.workpool import process_alive
+
+if TYPE_CHECKING:
+    from aggregator.store import Store
 
 log = logging.getLogger(__name__)
 

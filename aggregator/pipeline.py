@@ -67,11 +67,12 @@ from aggregator.source_schedule import (
     schedule_policy,
 )
 from aggregator.sources import effective_settings
-from aggregator.store import SourceState, Store
+from aggregator.store import SourceState
 from aggregator.webhooks import WebhookDispatcher, webhook_session
 from aggregator.workpool import WorkPool, default_workers
 
 if TYPE_CHECKING:
+    from aggregator.store import Store
     from aggregator.tracking import Linker
     from aggregator.worktasks import PageOutcome, TrackingConfig
 

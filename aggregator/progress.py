@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from aggregator.inspection import Explanation
 from aggregator.models import SourceReport
+
+if TYPE_CHECKING:  # a fetch prints no explanation: inspection imports the store's queries
+    from aggregator.inspection import Explanation
 
 
 class CrawlProgress:

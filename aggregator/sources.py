@@ -32,11 +32,12 @@ from aggregator.cli_options import ConfigOption, fail, open_store, settings_or_e
 from aggregator.errors import AggregatorError
 from aggregator.export.files import atomic_write
 from aggregator.settings import Settings, SourceSettings
-from aggregator.store import SourceState, Store
-from aggregator.store.imported import ImportCounts, ImportedSource
+from aggregator.store import SourceState
+from aggregator.store.values import ImportCounts, ImportedSource
 
 if TYPE_CHECKING:
     from aggregator.export.opml import OpmlProblem
+    from aggregator.store import Store
 
 EXIT_USAGE = 2
 EXIT_SOME_SKIPPED = 3

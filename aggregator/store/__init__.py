@@ -17,9 +17,13 @@ tracking and tracking_batch (updaters), scoring, queries (bulk loading, paging),
 (what the export tree reads), engine (pragmas, transactions).
 """
 
-from aggregator.store.convert import content_hash
-from aggregator.store.store import Store
+from typing import TYPE_CHECKING, Any
+
 from aggregator.store.values import SOURCE_STATES, SourceState, StoredRecord, UpsertCounts
+
+if TYPE_CHECKING:
+    from aggregator.store.convert import content_hash
+    from aggregator.store.store import Store
 
 __all__ = [
     "SOURCE_STATES",
@@ -29,3 +33,17 @@ __all__ = [
     "UpsertCounts",
     "content_hash",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """`Store` and `content_hash` are imported on first use: they load SQLAlchemy and the
+    table models (~180 ms), which a crawl of unchanged feeds does without (`store.lazy`)."""
+    if name == "Store":
+        from aggregator.store.store import Store
+
+        return Store
+    if name == "content_hash":
+        from aggregator.store.convert import content_hash
+
+        return content_hash
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

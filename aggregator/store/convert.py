@@ -11,28 +11,16 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import fields
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row
 
 from aggregator.dedupe import text_fingerprint, title_key
 from aggregator.models import Image, Provenance, Provider, QualityReason, Record, RelatedRecord
+from aggregator.store.source_rows import SOURCE_COLUMNS, iso_utc, source_from_columns, utc
 from aggregator.store.tables import ImageRow, RecordRow, SourceRow, TopicRow
 from aggregator.store.values import SourceState, StoredRecord
-
-
-def utc(value: datetime | None) -> datetime | None:
-    """`value` as an aware UTC datetime (naive means UTC); None stays None."""
-    if value is None or value.tzinfo is UTC:
-        return value
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _iso(value: datetime | None) -> str | None:
-    aware = utc(value)
-    return aware.isoformat() if aware else None
 
 
 def _image_dict(image: Image) -> dict[str, Any]:
@@ -44,7 +32,7 @@ def snapshot_of(entry: RelatedRecord) -> dict[str, Any]:
     return {
         "title": entry.title,
         "excerpt": entry.excerpt,
-        "published": _iso(entry.published),
+        "published": iso_utc(entry.published),
         "web_url": entry.web_url,
         "amp_web_url": entry.amp_web_url,
         "cdn_amp_web_url": entry.cdn_amp_web_url,
@@ -94,7 +82,7 @@ def content_hash(record: Record) -> str:
         "category": record.category,
         "title": record.title,
         "excerpt": record.excerpt,
-        "published": _iso(record.published),
+        "published": iso_utc(record.published),
         "web_url": record.web_url,
         "amp_web_url": record.amp_web_url,
         "cdn_amp_web_url": record.cdn_amp_web_url,
@@ -312,24 +300,6 @@ def stored_from_row(
     )
 
 
-def source_values(state: SourceState) -> dict[str, Any]:
-    """The column values of a sources row for `state` (datetimes in UTC)."""
-    values = {f.name: getattr(state, f.name) for f in _SOURCE_FIELDS}  # asdict deep-copies
-    for key in _SOURCE_TIMES:
-        values[key] = utc(values[key])
-    values["entry_dates"] = [_iso(date) for date in state.entry_dates]
-    return values
-
-
 def source_from_row(row: SourceRow | Row[Any]) -> SourceState:
     """The SourceState held in a sources row (an ORM object or a core row)."""
-    values = {f.name: getattr(row, f.name) for f in fields(SourceState)}
-    for key in _SOURCE_TIMES:
-        values[key] = utc(values[key])
-    dates = (datetime.fromisoformat(text) for text in row.entry_dates or () if text)
-    values["entry_dates"] = tuple(date for date in (utc(d) for d in dates) if date)
-    return SourceState(**values)
-
-
-_SOURCE_FIELDS = fields(SourceState)
-_SOURCE_TIMES = ("last_fetch_at", "next_check_at", "first_error_at", "redirect_first_seen")
+    return source_from_columns({name: getattr(row, name) for name in SOURCE_COLUMNS})

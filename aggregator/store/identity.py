@@ -22,7 +22,8 @@ from sqlalchemy import ColumnElement, Connection, Table, and_, or_, select
 
 from aggregator.dedupe import DUPLICATE_WINDOW, text_fingerprint, title_key
 from aggregator.models import Record
-from aggregator.store.convert import RowValues, utc
+from aggregator.store.convert import RowValues
+from aggregator.store.source_rows import utc
 from aggregator.store.tables import RecordRow
 
 CHUNK = 500

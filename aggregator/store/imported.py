@@ -10,7 +10,6 @@ two and the config wins for every name it defines. The functions here take an op
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import text
@@ -18,6 +17,8 @@ from sqlmodel import Field, Session, SQLModel, col, func, select
 
 from aggregator.store.convert import source_from_row
 from aggregator.store.tables import RecordRow, SourceRow
+from aggregator.store.values import ImportCounts as ImportCounts
+from aggregator.store.values import ImportedSource as ImportedSource
 from aggregator.store.values import SourceState
 
 
@@ -33,26 +34,6 @@ class ImportedSourceRow(SQLModel, table=True):
     type: str = "article"
     pages: bool = True
     imported_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class ImportedSource:
-    """An imported feed, as the store returns it."""
-
-    name: str
-    url: str
-    category: str = "news"
-    type: str = "article"
-    pages: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class ImportCounts:
-    """How a batch of imported sources landed."""
-
-    added: int = 0
-    updated: int = 0
-    unchanged: int = 0
 
 
 def _fields(source: ImportedSource) -> tuple[str, str, str, bool]:

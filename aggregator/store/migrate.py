@@ -28,15 +28,13 @@ from sqlmodel import SQLModel
 from aggregator.cli_options import ConfigOption
 from aggregator.errors import AggregatorError, StorageError
 from aggregator.store.engine import writer
+from aggregator.store.values import HEAD_REVISION as HEAD_REVISION
 
 if TYPE_CHECKING:
     from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 INITIAL_REVISION = "0001"
-# the newest file in migrations/versions (tests/test_migrations.py holds it to Alembic's
-# head): a database stamped with it is opened without importing Alembic at all
-HEAD_REVISION = "0006"
 _MIGRATION_LOCK = 0x61676772  # pg_advisory_lock key: "aggr"
 
 

@@ -16,9 +16,9 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, Table, delete, select
 
-from aggregator.store.convert import utc
 from aggregator.store.identity import chunked
 from aggregator.store.native import dialect_insert
+from aggregator.store.source_rows import utc
 from aggregator.store.tables import RefreshQueueRow
 
 QUEUE: Table = RefreshQueueRow.__table__  # type: ignore[attr-defined]

@@ -20,8 +20,8 @@ from datetime import datetime
 
 from sqlmodel import Session, col, delete, func, or_, select
 
-from aggregator.store.convert import utc
 from aggregator.store.identity import chunked
+from aggregator.store.source_rows import utc
 from aggregator.store.tables import ImageRow, RecordRow, RefreshQueueRow, RelatedRow, TopicRow
 
 ChangeMarker = tuple[datetime | None, int]

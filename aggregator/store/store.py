@@ -23,15 +23,15 @@ from aggregator.models import QualityReason, Record
 from aggregator.store import claims, export_read, imported, link_log, refresh_queue, retention
 from aggregator.store.bulk import set_secured_by_url
 from aggregator.store.claims import SourceClaim
-from aggregator.store.convert import source_from_row, source_values
+from aggregator.store.convert import source_from_row
 from aggregator.store.engine import core_transaction, create_store_engine, transaction, writer
 from aggregator.store.identity import chunked
-from aggregator.store.imported import ImportCounts, ImportedSource
 from aggregator.store.migrate import ensure_schema
 from aggregator.store.native import dialect_insert, upsert_by_name
 from aggregator.store.queries import RecordFilter, iter_stored, load_stored, rows_by_id
 from aggregator.store.retention import ChangeMarker
 from aggregator.store.scoring import scoring_records
+from aggregator.store.source_rows import source_values
 from aggregator.store.story_queries import StorySummary, story_summaries
 from aggregator.store.tables import RecordRow, SourceRow
 from aggregator.store.tracking import replace_related, replace_topics
@@ -42,7 +42,13 @@ from aggregator.store.tracking_batch import (
     apply_updates,
 )
 from aggregator.store.upsert import upsert_batch
-from aggregator.store.values import SourceState, StoredRecord, UpsertCounts
+from aggregator.store.values import (
+    ImportCounts,
+    ImportedSource,
+    SourceState,
+    StoredRecord,
+    UpsertCounts,
+)
 
 _LINKING_LOCK = 0x6C696E6B  # pg_advisory_lock key of story linking: "link"
 

@@ -8,6 +8,9 @@ from datetime import datetime
 from aggregator.models import Record
 
 SOURCE_STATES = ("ok", "erroring", "dead", "retired")
+# the newest file in migrations/versions (tests/test_migrations.py holds it to Alembic's
+# head): a database stamped with it is opened without importing Alembic at all
+HEAD_REVISION = "0006"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,3 +68,23 @@ class SourceState:
     redirect_first_seen: datetime | None = None
     url_override: str | None = None
     entry_dates: tuple[datetime, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ImportedSource:
+    """An imported feed, as the store returns it."""
+
+    name: str
+    url: str
+    category: str = "news"
+    type: str = "article"
+    pages: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ImportCounts:
+    """How a batch of imported sources landed."""
+
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
