@@ -100,6 +100,22 @@ class LinkerProcess:
             return 0
         return int(self._call("flush", now) or 0)
 
+    def warm_up(self) -> None:
+        """Start the process now, in the background, so that it has loaded the store and
+        the story index's modules by the time the first batch arrives (a crawl calls this
+        when its first feed has changed: an unchanged re-poll never starts the process)."""
+        if self._conn is None and self._fallback is None and not self._closed:
+            threading.Thread(target=self._start_quietly, name="linker-start", daemon=True).start()
+
+    def _start_quietly(self) -> None:
+        with self._lock:
+            if self._closed or self._fallback is not None:
+                return
+            try:
+                self._connection()
+            except (OSError, RuntimeError) as exc:  # the first call tries again and reports
+                log.warning("could not start the linker process ahead of time: %s", exc)
+
     def close(self) -> None:
         """Stop the process (it finishes the call in progress first)."""
         with self._lock:

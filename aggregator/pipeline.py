@@ -328,6 +328,7 @@ async def crawl_source(context: _Context, source: SourceSettings, lease: Lease) 
         return SourceReport(source=source.name, status="not modified", not_modified=True)
     from aggregator.worktasks import SourceBatch, SourceWork, build_source_batch, parse_feed_task
 
+    context.tracker.warm_up()  # a changed feed: records will need linking
     feed = await context.pool.run(parse_feed_task, result.content, result.final_url, result.headers)
     entries, new_guids = _changed_entries(context.store, source.name, feed.entries)
     pages, page_errors, pending = await _fetch_pages(context, source, entries)

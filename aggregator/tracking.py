@@ -22,17 +22,19 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from aggregator.models import Record
 from aggregator.quality import is_publishable, score_quality
 from aggregator.settings import Settings
-from aggregator.store import Store, StoredRecord
-from aggregator.store.identity import chunked
-from aggregator.store.tracking_batch import QualityUpdate, TrackingUpdate
+from aggregator.store.chunks import chunked
+from aggregator.store.values import QualityUpdate, StoredRecord, TrackingUpdate
 from aggregator.stories import LinkFeatures, LinkItem, StoryIndex
 from aggregator.stories_prepare import link_features
 from aggregator.topics import TopicMatcher, assign_topics
+
+if TYPE_CHECKING:  # crawl workers import this module; they never open a store
+    from aggregator.store import Store
 
 
 class Linker(Protocol):
@@ -51,6 +53,9 @@ class Linker(Protocol):
 
     def flush(self, *, now: datetime) -> int:
         """Refresh the records the deferred links queued (see `Tracker.flush`)."""
+
+    def warm_up(self) -> None:
+        """Get ready to link soon (start what the first call would otherwise wait for)."""
 
 
 FLUSH_CHUNK = 500  # records refreshed per transaction: bounds the stored records held at once
@@ -111,6 +116,9 @@ class Tracker:
     def _source_weight(self, source_name: str) -> float:
         source = self.settings.source(source_name)
         return source.weight if source is not None else 1.0
+
+    def warm_up(self) -> None:
+        """Nothing to start: this Tracker links in the calling process."""
 
     # ------------------------------------------------------------- stories
 

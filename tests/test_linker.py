@@ -140,3 +140,25 @@ def test_a_flush_with_nothing_queued_does_not_start_the_process(tmp_path: Path) 
         assert linker._process is None
         store_and_link(linker, store, batches()[0], defer=True)
         assert linker._process is not None
+
+
+def test_warm_up_starts_the_process_before_the_first_call(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    with Store(url) as store, linker_for(url, store) as linker:
+        linker.warm_up()
+        deadline = time.monotonic() + 30
+        while linker._process is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        process = linker._process
+        assert process is not None and process.is_alive()
+        linker.warm_up()  # started already: the same process serves
+        store_and_link(linker, store, batches()[0], defer=True)
+        assert linker._process is process
+        assert linker.flush(now=NOW) == len(EVENTS)
+    assert not process.is_alive()  # closed with the linker
+    with Store(url) as store:
+        closed = linker_for(url, store)
+        closed.close()
+        closed.warm_up()  # a closed linker starts nothing
+        time.sleep(0.2)
+        assert closed._process is None

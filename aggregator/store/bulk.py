@@ -19,8 +19,8 @@ from typing import Any
 from sqlalchemy import Connection, Table, bindparam, delete, insert, update
 
 from aggregator.models import Image, Record, RelatedRecord
+from aggregator.store.chunks import chunked
 from aggregator.store.convert import RowValues, image_rows, snapshot_rows, topic_rows
-from aggregator.store.identity import chunked
 from aggregator.store.tables import ImageRow, RecordRow, RelatedRow, TopicRow
 
 RECORDS: Table = RecordRow.__table__  # type: ignore[attr-defined]

@@ -21,7 +21,7 @@ from sqlalchemy import Connection, bindparam, or_
 from sqlalchemy import update as core_update
 from sqlmodel import Session, col, delete
 
-from aggregator.store.identity import chunked
+from aggregator.store.chunks import chunked
 from aggregator.store.native import dialect_insert
 from aggregator.store.source_rows import utc
 from aggregator.store.tables import SourceClaimRow

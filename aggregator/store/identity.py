@@ -15,35 +15,19 @@ two records of one batch with the same identity collapse into one row.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TypeVar
+from collections.abc import Callable, Sequence
 
 from sqlalchemy import ColumnElement, Connection, Table, and_, or_, select
 
 from aggregator.dedupe import DUPLICATE_WINDOW, text_fingerprint, title_key
 from aggregator.models import Record
+from aggregator.store.chunks import chunked
 from aggregator.store.convert import RowValues
 from aggregator.store.source_rows import utc
 from aggregator.store.tables import RecordRow
 
-CHUNK = 500
 _RECORDS: Table = RecordRow.__table__  # type: ignore[attr-defined]
 MIN_TITLE_WORDS = 4
-_T = TypeVar("_T")
-
-
-def chunked(items: Iterable[_T], size: int = CHUNK) -> Iterator[list[_T]]:
-    """Split `items` into lists of at most `size` (keeps IN lists under driver limits)."""
-    batch: list[_T] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
 PENDING_ID_BASE = 1 << 62
 """Rows a batch is about to insert get ids from here on: after every stored id, like the
 ids the database will give them, and never confused with one."""

@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import quote
 
 from aggregator.errors import StorageError
+from aggregator.store.chunks import chunked
 from aggregator.store.source_rows import (
     SOURCE_COLUMNS,
     SOURCE_TIMES,
@@ -36,7 +37,6 @@ from aggregator.store.source_rows import (
 from aggregator.store.values import HEAD_REVISION, ImportedSource, SourceState
 
 _URL_PREFIXES = ("sqlite:///", "sqlite+pysqlite:///")
-_CHUNK = 500  # names per IN list, as `store.identity.chunked`
 
 
 def _marks(part: Sequence[str]) -> str:
@@ -131,7 +131,7 @@ class SqliteLedger:
         until = _datetime(datetime.now(UTC) + timedelta(seconds=ttl_seconds))
         held: set[str] = set()
         with self._writing("renew_claims") as connection:
-            for part in _chunks(names):
+            for part in chunked(names):
                 where = f"source_name IN ({_marks(part)}) AND owner = ?"
                 statement = f"UPDATE source_claims SET claimed_until = ? WHERE {where}"  # noqa: S608
                 statement += " RETURNING source_name"
@@ -219,7 +219,7 @@ def _configure(connection: sqlite3.Connection) -> None:
 
 def _source_states(connection: sqlite3.Connection, names: Sequence[str]) -> dict[str, SourceState]:
     found: dict[str, SourceState] = {}
-    for part in _chunks(names):
+    for part in chunked(names):
         statement = f"SELECT {_COLUMN_LIST} FROM sources WHERE name IN ({_marks(part)})"  # noqa: S608
         for row in connection.execute(statement, part):
             columns = dict(zip(SOURCE_COLUMNS, row, strict=True))
@@ -228,11 +228,6 @@ def _source_states(connection: sqlite3.Connection, names: Sequence[str]) -> dict
             columns["entry_dates"] = json.loads(columns["entry_dates"] or "[]")
             found[columns["name"]] = source_from_columns(columns)
     return found
-
-
-def _chunks(names: Sequence[str]) -> Iterator[list[str]]:
-    for start in range(0, len(names), _CHUNK):
-        yield list(names[start : start + _CHUNK])
 
 
 def _datetime(value: datetime) -> str:

@@ -22,9 +22,9 @@ from sqlmodel import Session, col
 from sqlmodel import select as orm_select
 
 from aggregator.models import Image, Provider, RelatedRecord
+from aggregator.store.chunks import chunked
 from aggregator.store.convert import record_from_row, related_from_snapshot
 from aggregator.store.engine import transaction
-from aggregator.store.identity import chunked
 from aggregator.store.source_rows import utc
 from aggregator.store.tables import ImageRow, RecordRow, RelatedRow, TopicRow
 from aggregator.store.values import StoredRecord

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, Table, delete, select
 
-from aggregator.store.identity import chunked
+from aggregator.store.chunks import chunked
 from aggregator.store.native import dialect_insert
 from aggregator.store.source_rows import utc
 from aggregator.store.tables import RefreshQueueRow

@@ -20,7 +20,7 @@ from datetime import datetime
 
 from sqlmodel import Session, col, delete, func, or_, select
 
-from aggregator.store.identity import chunked
+from aggregator.store.chunks import chunked
 from aggregator.store.source_rows import utc
 from aggregator.store.tables import ImageRow, RecordRow, RefreshQueueRow, RelatedRow, TopicRow
 

@@ -13,8 +13,8 @@ from sqlalchemy import Connection, select
 
 from aggregator.models import Image, Record
 from aggregator.store.bulk import IMAGES, RECORDS
+from aggregator.store.chunks import chunked
 from aggregator.store.convert import record_from_values
-from aggregator.store.identity import chunked
 
 _COLUMNS = [column for column in RECORDS.c if column.name != "text"]
 

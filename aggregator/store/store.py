@@ -22,10 +22,10 @@ from aggregator.errors import StorageError
 from aggregator.models import QualityReason, Record
 from aggregator.store import claims, export_read, imported, link_log, refresh_queue, retention
 from aggregator.store.bulk import set_secured_by_url
+from aggregator.store.chunks import chunked
 from aggregator.store.claims import SourceClaim
 from aggregator.store.convert import source_from_row
 from aggregator.store.engine import core_transaction, create_store_engine, transaction, writer
-from aggregator.store.identity import chunked
 from aggregator.store.migrate import ensure_schema
 from aggregator.store.native import dialect_insert, upsert_by_name
 from aggregator.store.queries import RecordFilter, iter_stored, load_stored, rows_by_id

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from sqlmodel import Session, col, func, select
 
-from aggregator.store.identity import chunked
+from aggregator.store.chunks import chunked
 from aggregator.store.source_rows import utc
 from aggregator.store.tables import RecordRow
 

@@ -3,39 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, select
 from sqlmodel import Session
 
-from aggregator.models import QualityReason
 from aggregator.store.bulk import RECORDS, RELATED, delete_children, insert_rows, update_rows
+from aggregator.store.chunks import chunked
 from aggregator.store.convert import RowValues, reasons_to_json
-from aggregator.store.identity import chunked
 from aggregator.store.tables import RecordRow
-
-
-@dataclass(frozen=True, slots=True)
-class QualityUpdate:
-    """A new quality score with its reasons and the published flag it implies."""
-
-    score: int
-    reasons: tuple[QualityReason, ...]
-    is_published: bool
-
-
-@dataclass(frozen=True, slots=True)
-class TrackingUpdate:
-    """What the tracking layer changes on one record; None fields are left alone."""
-
-    record_id: int
-    story_id: str | None = None
-    heat: int | None = None
-    related: tuple[int, ...] | None = None
-    quality: QualityUpdate | None = None
-
+from aggregator.store.values import QualityUpdate as QualityUpdate
+from aggregator.store.values import TrackingUpdate as TrackingUpdate
 
 _TRACKED = ("story_id", "heat", "quality", "quality_reasons", "is_published")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from aggregator.models import Record
+from aggregator.models import QualityReason, Record
 
 SOURCE_STATES = ("ok", "erroring", "dead", "retired")
 # the newest file in migrations/versions (tests/test_migrations.py holds it to Alembic's
@@ -88,3 +88,23 @@ class ImportCounts:
     added: int = 0
     updated: int = 0
     unchanged: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class QualityUpdate:
+    """A new quality score with its reasons and the published flag it implies."""
+
+    score: int
+    reasons: tuple[QualityReason, ...]
+    is_published: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TrackingUpdate:
+    """What the tracking layer changes on one record; None fields are left alone."""
+
+    record_id: int
+    story_id: str | None = None
+    heat: int | None = None
+    related: tuple[int, ...] | None = None
+    quality: QualityUpdate | None = None
