@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from aggregator.stories_features import STOPWORDS
 
@@ -34,13 +35,27 @@ MONTHS = frozenset(
 _NOT_ENTITIES = STOPWORDS | MONTHS | frozenset("file photo video watch live update".split())
 
 _SENTENCES = re.compile(r"(?<=[.!?])[\"'”’)]*\s+(?=[\"'“‘(]?[A-Z0-9£$€])|\n+|\s[—–|]\s")
-_TOKEN = re.compile(
-    r"(?P<num>[£$€¥]?\d+(?:[.,]\d+)*(?:\s?(?:%|million|billion|bn|m|km|kg|mw|gw|k)\b"
-    r"|[a-zA-Z]{1,2}\b)?)"
-    r"|(?P<word>[^\W\d_]+(?:['’][^\W\d_]+)*(?:-[^\W\d_]+)*)"
+# A token is a number (with its unit or currency) or a word; splitting on the one group
+# leaves what lies between tokens at even positions. A number starts with a currency sign or
+# a decimal digit (\d, category Nd), a word never does: the two alternatives never compete.
+_TOKEN_SPLIT = re.compile(
+    r"([£$€¥]?\d+(?:[.,]\d+)*(?:\s?(?:%|million|billion|bn|m|km|kg|mw|gw|k)\b"
+    r"|[a-zA-Z]{1,2}\b)?"
+    r"|[^\W\d_]+(?:['’][^\W\d_]+)*(?:-[^\W\d_]+)*)"
 )
+_CURRENCIES = frozenset("£$€¥")
 _SCALE = {"million": "m", "billion": "bn", " ": ""}
 Tokens = list[tuple[str, bool, bool]]  # (text, is a number, follows punctuation)
+
+
+@dataclass(frozen=True, slots=True)
+class _Sentence:
+    """A sentence's tokens, its words (the tokens that are not numbers), and whether it is
+    written in headline case: each computed once, for the lexicon and for the entities."""
+
+    tokens: Tokens
+    words: list[str]
+    headline: bool
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -64,20 +79,23 @@ def _word_key(word: str) -> str:
 def _is_headline_case(words: list[str]) -> bool:
     """Most longer words capitalised (or all upper case): capitals carry no signal."""
     longer = [w for w in words if len(w) > 3]
-    caps = sum(1 for w in longer if w[:1].isupper())
+    caps = len([w for w in longer if w[0].isupper()])
     return bool(longer) and caps > 0.6 * len(longer)
 
 
 def _tokens(sentence: str) -> Tokens:
     """(text, is_number, follows punctuation) tokens of one sentence."""
-    out: Tokens = []
-    end = 0
-    for m in _TOKEN.finditer(sentence):
-        start, stop = m.span()
-        gap = start > end and not sentence[end:start].isspace()
-        end = stop
-        out.append((m.group(), m.lastgroup == "num", gap))
-    return out
+    parts = _TOKEN_SPLIT.split(sentence)
+    return [
+        (token, token[0].isdecimal() or token[0] in _CURRENCIES, bool(gap) and not gap.isspace())
+        for gap, token in zip(parts[0::2], parts[1::2], strict=False)
+    ]
+
+
+def _sentence(text: str) -> _Sentence:
+    tokens = _tokens(text)
+    words = [token for token, number, _ in tokens if not number]
+    return _Sentence(tokens, words, _is_headline_case(words))
 
 
 def _sentences(text: str) -> list[str]:
@@ -86,24 +104,25 @@ def _sentences(text: str) -> list[str]:
 
 def proper_lexicon(sentences: list[str]) -> set[str]:
     """Lower-cased words written capitalised inside running (not headline-case) sentences."""
-    return _lexicon([_tokens(sentence) for sentence in sentences])
+    return _lexicon([_sentence(sentence) for sentence in sentences])
 
 
-def _lexicon(sentences: list[Tokens]) -> set[str]:
+def _lexicon(sentences: list[_Sentence]) -> set[str]:
     found: set[str] = set()
-    for tokens in sentences:
-        words = [t for t, number, _ in tokens if not number]
-        if _is_headline_case(words):
+    for sentence in sentences:
+        if sentence.headline:
             continue
-        for word in words[1:]:
-            if word[:1].isupper() and _word_key(word) not in _NOT_ENTITIES:
-                found.add(_word_key(word))
+        for word in sentence.words[1:]:
+            if word[0].isupper():
+                key = _word_key(word)
+                if key not in _NOT_ENTITIES:
+                    found.add(key)
     return found
 
 
-def _sentence_entities(tokens: Tokens, lexicon: set[str]) -> Iterator[str]:
+def _sentence_entities(sentence: _Sentence, lexicon: set[str]) -> Iterator[str]:
     """Entities of one sentence's tokens: numbers, proper nouns and their joined runs."""
-    headline = _is_headline_case([t for t, number, _ in tokens if not number])
+    tokens, headline = sentence.tokens, sentence.headline
     run: list[str] = []
     for index, (text, number, gap) in enumerate(tokens):
         if gap:
@@ -150,12 +169,12 @@ def extract_entities(title: str, excerpt: str, text: str) -> dict[str, float]:
     if excerpt and body.startswith(excerpt[:80]):
         body = body[len(excerpt) :]
     fields = [(title, TITLE_WEIGHT), (excerpt, EXCERPT_WEIGHT), (body, BODY_WEIGHT)]
-    split = [([_tokens(s) for s in _sentences(field)], weight) for field, weight in fields]
-    lexicon = _lexicon([tokens for sentences, _ in split[1:] for tokens in sentences])
+    split = [([_sentence(s) for s in _sentences(field)], weight) for field, weight in fields]
+    lexicon = _lexicon([sentence for sentences, _ in split[1:] for sentence in sentences])
     out: dict[str, float] = {}
     for sentences, weight in split:
-        for tokens in sentences:
-            for entity in _sentence_entities(tokens, lexicon):
+        for sentence in sentences:
+            for entity in _sentence_entities(sentence, lexicon):
                 if len(out) >= MAX_ENTITIES and entity not in out:
                     continue
                 out[entity] = max(weight, out.get(entity, 0.0))

@@ -15,7 +15,7 @@ import functools
 import math
 import operator
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 TITLE_WEIGHT = 3.0
@@ -65,7 +65,7 @@ def _stem(word: str) -> str:
 def _is_title_case(tokens: list[str]) -> bool:
     """True when most words are capitalised (headline style): capitals carry no signal."""
     words = [t for t in tokens if len(t) > 3 and not _token_kind(t)[1]]
-    return bool(words) and sum(1 for t in words if t[:1].isupper()) > 0.6 * len(words)
+    return bool(words) and len([t for t in words if t[0].isupper()]) > 0.6 * len(words)
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -87,32 +87,35 @@ def _token_kind(token: str) -> tuple[str | None, bool, bool]:
     return _normalise(token), number, token[:1].isupper() and not number
 
 
-def _sentence_terms(tokens: list[str], detect_entities: bool) -> Iterable[tuple[str, bool]]:
-    """(term, entity-like) pairs of one sentence's tokens, plus joined capitalised runs."""
-    run: list[str] = []
-    for index, token in enumerate(tokens):
-        term, number, capitalised = _token_kind(token)
-        capital = detect_entities and capitalised
-        entity = number or (capital and index > 0)
-        if capital and term is not None:
-            run.append(term)
-        else:
-            if len(run) >= 2:
-                yield "_".join(run[:4]), True
-            run = []
-        if term is not None:
-            yield term, entity
-    if len(run) >= 2:
-        yield "_".join(run[:4]), True
-
-
 def field_terms(text: str, weight: float, out: dict[str, float]) -> None:
-    """Add the weighted terms of one field of text into `out`."""
+    """Add the weighted terms of one field of text into `out`.
+
+    Each sentence's tokens give their terms, entity-like ones (numbers, and capitalised
+    words after the first unless the sentence is in headline case) boosted, plus each run
+    of two or more capitalised terms joined ("north_korea"), as an entity.
+    """
+    plain, boosted = weight, weight * ENTITY_BOOST
+    get = out.get
     for sentence in _SENTENCE_SPLIT.split(text):
         tokens = _WORD.findall(sentence)
         detect = not _is_title_case(tokens)
-        for term, entity in _sentence_terms(tokens, detect):
-            out[term] = out.get(term, 0.0) + weight * (ENTITY_BOOST if entity else 1.0)
+        run: list[str] = []
+        for index, token in enumerate(tokens):
+            term, number, capitalised = _token_kind(token)
+            capital = detect and capitalised
+            if capital and term is not None:
+                run.append(term)
+            else:
+                if len(run) >= 2:
+                    joined = "_".join(run[:4])
+                    out[joined] = get(joined, 0.0) + boosted
+                run = []
+            if term is not None:
+                entity = number or (capital and index > 0)
+                out[term] = get(term, 0.0) + (boosted if entity else plain)
+        if len(run) >= 2:
+            joined = "_".join(run[:4])
+            out[joined] = get(joined, 0.0) + boosted
 
 
 def extract_terms(title: str, excerpt: str, text: str) -> dict[str, float]:
