@@ -241,3 +241,18 @@ def test_lazy_store_opens_the_full_store_at_once_for_a_new_file(tmp_path: Path) 
         assert store.count_records() == 0
     with pytest.raises(StorageError):
         LazyStore("nosuchdialect://x")
+
+
+def test_every_sqlite_connection_gets_the_same_pragmas(tmp_path: Path) -> None:
+    url = _new_store_file(tmp_path / "a.db")
+    queries = ("journal_mode", "synchronous", "foreign_keys", "wal_autocheckpoint")
+    expected = ["wal", 1, 1, 20000]  # synchronous NORMAL is 1
+    with Store(url) as store, store._engine.connect() as connection:
+        assert [connection.exec_driver_sql(f"PRAGMA {q}").scalar() for q in queries] == expected
+    ledger = SqliteLedger.open(url)
+    assert ledger is not None
+    try:
+        raw = ledger._connection
+        assert [raw.execute(f"PRAGMA {q}").fetchone()[0] for q in queries] == expected
+    finally:
+        ledger.close()

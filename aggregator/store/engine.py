@@ -1,9 +1,10 @@
 """Engine creation and the transaction boundary where SQLAlchemy errors become StorageError.
 
-SQLite gets WAL, ``busy_timeout``, ``synchronous=NORMAL`` and foreign keys on every new
-connection. Write transactions start with ``BEGIN IMMEDIATE`` so that a read-then-write batch
-waits for the write lock (honouring ``busy_timeout``) instead of failing on a stale WAL
-snapshot. Other dialects (PostgreSQL) get plain defaults.
+SQLite gets ``busy_timeout`` and `pragmas.SQLITE_PRAGMAS` (WAL, ``synchronous=NORMAL``,
+foreign keys, a longer checkpoint interval) on every new connection. Write transactions
+start with ``BEGIN IMMEDIATE`` so that a read-then-write batch waits for the write lock
+(honouring ``busy_timeout``) instead of failing on a stale WAL snapshot. Other dialects
+(PostgreSQL) get plain defaults.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlmodel import Session
 
 from aggregator.errors import StorageError
+from aggregator.store.pragmas import SQLITE_PRAGMAS
 
 _BEGIN_OPTION = "aggregator_begin"
 
@@ -58,9 +60,8 @@ def _install_sqlite_hooks(engine: Engine, busy_timeout_seconds: float) -> None:
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute(f"PRAGMA busy_timeout = {busy_ms}")
-            cursor.execute("PRAGMA journal_mode = WAL")
-            cursor.execute("PRAGMA synchronous = NORMAL")
-            cursor.execute("PRAGMA foreign_keys = ON")
+            for pragma in SQLITE_PRAGMAS:
+                cursor.execute(f"PRAGMA {pragma}")
         finally:
             cursor.close()
 

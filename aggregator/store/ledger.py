@@ -27,6 +27,7 @@ from urllib.parse import quote
 
 from aggregator.errors import StorageError
 from aggregator.store.chunks import chunked
+from aggregator.store.pragmas import SQLITE_PRAGMAS
 from aggregator.store.source_rows import (
     SOURCE_COLUMNS,
     SOURCE_TIMES,
@@ -213,7 +214,7 @@ def _at_head(connection: sqlite3.Connection) -> bool:
 
 def _configure(connection: sqlite3.Connection) -> None:
     """The pragmas `store.engine` sets on every SQLite connection."""
-    for pragma in ("journal_mode = WAL", "synchronous = NORMAL", "foreign_keys = ON"):
+    for pragma in SQLITE_PRAGMAS:
         connection.execute(f"PRAGMA {pragma}")
 
 
