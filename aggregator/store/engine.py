@@ -1,14 +1,16 @@
 """Engine creation and the transaction boundary where SQLAlchemy errors become StorageError.
 
-SQLite gets ``busy_timeout`` and `pragmas.SQLITE_PRAGMAS` (WAL, ``synchronous=NORMAL``,
+SQLite gets ``busy_timeout`` and `sqlite_conn.SQLITE_PRAGMAS` (WAL, ``synchronous=NORMAL``,
 foreign keys, a longer checkpoint interval) on every new connection. Write transactions
-start with ``BEGIN IMMEDIATE`` so that a read-then-write batch waits for the write lock
-(honouring ``busy_timeout``) instead of failing on a stale WAL snapshot. Other dialects
+start with ``BEGIN IMMEDIATE`` (`sqlite_conn.begin_immediate`: within ``busy_timeout``, in
+half-millisecond steps) so that a read-then-write batch waits for the write lock instead
+of failing on a stale WAL snapshot. Other dialects
 (PostgreSQL) get plain defaults.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,11 +18,11 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlmodel import Session
 
 from aggregator.errors import StorageError
-from aggregator.store.pragmas import SQLITE_PRAGMAS
+from aggregator.store.sqlite_conn import SQLITE_PRAGMAS, begin_immediate
 
 _BEGIN_OPTION = "aggregator_begin"
 
@@ -68,7 +70,17 @@ def _install_sqlite_hooks(engine: Engine, busy_timeout_seconds: float) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
         mode = connection.get_execution_options().get(_BEGIN_OPTION, "DEFERRED")
-        connection.exec_driver_sql(f"BEGIN {mode}")
+        if mode != "IMMEDIATE":
+            connection.exec_driver_sql(f"BEGIN {mode}")
+            return
+        raw = connection.connection.driver_connection
+        if not isinstance(raw, sqlite3.Connection):  # another SQLite driver: its own waiting
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            return
+        try:
+            begin_immediate(raw, busy_timeout_seconds)
+        except sqlite3.OperationalError as exc:  # as SQLAlchemy would have wrapped it
+            raise OperationalError("BEGIN IMMEDIATE", None, exc) from exc
 
 
 @contextmanager

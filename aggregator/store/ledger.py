@@ -27,7 +27,6 @@ from urllib.parse import quote
 
 from aggregator.errors import StorageError
 from aggregator.store.chunks import chunked
-from aggregator.store.pragmas import SQLITE_PRAGMAS
 from aggregator.store.source_rows import (
     SOURCE_COLUMNS,
     SOURCE_TIMES,
@@ -35,6 +34,7 @@ from aggregator.store.source_rows import (
     source_values,
     utc,
 )
+from aggregator.store.sqlite_conn import SQLITE_PRAGMAS, begin_immediate
 from aggregator.store.values import HEAD_REVISION, ImportedSource, SourceState
 
 _URL_PREFIXES = ("sqlite:///", "sqlite+pysqlite:///")
@@ -77,8 +77,9 @@ def sqlite_path(url: str) -> Path | None:
 class SqliteLedger:
     """The source-bookkeeping methods of `Store`, on one sqlite3 connection (thread-safe)."""
 
-    def __init__(self, connection: sqlite3.Connection) -> None:
+    def __init__(self, connection: sqlite3.Connection, busy_timeout_seconds: float) -> None:
         self._connection = connection
+        self._busy_timeout_seconds = busy_timeout_seconds
         self._lock = threading.Lock()
 
     @classmethod
@@ -100,7 +101,7 @@ class SqliteLedger:
         try:
             if _at_head(connection):
                 _configure(connection)
-                return cls(connection)
+                return cls(connection, busy_timeout_seconds)
         except sqlite3.Error:
             pass
         connection.close()
@@ -196,7 +197,7 @@ class SqliteLedger:
         with self._lock:
             connection = self._connection
             try:
-                connection.execute("BEGIN IMMEDIATE")
+                begin_immediate(connection, self._busy_timeout_seconds)
                 try:
                     yield connection
                 except BaseException:
