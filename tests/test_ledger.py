@@ -256,3 +256,14 @@ def test_every_sqlite_connection_gets_the_same_pragmas(tmp_path: Path) -> None:
         assert [raw.execute(f"PRAGMA {q}").fetchone()[0] for q in queries] == expected
     finally:
         ledger.close()
+
+
+def test_lazy_store_attributes_never_recurse_before_init(tmp_path: Path) -> None:
+    bare = LazyStore.__new__(LazyStore)  # as copy or unpickling would see it
+    with pytest.raises(AttributeError):
+        _ = bare._ledger
+    url = _new_store_file(tmp_path / "a.db")
+    with LazyStore(url) as store:
+        assert store._ledger is not None and store._full is None
+        assert store.count_records() == 0  # delegated: the full store opens
+        assert store._full is not None

@@ -30,6 +30,9 @@ else:
     _StoreType = object
 
 
+_OWN_ATTRIBUTES = frozenset(("_url", "_busy_timeout_seconds", "_opening", "_full", "_ledger"))
+
+
 class LazyStore(_StoreType):
     """`Store(url)`, with source bookkeeping on a `SqliteLedger` and the full store opened
     on the first call that needs it. Every `Store` method works on it."""
@@ -53,8 +56,9 @@ class LazyStore(_StoreType):
             return self._full
 
     def __getattr__(self, name: str) -> Any:
-        # only names this class lacks get here: every Store method but the bookkeeping
-        if name.startswith("__"):
+        # only names this class lacks get here: every Store method but the bookkeeping (and
+        # this class's own attributes before __init__ set them, which must not recurse)
+        if name.startswith("__") or name in _OWN_ATTRIBUTES:
             raise AttributeError(name)
         return getattr(self.full_store(), name)
 
