@@ -31,35 +31,44 @@ def related_keys(index: StoryIndex, key: int, *, limit: int = 6) -> list[int]:
     seen_urls = {own.web_url}
     seen_pairs = {(story, own.provider)}
     chosen: list[int] = []
-    for other in _ranked(index, key, [m.key for m in index.members(story)]):
-        _take(index, other, chosen, seen_urls, seen_pairs)
+    members = [(index.similarity(key, m.key), m.key) for m in index.members(story) if m.key != key]
+    _take_ranked(index, members, limit, chosen, seen_urls, seen_pairs)
     if len(chosen) < limit and own.topics:
-        for other in _ranked(index, key, _similar_by_topic(index, key)):
-            _take(index, other, chosen, seen_urls, seen_pairs)
+        _take_ranked(index, _similar_by_topic(index, key), limit, chosen, seen_urls, seen_pairs)
     return chosen[:limit]
 
 
-def _ranked(index: StoryIndex, key: int, keys: list[int]) -> list[int]:
-    """Keys other than `key`, most similar first (ties by key)."""
-    scored = [(index.similarity(key, other), other) for other in keys if other != key]
+def _take_ranked(
+    index: StoryIndex,
+    scored: list[tuple[float, int]],
+    limit: int,
+    chosen: list[int],
+    seen_urls: set[str],
+    seen_pairs: set[tuple[str, str]],
+) -> None:
+    """`_take` each (similarity, key), most similar first (ties by key), until `limit`."""
     scored.sort(key=lambda so: (-so[0], so[1]))
-    return [other for _, other in scored]
+    for _, other in scored:
+        if len(chosen) >= limit:
+            return
+        _take(index, other, chosen, seen_urls, seen_pairs)
 
 
-def _similar_by_topic(index: StoryIndex, key: int) -> list[int]:
-    """Neighbours sharing a topic, similar enough, within the window of the record."""
+def _similar_by_topic(index: StoryIndex, key: int) -> list[tuple[float, int]]:
+    """(similarity, key) of the neighbours sharing a topic, similar enough, within the
+    window of the record."""
     own = index.item(key)
     topics = set(own.topics)
     when = index.entry_time(key)
-    found: list[int] = []
+    found: list[tuple[float, int]] = []
     for other in index.neighbours(key, index.candidate_limit):
-        item = index.item(other)
-        if not topics & set(item.topics):
+        if other == key or topics.isdisjoint(index.item(other).topics):
             continue
         if abs(index.entry_time(other) - when) > index.window:
             continue
-        if index.similarity(key, other) >= index.related_threshold:
-            found.append(other)
+        similarity = index.similarity(key, other)
+        if similarity >= index.related_threshold:
+            found.append((similarity, other))
     return found
 
 
