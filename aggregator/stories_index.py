@@ -202,7 +202,8 @@ class TermIndex:
         ceiling = max(self.MIN_DF_CEILING, self.max_df_ratio * self.n_docs) / self._decay
         frequencies = self._df
         usable = [(w, t) for t, w in vector.items() if frequencies.get(t, 0.0) <= ceiling]
-        usable.sort(key=lambda wt: (-wt[0], wt[1]))
+        usable.sort(key=itemgetter(1))  # heaviest first, ties by term: a stable reverse
+        usable.sort(key=itemgetter(0), reverse=True)  # sort keeps the term order of ties
         lists = [(w, self.postings.get(t, ())) for w, t in usable[: self.query_terms]]
         lists.sort(key=lambda wp: len(wp[1]))  # rarest first: the budget goes to specifics
         scores: dict[int, float] = {}
@@ -215,7 +216,10 @@ class TermIndex:
             for other in posting:
                 scores[other] = get(other, 0.0) + weight
         scores.pop(key, None)
-        for evicted in scores.keys() - self._live:
-            del scores[evicted]
         best = heapq.nlargest(limit, scores.items(), key=itemgetter(1))  # ties: first read
+        live = self._live
+        if any(other not in live for other, _ in best):  # an evicted key in the lead:
+            for evicted in scores.keys() - live:  # rank the live ones alone
+                del scores[evicted]
+            best = heapq.nlargest(limit, scores.items(), key=itemgetter(1))
         return [other for other, _ in best]

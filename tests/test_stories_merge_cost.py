@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -266,3 +267,53 @@ def test_one_member_stories_build_their_centroid_only_when_a_second_joins(linkag
     _centroid_invariant_holds(index)
     if linkage == "average":
         assert index._stories[index.story_of(2)].solo == 2
+
+
+def _reference_candidates(terms: TermIndex, key: int, vector: Vector, limit: int) -> list[int]:
+    """`candidates` as specified: live keys only, rough score, ties in the order first read."""
+    ceiling = max(terms.MIN_DF_CEILING, terms.max_df_ratio * terms.n_docs)
+    usable = sorted(
+        ((w, t) for t, w in vector.items() if terms.df(t) <= ceiling),
+        key=lambda wt: (-wt[0], wt[1]),
+    )
+    lists = sorted(
+        ((w, terms.postings.get(t, [])) for w, t in usable[: terms.query_terms]),
+        key=lambda wp: len(wp[1]),
+    )
+    scores: dict[int, float] = {}
+    budget = terms.scan_budget
+    for weight, posting in lists:
+        budget -= len(posting)
+        if budget < 0:
+            break
+        for other in posting:
+            scores[other] = scores.get(other, 0.0) + weight
+    ranked = sorted(
+        (
+            (other, score)
+            for other, score in scores.items()
+            if other != key and other in terms._live
+        ),
+        key=lambda kv: -kv[1],
+    )
+    return [other for other, _ in ranked[:limit]]
+
+
+def test_candidates_match_the_reference_with_keys_evicted_mid_list() -> None:
+    rng = random.Random(11)
+    vocabulary = [f"t{i}" for i in range(25)]
+    terms = TermIndex(scan_budget=150)
+    live: dict[int, list[str]] = {}
+    for key in range(600):
+        words = rng.sample(vocabulary, rng.randint(1, 6))
+        terms.add(key, words)
+        live[key] = words
+        if key % 3 == 0 and len(live) > 5:  # evict from anywhere, not only the front
+            gone = rng.choice(sorted(live))
+            terms.remove(gone, live.pop(gone))
+        query = Vector.of({w: float(rng.randint(1, 4)) for w in rng.sample(vocabulary, 4)}, 1.0)
+        probe = rng.choice([*live, -1])
+        limit = rng.choice([1, 3, 10, 40])
+        assert terms.candidates(probe, query, limit) == _reference_candidates(
+            terms, probe, query, limit
+        )
