@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
 import re
+import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +17,11 @@ import yaml
 from typer.testing import CliRunner
 
 from aggregator.cli import app
+from aggregator.models import Record
 from aggregator.normalize import amp_cache_url, make_excerpt
-from aggregator.store import Store
+from aggregator.pipeline import CrawlOptions, crawl
+from aggregator.settings import load_settings
+from aggregator.store import Store, UpsertCounts
 from tests.loopback import StaticWeb, free_port, generate_corpus, serve_corpus
 
 FEEDS, ITEMS = 6, 5
@@ -212,3 +217,30 @@ def test_retag_maps_stored_feed_categories_exactly_like_a_fresh_crawl(
     with_label = {url for url, (_, categories) in before.items() if label in categories}
     assert {url for url, (topics, _) in retagged.items() if "Tagged" in topics} == with_label
     assert 0 < len(with_label) < len(before)
+
+
+class ThreadNotingStore(Store):
+    """A Store that notes which thread stored each batch of records."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.upsert_threads: list[str] = []
+
+    def upsert_records(self, records: Sequence[Record]) -> UpsertCounts:
+        self.upsert_threads.append(threading.current_thread().name)
+        return super().upsert_records(records)
+
+
+def test_records_are_stored_off_the_event_loop_in_one_thread(
+    corpus: tuple[Path, StaticWeb], tmp_path: Path
+) -> None:
+    root, _ = corpus
+    settings = load_settings(write_config(tmp_path, root))
+    options = CrawlOptions(fetch_pages=False)
+    with ThreadNotingStore(settings.storage.url) as store:
+        reports = asyncio.run(crawl(settings, store, options=options))
+        assert [r.status for r in reports] == ["ok"] * FEEDS
+        assert len(store.upsert_threads) == FEEDS
+        assert {name.split("_")[0] for name in store.upsert_threads} == {"store"}
+        assert len(set(store.upsert_threads)) == 1  # one thread: upserts never overlap
+        assert store.count_records() == FEEDS * ITEMS
