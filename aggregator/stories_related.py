@@ -35,7 +35,7 @@ def related_keys(index: StoryIndex, key: int, *, limit: int = 6) -> list[int]:
     _take_ranked(index, members, limit, chosen, seen_urls, seen_pairs)
     if len(chosen) < limit and own.topics:
         _take_ranked(index, _similar_by_topic(index, key), limit, chosen, seen_urls, seen_pairs)
-    return chosen[:limit]
+    return chosen  # `_take_ranked` stops at `limit`
 
 
 def _take_ranked(
