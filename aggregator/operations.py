@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Generator, Iterable, Iterator
-from contextlib import closing
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -18,7 +17,6 @@ from typing import TextIO
 
 from aggregator.dates import parse_datetime, utc_now
 from aggregator.errors import AggregatorError, ConfigError, ExportError, ExtractError
-from aggregator.export.entries import EntryMemo, PublicForm
 from aggregator.export.feeds import FeedCollector
 from aggregator.export.fields import record_to_public
 from aggregator.export.files import (
@@ -30,14 +28,16 @@ from aggregator.export.files import (
 from aggregator.export.jsonl import iter_jsonl, record_to_json_line
 from aggregator.export.markdown import parse_markdown, render_markdown
 from aggregator.export.seal import Sealer, instance_id, load_or_create_key, verify_record
+from aggregator.export_pages import PageJob, RenderedPage, helper_count, render_pages
 from aggregator.fetch import Fetcher
 from aggregator.inspection import extended_lines
 from aggregator.models import Record
 from aggregator.normalize import amp_cache_url, canonical_url, provider_domain
 from aggregator.records import build_record
 from aggregator.settings import Settings, SourceSettings
-from aggregator.store import Store, StoredRecord
+from aggregator.store import Store, StoredRecord, export_read
 from aggregator.tracking import Tracker
+from aggregator.workpool import default_workers
 
 _SEAL_BATCH = 500  # new seals written back per transaction
 _FEED_WINDOW = 5000  # newest published records considered for the topic feeds
@@ -163,14 +163,8 @@ def import_paths(
     return ImportSummary(files, len(records), counts.new, counts.updated, counts.unchanged)
 
 
-def _sealed_public(
-    settings: Settings,
-    store: Store | None,
-    records: Iterable[Record],
-    memo: EntryMemo | None = None,
-) -> Generator[tuple[Record, PublicForm], None, None]:
-    """Each record with a valid seal (renewed when stale or missing) and its public form,
-    related entries rendered by `memo` when one is given.
+def _sealed(settings: Settings, store: Store | None, records: Iterable[Record]) -> Iterator[Record]:
+    """Each record with a valid seal (renewed when stale or missing).
 
     New seals are written back to the store in batches, so the next export finds them valid.
     """
@@ -179,27 +173,17 @@ def _sealed_public(
     pending: list[tuple[str, str]] = []
     try:
         for record in records:
-            form = (
-                PublicForm(record_to_public(record)) if memo is None else memo.public_form(record)
-            )
-            secured = sealer.renewed(record, form.fields, form.canonical())
+            secured = sealer.renewed(record, record_to_public(record))
             if secured is not None:
                 record = replace(record, secured=secured)
-                form.fields["secured"] = secured
                 pending.append((record.web_url, secured))
                 if len(pending) >= _SEAL_BATCH and store is not None:
                     store.set_secured_many(pending)
                     pending.clear()
-            yield record, form
+            yield record
     finally:
         if store is not None:
             store.set_secured_many(pending)
-
-
-def _sealed(settings: Settings, store: Store | None, records: Iterable[Record]) -> Iterator[Record]:
-    with closing(_sealed_public(settings, store, records)) as sealed:
-        for record, _form in sealed:
-            yield record
 
 
 def export_records(
@@ -260,23 +244,33 @@ def _export_to_stream(records: Iterable[Record], output_format: str, stdout: Tex
 def export_configured(settings: Settings, store: Store) -> list[str]:
     """Refresh the public export tree: published records in every configured format.
 
-    The published records are streamed from the store once, newest first, a page at a
-    time: each is sealed, turned into its public fields once (related entries rendered
-    once for all the records listing them, `EntryMemo`), and handed to every
-    configured writer (Markdown files, the JSONL stream, the feed collector), so memory
-    grows with the number of records only by their ids (`Store.iter_export_records`).
-    One summary per configured format.
+    The published records are read from the store a page at a time, newest first
+    (`Store.export_reader`); each is sealed, turned into its public fields once (related
+    entries rendered once for all the records listing them, `EntryMemo`), and its
+    Markdown file written, by this process and, for a larger store on several CPUs, by
+    helper processes beside it (`export_pages`). The pages come back in order to the
+    JSONL stream and the feed collector, so memory grows with the number of records only
+    by their ids. One summary per configured format.
     """
-    records = store.iter_export_records()
+    reader = store.export_reader()
+    ids = reader.published_ids()
+    size = export_read.PAGE_SIZE
+    pages = [ids[start : start + size] for start in range(0, len(ids), size)]
     with _TreeExport(settings) as export:
-        with closing(_sealed_public(settings, store, records, EntryMemo())) as sealed:
-            for record, form in sealed:
-                export.add(record, form)
+        job = export.page_job(settings)
+        helpers = helper_count(settings.fetch.parse_workers, len(pages), default_workers())
+
+        def keep_records(index: int) -> bool:
+            return export.feeds is not None and index * size < _FEED_WINDOW
+
+        for page in render_pages(job, store, pages, helpers, keep_records):
+            export.add_page(page)
+            store.set_secured_many(list(page.seals))
         return export.finish()
 
 
 class _TreeExport:
-    """One run over the configured export tree: `add` each published record, then `finish`."""
+    """One run over the configured export tree: `add_page` after page, then `finish`."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -290,14 +284,29 @@ class _TreeExport:
         self.markdown = writer.markdown_tree() if "md" in formats else None
         self.jsonl = writer.jsonl_stream() if "jsonl" in formats else None  # opened last
 
-    def add(self, record: Record, form: PublicForm) -> None:
-        """Hand one sealed record (and its public form) to every configured writer."""
+    def page_job(self, settings: Settings) -> PageJob:
+        """What rendering a page of this export needs, for this process and its helpers."""
+        data_dir = Path(settings.data_dir)
+        return PageJob(
+            storage_url=settings.storage.url,
+            busy_timeout_seconds=settings.storage.busy_timeout_seconds,
+            out_dir=str(self.out_dir),
+            key=load_or_create_key(data_dir),
+            instance=instance_id(data_dir),
+            markdown=self.markdown is not None,
+            jsonl=self.jsonl is not None,
+        )
+
+    def add_page(self, page: RenderedPage) -> None:
+        """Take one rendered page (its Markdown files already written) into every writer."""
         if self.markdown is not None:
-            self.markdown.add(record, form.markdown())
+            for url, name, written in page.files:
+                self.markdown.note(url, name, written)
         if self.jsonl is not None:
-            self.jsonl.write(json_line_bytes(form.json_line()))
+            self.jsonl.write(page.jsonl)
         if self.feeds is not None:
-            self.feeds.offer(record)
+            for record in page.records:
+                self.feeds.offer(record)
 
     def finish(self) -> list[str]:
         """Complete every writer; one summary line per configured format, in config order."""

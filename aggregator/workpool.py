@@ -166,7 +166,7 @@ class WorkPool:
         return ProcessPoolExecutor(
             workers,
             mp_context=self._context(),
-            initializer=_start_worker,
+            initializer=prepare_worker,
             initargs=(os.getpid(),),
         )
 
@@ -215,9 +215,10 @@ def _kill_workers(executor: ProcessPoolExecutor) -> None:
             process.kill()
 
 
-def _start_worker(owner: int) -> None:
-    """Workers leave SIGINT/SIGTERM to the crawling process `owner`, which closes the pool
-    itself, and leave when it is gone (`exit_with`)."""
+def prepare_worker(owner: int) -> None:
+    """Set up a pool worker (its executor's initialiser). Workers leave SIGINT/SIGTERM to
+    the crawling process `owner`, which closes the pool itself, and leave when it is gone
+    (`exit_with`)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     exit_with(owner)

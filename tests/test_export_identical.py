@@ -8,7 +8,9 @@ without size and title, related entries linked to records on the same page, on o
 and unpublished, imported snapshot entries, quality reasons, provenance, undated records,
 ties on the publication time, and text that needs escaping. Pages are a few records long so
 the paging and the reuse of related entries across pages are exercised. Seal nonces are
-fixed, so a cold export (nothing sealed yet) is deterministic too.
+fixed, so a cold export (nothing sealed yet) is deterministic too; that holds in this
+process only, so the export runs without helper processes here (tests/test_export_pages.py
+compares the export with helpers to the same reference).
 """
 
 from __future__ import annotations
@@ -100,6 +102,7 @@ def make_settings(tmp_path: Path, name: str) -> Settings:
             "data_dir": str(tmp_path / "data"),
             "storage": {"url": f"sqlite:///{tmp_path / name / 'a.db'}"},
             "export": {"dir": str(tmp_path / name / "export"), "feed_size": 5},
+            "fetch": {"parse_workers": 1},  # one process: its fixed seal nonces (see above)
             "topics": [{"name": "AI"}, {"name": "Robots"}],
             "sources": [{"name": "s", "url": "https://news.example/feed"}],
         }

@@ -60,6 +60,14 @@ def safe_filename(record: Record) -> str:
     return f"{day}-{slugify(record.title)}-{digest}.md"
 
 
+def write_markdown_file(out_dir: Path, record: Record, text: str | None = None) -> tuple[str, bool]:
+    """Write `record`'s Markdown file under `out_dir` unless its bytes are already there;
+    its file name, and whether it was written. `text` is the rendered file when at hand."""
+    name = safe_filename(record)
+    rendered = render_markdown(record) if text is None else text
+    return name, atomic_write(out_dir / name, rendered, durable=False)
+
+
 @dataclass(frozen=True, slots=True)
 class ExportStats:
     """What one export run did to the files."""
@@ -88,10 +96,12 @@ class MarkdownTree:
 
     def add(self, record: Record, text: str | None = None) -> None:
         """Write `record`'s file; `text` is its rendered Markdown when already at hand."""
-        url = record.web_url
-        name = safe_filename(record)
-        rendered = render_markdown(record) if text is None else text
-        if atomic_write(self.out_dir / name, rendered, durable=False):
+        name, written = write_markdown_file(self.out_dir, record, text)
+        self.note(record.web_url, name, written)
+
+    def note(self, url: str, name: str, written: bool) -> None:
+        """Count a file `write_markdown_file` wrote (or left alone) for the record at `url`."""
+        if written:
             self._written.add(url)
         previous = self._manifest.get(url)
         if previous is not None and previous != name:

@@ -61,12 +61,30 @@ _COLUMNS = [col(getattr(RecordRow, name)) for name in _FIELDS]
 
 def iter_published(engine: Engine) -> Iterator[Record]:
     """The published records, newest first, without their private fields (see above)."""
-    ids = _published_ids(engine)
-    remembered = _Remembered(REMEMBERED)
+    reader = ExportReader(engine)
+    ids = reader.published_ids()
     for start in range(0, len(ids), PAGE_SIZE):
-        with transaction(engine, "iter_export_records") as session:
-            page = _read_page(session.connection(), ids[start : start + PAGE_SIZE], remembered)
-        yield from page
+        yield from reader.page(ids[start : start + PAGE_SIZE])
+
+
+class ExportReader:
+    """Steps 1 and 2 above, apart: the ids in export order, then any page of them.
+
+    Several readers (one a process) may share out the pages of one id list; each keeps the
+    related entries it rendered last for its own next pages."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._remembered = _Remembered(REMEMBERED)
+
+    def published_ids(self) -> array[int]:
+        """The ids of the published records, newest first (undated last, ties by id)."""
+        return _published_ids(self._engine)
+
+    def page(self, ids: Iterable[int]) -> list[Record]:
+        """The records of `ids` still published, in the order of `ids`, in one transaction."""
+        with transaction(self._engine, "iter_export_records") as session:
+            return _read_page(session.connection(), ids, self._remembered)
 
 
 def _published_ids(engine: Engine) -> array[int]:

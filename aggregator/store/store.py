@@ -146,6 +146,11 @@ class Store:
         Fewer and lighter queries than `iter_records`; see `export_read`."""
         return export_read.iter_published(self._engine)
 
+    def export_reader(self) -> export_read.ExportReader:
+        """A reader of the published records by pages of ids, for exporters that share
+        the pages out (see `export_read`)."""
+        return export_read.ExportReader(self._engine)
+
     def known_guids(self, source_name: str, guids: Iterable[str]) -> set[str]:
         """The subset of `guids` already stored for `source_name`."""
         found: set[str] = set()
