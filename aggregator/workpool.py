@@ -21,6 +21,7 @@ so only the task that kills its worker fails, with `WorkerCrashError`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copyreg
 import gc
 import logging
@@ -83,9 +84,10 @@ def forkserver_context(preload: Sequence[str]) -> BaseContext:
 class WorkPool:
     """Runs picklable functions in worker processes (or in-process with 0 workers)."""
 
-    def __init__(self, workers: int, *, preload: Sequence[str] = ()) -> None:
+    def __init__(self, workers: int, *, preload: Sequence[str] = (), niceness: int = 0) -> None:
         self.workers = workers
         self._preload = list(preload)  # `forkserver_context` puts "__main__" first
+        self._niceness = niceness
         self._executor: ProcessPoolExecutor | None = None
         self._starting: asyncio.Task[ProcessPoolExecutor] | None = None
         self._closed = False
@@ -167,7 +169,7 @@ class WorkPool:
             workers,
             mp_context=self._context(),
             initializer=prepare_worker,
-            initargs=(os.getpid(),),
+            initargs=(os.getpid(), self._niceness),
         )
 
     def _context(self) -> BaseContext:
@@ -215,14 +217,17 @@ def _kill_workers(executor: ProcessPoolExecutor) -> None:
             process.kill()
 
 
-def prepare_worker(owner: int) -> None:
+def prepare_worker(owner: int, niceness: int = 0) -> None:
     """Set up a pool worker (its executor's initialiser). Workers leave SIGINT/SIGTERM to
     the crawling process `owner`, which closes the pool itself, and leave when it is gone
-    (`exit_with`)."""
+    (`exit_with`). A positive `niceness` lowers their CPU priority by that much."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     exit_with(owner)
     keep_inherited_pages_shared()
+    if niceness > 0:
+        with contextlib.suppress(OSError):  # lowering one's own priority: only where allowed
+            os.nice(niceness)
 
 
 def keep_inherited_pages_shared() -> None:

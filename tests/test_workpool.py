@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from aggregator.errors import ConfigError, ExtractError, ParseError
-from aggregator.pipeline import WORKER_MODULES, crawl_pool
+from aggregator.pipeline import WORKER_MODULES, WORKER_NICENESS, crawl_pool
 from aggregator.settings import parse_settings
 from aggregator.workpool import (
     MAX_AUTO_WORKERS,
@@ -140,6 +140,22 @@ def test_a_closed_pool_refuses_work() -> None:
     assert not pool.started
     with pytest.raises(RuntimeError, match="closed"):
         asyncio.run(pool.run(pow, 2, 2))
+
+
+def own_niceness() -> int:
+    return os.nice(0)
+
+
+def test_the_crawl_pool_runs_its_workers_at_a_lower_priority() -> None:
+    """Parse workers yield the CPU to the linker and the crawling process; the crawling
+    process itself keeps its priority."""
+    here = os.nice(0)
+    with crawl_pool(parse_settings({"fetch": {"parse_workers": 2}})) as crawl_workers:
+        found = asyncio.run(crawl_workers.run(own_niceness))
+    assert found == min(19, here + WORKER_NICENESS) > here
+    assert os.nice(0) == here
+    with WorkPool(1, preload=WORKER_MODULES) as plain:
+        assert asyncio.run(plain.run(own_niceness)) == here
 
 
 def test_pool_size_comes_from_parse_workers() -> None:
