@@ -27,6 +27,7 @@ import os
 import signal
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime
 from multiprocessing.connection import Connection
@@ -47,6 +48,7 @@ if TYPE_CHECKING:  # the Tracker itself is imported where one is made: a re-poll
 log = logging.getLogger(__name__)
 
 STOP_TIMEOUT_SECONDS = 30.0
+FLUSH_CHUNK = 500  # records a flush plans, rescores and writes at a time (as Tracker.flush)
 
 
 class LinkerProcess:
@@ -98,7 +100,31 @@ class LinkerProcess:
         the refresh queue empty: the store is asked first."""
         if self._conn is None and self._fallback is None and not self.store.queued_for_refresh():
             return 0
-        return int(self._call("flush", now) or 0)
+        waiting = int(self._call("flush_begin", now, FLUSH_CHUNK) or 0)
+        if waiting:
+            self._finish_flush(now)
+        return waiting
+
+    def _finish_flush(self, now: datetime) -> None:
+        """Rescore and write each chunk the linker process plans, while it plans the next.
+
+        The index's part of a refresh (heat, related lists) needs the linker's index; the
+        rest (reading the records back, rescoring them, writing) does not, and here it
+        runs beside it instead of after it. A linker that dies meanwhile hands over to
+        this process, which then refreshes what is still queued."""
+        from aggregator.tracking import Tracker
+
+        scorer = Tracker(self.settings, self.store)
+        before = self._fallback
+        with ThreadPoolExecutor(1, thread_name_prefix="linker-plan") as planner:
+            planned = planner.submit(self._call, "flush_next")
+            while (plan := planned.result()) is not None:
+                planned = planner.submit(self._call, "flush_next")
+                self.store.apply_tracking(
+                    list(scorer.finish_refresh(plan).values()), dequeue=plan.keys
+                )
+        if self._fallback is not before and self._fallback is not None:
+            self._fallback.flush(now=now)
 
     def warm_up(self) -> None:
         """Start the process now, in the background, so that it has loaded the store and
@@ -196,6 +222,10 @@ def _run(tracker: Tracker, message: tuple[Any, ...]) -> Any:
         return None
     if kind == "flush":
         return tracker.flush(now=args[0])
+    if kind == "flush_begin":
+        return tracker.flush_begin(now=args[0], chunk=args[1])
+    if kind == "flush_next":
+        return tracker.flush_next()
     raise ValueError(f"unknown linker call {kind!r}")
 
 

@@ -19,8 +19,9 @@ last looked (`records.link_seq`, see `aggregator.store.link_log`) instead of reb
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
@@ -61,6 +62,17 @@ class Linker(Protocol):
 FLUSH_CHUNK = 500  # records refreshed per transaction: bounds the stored records held at once
 
 
+@dataclass(frozen=True, slots=True)
+class RefreshPlan:
+    """The story index's part of refreshing a chunk of queued records: the chunk's `keys`,
+    the time it is refreshed at, and (key, heat, related keys, providers of its story) for
+    each key the index still holds."""
+
+    keys: tuple[int, ...]
+    now: datetime
+    live: tuple[tuple[int, int, tuple[int, ...], int], ...]
+
+
 class Tracker:
     """Applies topics, quality, stories, heat and related for one settings + store pair."""
 
@@ -74,6 +86,7 @@ class Tracker:
         self._unlinked: list[StoredRecord] = []  # found by the last rebuild, to link next
         self._seen_seq = 0  # the last linking batch the index reflects
         self._pending: dict[int, datetime] = {}  # queued for `flush`: key → time it counts at
+        self._flushing: tuple[StoryIndex, datetime, deque[list[int]]] | None = None
         self.rebuilds = 0  # full rebuilds of the index, for tests and metrics
 
     # ------------------------------------------------------------- topics, quality
@@ -165,6 +178,37 @@ class Tracker:
                     self._pending.pop(key, None)
             return len(waiting)
 
+    def flush_begin(self, *, now: datetime, chunk: int = FLUSH_CHUNK) -> int:
+        """Start a flush whose chunks another process finishes: `flush_next` plans each
+        chunk here (the index's part), the caller turns the plan into updates
+        (`finish_refresh`) and writes them with the chunk taken off the queue. Returns
+        how many records wait. The linker process's flush, so that the story index of
+        the next chunk is read while the caller rescores and writes the last one."""
+        if self.store is None:
+            return 0
+        with self._thread_lock, self.store.linking_lock():
+            self._flushing = None
+            waiting = {**self.store.queued_for_refresh(), **self._pending}
+            if not waiting:
+                return 0
+            index = self._story_index(min(now, *waiting.values()))
+            self._flushing = (index, now, deque(chunked(sorted(waiting), chunk)))
+            return len(waiting)
+
+    def flush_next(self) -> RefreshPlan | None:
+        """The next chunk's plan of the flush `flush_begin` started (None: all planned)."""
+        if self.store is None or self._flushing is None:
+            return None
+        with self._thread_lock, self.store.linking_lock():
+            index, now, chunks = self._flushing
+            if not chunks:
+                self._flushing = None
+                return None
+            keys = chunks.popleft()
+            for key in keys:  # the caller dequeues them; if that fails, the store still has them
+                self._pending.pop(key, None)
+            return self._plan_refresh(index, keys, now=now)
+
     def _link(
         self,
         records: Sequence[Record],
@@ -240,26 +284,41 @@ class Tracker:
     def _refresh(
         self, index: StoryIndex, keys: Iterable[int], *, now: datetime
     ) -> dict[int, TrackingUpdate]:
-        assert self.store is not None
-        live = sorted(key for key in keys if key in index)
-        if not live:  # most batches have no queued record about to leave the index
-            return {}
-        stored = self.store.scoring_records(live)
+        return self.finish_refresh(self._plan_refresh(index, keys, now=now))
+
+    def _plan_refresh(
+        self, index: StoryIndex, keys: Iterable[int], *, now: datetime
+    ) -> RefreshPlan:
+        """What the story index says about each of `keys` it holds: heat, related records
+        and the number of providers of its story (`finish_refresh` does the rest)."""
+        keys = tuple(keys)
         limit = self.settings.stories.related_max
         heat: dict[str, int] = {}
-        updates: dict[int, TrackingUpdate] = {}
-        for key in live:
+        live: list[tuple[int, int, tuple[int, ...], int]] = []
+        for key in sorted(key for key in keys if key in index):
             story = index.story_of(key)
             if story not in heat:
                 heat[story] = index.heat(story, now=now)
             providers = len({item.provider for item in index.members(story)})
-            updates[key] = TrackingUpdate(
+            live.append((key, heat[story], tuple(index.related(key, limit=limit)), providers))
+        return RefreshPlan(tuple(keys), now, tuple(live))
+
+    def finish_refresh(self, plan: RefreshPlan) -> dict[int, TrackingUpdate]:
+        """The updates of a planned refresh: its records read back and their quality
+        scored again with their story's providers (any process with the store can do it)."""
+        assert self.store is not None
+        if not plan.live:  # most batches have no queued record about to leave the index
+            return {}
+        stored = self.store.scoring_records([key for key, *_ in plan.live])
+        return {
+            key: TrackingUpdate(
                 key,
-                heat=heat[story],
-                related=tuple(index.related(key, limit=limit)),
-                quality=self._rescored(stored.get(key), providers, now=now),
+                heat=heat,
+                related=related,
+                quality=self._rescored(stored.get(key), providers, now=plan.now),
             )
-        return updates
+            for key, heat, related, providers in plan.live
+        }
 
     def _rescored(
         self, stored: Record | None, providers: int, *, now: datetime

@@ -162,3 +162,95 @@ def test_warm_up_starts_the_process_before_the_first_call(tmp_path: Path) -> Non
         closed.warm_up()  # a closed linker starts nothing
         time.sleep(0.2)
         assert closed._process is None
+
+
+def calls_of(linker: LinkerProcess, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The kinds of the calls `linker` makes, recorded as they are made."""
+    made: list[str] = []
+    call = linker._call
+
+    def recorded(*message: object) -> object:
+        made.append(str(message[0]))
+        return call(*message)
+
+    monkeypatch.setattr(linker, "_call", recorded)
+    return made
+
+
+def test_a_flush_in_chunks_planned_there_and_written_here_ends_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The linker plans each chunk (heat, related) while this process rescores and writes
+    the one before: the same end state as flushing in this process, in many chunks."""
+    monkeypatch.setattr("aggregator.linker.FLUSH_CHUNK", 3)
+    expected = link_all(f"sqlite:///{tmp_path / 'a.db'}", defer=False)
+    url = f"sqlite:///{tmp_path / 'b.db'}"
+    with Store(url) as store, linker_for(url, store) as linker:
+        for batch in batches():
+            store_and_link(linker, store, batch, defer=True)
+        queued = len(store.queued_for_refresh())
+        made = calls_of(linker, monkeypatch)
+        assert linker.flush(now=NOW) == queued > 6
+        assert made.count("flush_next") == -(-queued // 3) + 1  # the last one says "done"
+        assert store.queued_for_refresh() == {}
+        assert state(store) == expected
+
+
+def test_a_failed_write_during_a_flush_loses_nothing_and_the_next_flush_ends_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("aggregator.linker.FLUSH_CHUNK", 3)
+    expected = link_all(f"sqlite:///{tmp_path / 'a.db'}", defer=False)
+    url = f"sqlite:///{tmp_path / 'b.db'}"
+    with Store(url) as store, linker_for(url, store) as linker:
+        for batch in batches():
+            store_and_link(linker, store, batch, defer=True)
+        queued = len(store.queued_for_refresh())
+        write = store.apply_tracking
+        writes = 0
+
+        def fails_second(*args: object, **kwargs: object) -> int:
+            nonlocal writes
+            writes += 1
+            if writes == 2:
+                raise StorageError("disk full")
+            return write(*args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(store, "apply_tracking", fails_second)
+        with pytest.raises(StorageError, match="disk full"):
+            linker.flush(now=NOW)
+        assert len(store.queued_for_refresh()) == queued - 3  # only the first chunk is done
+        assert linker.flush(now=NOW) == queued - 3  # the calls are still in step
+        assert store.queued_for_refresh() == {}
+        assert state(store) == expected
+
+
+def test_a_linker_killed_during_a_flush_hands_the_rest_to_this_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("aggregator.linker.FLUSH_CHUNK", 3)
+    expected = link_all(f"sqlite:///{tmp_path / 'a.db'}", defer=False)
+    url = f"sqlite:///{tmp_path / 'b.db'}"
+    with Store(url) as store, linker_for(url, store) as linker:
+        for batch in batches():
+            store_and_link(linker, store, batch, defer=True)
+        queued = len(store.queued_for_refresh())
+        call = linker._call
+        plans = 0
+
+        def killed_after_first_plan(*message: object) -> object:
+            nonlocal plans
+            if message[0] == "flush_next":
+                plans += 1
+                if plans == 2 and linker._process is not None:
+                    os.kill(linker._process.pid or 0, signal.SIGKILL)
+                    linker._process.join(10)
+            return call(*message)
+
+        monkeypatch.setattr(linker, "_call", killed_after_first_plan)
+        assert linker.flush(now=NOW) == queued
+        assert linker._fallback is not None
+        assert store.queued_for_refresh() == {}
+        # the rebuilt index ranks equally similar related records in another order
+        unordered = {url: (*values[:4], set(values[4])) for url, values in state(store).items()}
+        assert unordered == {url: (*v[:4], set(v[4])) for url, v in expected.items()}
