@@ -110,19 +110,26 @@ class LinkerProcess:
 
         The index's part of a refresh (heat, related lists) needs the linker's index; the
         rest (reading the records back, rescoring them, writing) does not, and here it
-        runs beside it instead of after it. A linker that dies meanwhile hands over to
-        this process, which then refreshes what is still queued."""
+        runs beside it instead of after it. When a plan was ready before this side had
+        written the last chunk, the linker is asked to rescore the next chunk itself, so
+        the two sides share the work whichever is faster. A linker that dies meanwhile
+        hands over to this process, which then refreshes what is still queued."""
         from aggregator.tracking import Tracker
 
         scorer = Tracker(self.settings, self.store)
         before = self._fallback
         with ThreadPoolExecutor(1, thread_name_prefix="linker-plan") as planner:
-            planned = planner.submit(self._call, "flush_next")
-            while (plan := planned.result()) is not None:
-                planned = planner.submit(self._call, "flush_next")
-                self.store.apply_tracking(
-                    list(scorer.finish_refresh(plan).values()), dequeue=plan.keys
-                )
+            planned = planner.submit(self._call, "flush_next", False)
+            while True:
+                waited_for_us = planned.done()  # this side is the slower: share its work
+                plan = planned.result()
+                if plan is None:
+                    break
+                planned = planner.submit(self._call, "flush_next", waited_for_us)
+                updates = plan.updates
+                if updates is None:
+                    updates = tuple(scorer.finish_refresh(plan).values())
+                self.store.apply_tracking(list(updates), dequeue=plan.keys)
         if self._fallback is not before and self._fallback is not None:
             self._fallback.flush(now=now)
 
@@ -225,7 +232,7 @@ def _run(tracker: Tracker, message: tuple[Any, ...]) -> Any:
     if kind == "flush_begin":
         return tracker.flush_begin(now=args[0], chunk=args[1])
     if kind == "flush_next":
-        return tracker.flush_next()
+        return tracker.flush_next(finish=args[0])
     raise ValueError(f"unknown linker call {kind!r}")
 
 

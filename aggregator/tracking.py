@@ -71,6 +71,7 @@ class RefreshPlan:
     keys: tuple[int, ...]
     now: datetime
     live: tuple[tuple[int, int, tuple[int, ...], int], ...]
+    updates: tuple[TrackingUpdate, ...] | None = None  # finished where planned, if asked
 
 
 class Tracker:
@@ -195,8 +196,9 @@ class Tracker:
             self._flushing = (index, now, deque(chunked(sorted(waiting), chunk)))
             return len(waiting)
 
-    def flush_next(self) -> RefreshPlan | None:
-        """The next chunk's plan of the flush `flush_begin` started (None: all planned)."""
+    def flush_next(self, *, finish: bool = False) -> RefreshPlan | None:
+        """The next chunk's plan of the flush `flush_begin` started (None: all planned);
+        with `finish`, its `updates` too (when the caller is the slower of the two)."""
         if self.store is None or self._flushing is None:
             return None
         with self._thread_lock, self.store.linking_lock():
@@ -207,7 +209,10 @@ class Tracker:
             keys = chunks.popleft()
             for key in keys:  # the caller dequeues them; if that fails, the store still has them
                 self._pending.pop(key, None)
-            return self._plan_refresh(index, keys, now=now)
+            plan = self._plan_refresh(index, keys, now=now)
+        if not finish:
+            return plan
+        return replace(plan, updates=tuple(self.finish_refresh(plan).values()))
 
     def _link(
         self,

@@ -254,3 +254,32 @@ def test_a_linker_killed_during_a_flush_hands_the_rest_to_this_process(
         # the rebuilt index ranks equally similar related records in another order
         unordered = {url: (*values[:4], set(values[4])) for url, values in state(store).items()}
         assert unordered == {url: (*v[:4], set(v[4])) for url, v in expected.items()}
+
+
+def test_chunks_finished_where_they_are_planned_or_here_end_the_same(tmp_path: Path) -> None:
+    """`flush_next(finish=True)` (the linker rescores the chunk itself) and a plan finished
+    by the caller give the same updates: any mix of the two ends like `Tracker.flush`."""
+    from aggregator.tracking import Tracker
+
+    expected = link_all(f"sqlite:///{tmp_path / 'a.db'}", defer=False)
+    url = f"sqlite:///{tmp_path / 'b.db'}"
+    with Store(url) as store:
+        tracker = Tracker(settings_for(url), store)
+        for batch in batches():
+            store_and_link(tracker, store, batch, defer=True)
+        queued = len(store.queued_for_refresh())
+        assert tracker.flush_begin(now=NOW, chunk=2) == queued > 4
+        finished_there = 0
+        for turn in range(queued):
+            plan = tracker.flush_next(finish=turn % 2 == 1)
+            if plan is None:
+                break
+            if plan.updates is not None:
+                finished_there += 1
+                assert plan.updates == tuple(tracker.finish_refresh(plan).values())
+            updates = plan.updates or tuple(tracker.finish_refresh(plan).values())
+            store.apply_tracking(list(updates), dequeue=plan.keys)
+        assert finished_there >= 2
+        assert tracker.flush_next() is None
+        assert store.queued_for_refresh() == {}
+        assert state(store) == expected
