@@ -295,6 +295,9 @@ async def _crawl_leased(
         for source in sources:
             yield SourceReport(source=source.name, status="error", error=str(exc))
         return
+    if any(lease.held and lease.state is None for lease in by_name.values()):
+        context.pool.start_soon()  # a source never fetched will be parsed and linked
+        context.tracker.warm_up()
     try:
         crawls = [_crawl_claimed(context, s, by_name[s.name]) for s in sources]
         for next_report in asyncio.as_completed(crawls):

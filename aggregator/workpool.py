@@ -119,6 +119,16 @@ class WorkPool:
             self._discard(executor)
             return await self._run_alone(fn, args)
 
+    def start_soon(self) -> None:
+        """Start the workers now, in the background, for a caller that knows it will
+        need them: the first `run` then finds them ready (or waits for the same start)."""
+        if self.in_process or self._closed or self._executor is not None:
+            return
+        loop = asyncio.get_running_loop()
+        if self._starting is None or self._starting.get_loop() is not loop:
+            self._starting = loop.create_task(asyncio.to_thread(self._start_executor))
+            self._starting.add_done_callback(_quietly_failed)
+
     def close(self) -> None:
         """Stop the workers: queued tasks are cancelled, running ones finish first."""
         self._closed = True
@@ -203,6 +213,13 @@ class WorkPool:
         if self._alone_slots is None or self._alone_slots[0] is not loop:
             self._alone_slots = (loop, asyncio.Semaphore(max(1, self.workers)))
         return self._alone_slots[1]
+
+
+def _quietly_failed(starting: asyncio.Task[ProcessPoolExecutor]) -> None:
+    """A start ahead of need that failed is reported by the `run` that awaits it; without
+    one, say it here rather than as an exception nobody retrieved."""
+    if not starting.cancelled() and (exc := starting.exception()) is not None:
+        log.debug("starting worker processes ahead of time failed: %s", exc)
 
 
 def _kill_workers(executor: ProcessPoolExecutor) -> None:

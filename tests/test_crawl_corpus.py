@@ -8,9 +8,9 @@ import json
 import re
 import threading
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import yaml
@@ -19,12 +19,14 @@ from typer.testing import CliRunner
 from aggregator.cli import app
 from aggregator.models import Record
 from aggregator.normalize import amp_cache_url, make_excerpt
-from aggregator.pipeline import CrawlOptions, crawl
+from aggregator.pipeline import WORKER_MODULES, CrawlOptions, crawl
 from aggregator.settings import load_settings
 from aggregator.store import Store, UpsertCounts
+from aggregator.workpool import WorkPool
 from tests.loopback import StaticWeb, free_port, generate_corpus, serve_corpus
 
 FEEDS, ITEMS = 6, 5
+T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
@@ -244,3 +246,40 @@ def test_records_are_stored_off_the_event_loop_in_one_thread(
         assert {name.split("_")[0] for name in store.upsert_threads} == {"store"}
         assert len(set(store.upsert_threads)) == 1  # one thread: upserts never overlap
         assert store.count_records() == FEEDS * ITEMS
+
+
+class NotingPool(WorkPool):
+    """A two-worker pool that notes whether its workers were starting before the first task."""
+
+    def __init__(self) -> None:
+        super().__init__(2, preload=WORKER_MODULES)
+        self.starting_before_first_task: bool | None = None
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        if self.starting_before_first_task is None:
+            self.starting_before_first_task = self._starting is not None or self.started
+        return await super().run(fn, *args)
+
+
+def test_a_crawl_of_never_fetched_sources_starts_its_workers_at_once(
+    corpus: tuple[Path, StaticWeb], tmp_path: Path
+) -> None:
+    """Sources without a stored state will be parsed: the workers start with the crawl, not
+    after the first feed has arrived. A re-poll of known sources starts none."""
+    root, _ = corpus
+    path = write_config(tmp_path, root)
+    config = yaml.safe_load(path.read_text())
+    config["fetch"]["parse_workers"] = 2  # a crawl this small would otherwise parse here
+    path.write_text(yaml.safe_dump(config))
+    settings = load_settings(path)
+    options = CrawlOptions(fetch_pages=False)
+    with Store(settings.storage.url) as store:
+        with NotingPool() as cold:
+            reports = asyncio.run(crawl(settings, store, options=options, pool=cold))
+        assert [r.status for r in reports] == ["ok"] * FEEDS
+        assert cold.starting_before_first_task is True
+        with NotingPool() as again:
+            reports = asyncio.run(crawl(settings, store, options=options, pool=again))
+        assert [r.status for r in reports] == ["not modified"] * FEEDS
+        assert again.starting_before_first_task is None
+        assert again._starting is None and not again.started

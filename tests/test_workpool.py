@@ -194,3 +194,29 @@ def test_a_worker_exits_when_the_crawling_process_is_killed() -> None:
     while process_alive(worker):
         assert time.monotonic() < deadline, f"worker {worker} outlived the crawling process"
         time.sleep(0.05)
+
+
+def test_start_soon_starts_the_workers_in_the_background() -> None:
+    async def started_then_ran(pool: WorkPool) -> tuple[bool, int]:
+        pool.start_soon()
+        pool.start_soon()  # already starting: the same start
+        deadline = time.monotonic() + 30
+        while not pool.started and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        return pool.started, await pool.run(os.getpid)
+
+    with WorkPool(1, preload=WORKER_MODULES) as pool:
+        started, pid = asyncio.run(started_then_ran(pool))
+    assert started and pid != os.getpid()
+    in_process = WorkPool(0)
+    asyncio.run(_start_soon(in_process))
+    assert not in_process.started
+    closed = WorkPool(1, preload=WORKER_MODULES)
+    closed.close()
+    asyncio.run(_start_soon(closed))
+    assert not closed.started
+
+
+async def _start_soon(pool: WorkPool) -> None:
+    pool.start_soon()
+    await asyncio.sleep(0.05)
