@@ -189,7 +189,16 @@ async def crawl(
         else crawl_linker(settings, store, len(sources)) as linker,
     ):
         return await _crawl_sources(
-            settings, store, sources, options, clock, on_report, webhooks, work_pool, linker
+            settings,
+            store,
+            sources,
+            options,
+            clock,
+            on_report,
+            webhooks,
+            work_pool,
+            linker,
+            owns_pool=pool is None,
         )
 
 
@@ -223,6 +232,8 @@ async def _crawl_sources(
     webhooks: WebhookDispatcher | None,
     pool: WorkPool,
     tracker: Linker,
+    *,
+    owns_pool: bool = False,
 ) -> list[SourceReport]:
     policy = schedule_policy(settings.scheduler)
     slots = asyncio.Semaphore(4 * settings.fetch.concurrency)
@@ -259,6 +270,8 @@ async def _crawl_sources(
                     reports.append(report)
                     if on_report is not None:
                         on_report(report)
+            if owns_pool and pool.started:  # the refresh needs no workers: free their memory
+                await asyncio.to_thread(pool.close)
             await _refresh_linked(context, clock())
     metrics.set_sources_by_state(store.count_source_states())
     order = {source.name: index for index, source in enumerate(sources)}

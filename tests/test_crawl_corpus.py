@@ -283,3 +283,46 @@ def test_a_crawl_of_never_fetched_sources_starts_its_workers_at_once(
         assert [r.status for r in reports] == ["not modified"] * FEEDS
         assert again.starting_before_first_task is None
         assert again._starting is None and not again.started
+
+
+def test_a_crawl_closes_its_own_workers_before_the_refresh(
+    corpus: tuple[Path, StaticWeb], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The end-of-crawl refresh needs no parse workers: a crawl's own pool is closed first,
+    so its memory is not held beside the refresh's; a pool the caller owns stays open."""
+    from aggregator import pipeline
+    from aggregator.tracking import Tracker
+
+    root, _ = corpus
+    path = write_config(tmp_path, root)
+    config = yaml.safe_load(path.read_text())
+    config["fetch"]["parse_workers"] = 2
+    path.write_text(yaml.safe_dump(config))
+    settings = load_settings(path)
+    own = NotingPool()
+    monkeypatch.setattr(pipeline, "crawl_pool", lambda _settings: own)
+    seen: list[tuple[bool, bool]] = []
+    watched = [own]
+
+    class NotingTracker(Tracker):
+        def flush(self, *, now: Any) -> int:
+            seen.append((watched[0].started, watched[0]._closed))
+            return super().flush(now=now)
+
+    options = CrawlOptions(fetch_pages=False)
+    with Store(settings.storage.url) as store:
+        tracker = NotingTracker(settings, store)
+        reports = asyncio.run(crawl(settings, store, options=options, tracker=tracker))
+        assert [r.status for r in reports] == ["ok"] * FEEDS
+        assert own.starting_before_first_task is True  # it did parse
+        assert seen == [(False, True)]
+    seen.clear()
+    with Store(f"sqlite:///{tmp_path / 'other.db'}") as other, NotingPool() as callers:
+        watched[0] = callers
+        tracker = NotingTracker(settings, other)
+        reports = asyncio.run(
+            crawl(settings, other, options=options, pool=callers, tracker=tracker)
+        )
+        assert [r.status for r in reports] == ["ok"] * FEEDS
+        assert callers.starting_before_first_task is True
+        assert seen == [(True, False)] and callers.started  # the daemon's pool lives on
