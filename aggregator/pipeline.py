@@ -92,9 +92,10 @@ WORKER_MODULES = ("aggregator.worktasks", "aggregator.feeds", "aggregator.extrac
 WORKER_NICENESS = 10
 """How much lower the parse workers' CPU priority is than the crawling process's and the
 linker's. The linker adds records one after the other, so it is the crawl's critical path;
-on equal terms the workers took a third of its core and it finished 3-5 s after the last
-feed (now ~0.5 s on the bench corpus). Workers wait only when the linker and the crawling
-process have nothing to do, which the linker's backlog of parsed records keeps bounded."""
+on equal terms the workers took a third of its core, and on the bench corpus it still had
+~2.5 s of records to link after the last feed (~0.5 s since). Workers wait only when the
+linker and the crawling process have nothing to do, which the linker's backlog of parsed
+records keeps bounded."""
 # sources in progress per fetch connection: enough that the linker always has the next
 # batches waiting while the sockets stay busy, few enough that memory does not follow the
 # number of feeds
