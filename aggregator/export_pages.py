@@ -32,7 +32,7 @@ from aggregator.export.files import json_line_bytes, write_markdown_file
 from aggregator.export.seal import Sealer
 from aggregator.models import Record
 from aggregator.store import Store
-from aggregator.workpool import forkserver_context, prepare_worker
+from aggregator.workpool import WORKER_MODULES, forkserver_context, prepare_worker
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +40,6 @@ PAGES_AHEAD = 2
 """Pages queued for each helper."""
 WAITING_HERE = 4
 """Pages rendered here that may wait for an earlier page of a helper (about 1 MB each)."""
-
-HELPER_MODULES = ("aggregator.worktasks", "aggregator.feeds", "aggregator.extract")
-"""The forkserver's preload, the same list as the crawl's pool (whichever starts it first
-decides it for both); the helpers import the export and store modules themselves."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,7 +227,7 @@ def _start_helpers(job: PageJob, helpers: int) -> ProcessPoolExecutor | None:
     try:
         return ProcessPoolExecutor(
             helpers,
-            mp_context=forkserver_context(HELPER_MODULES),
+            mp_context=forkserver_context(WORKER_MODULES),
             initializer=_start_helper,
             initargs=(os.getpid(), job),
         )

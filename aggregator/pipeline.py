@@ -70,7 +70,7 @@ from aggregator.source_schedule import (
 from aggregator.sources import effective_settings
 from aggregator.store import SourceState
 from aggregator.webhooks import WebhookDispatcher, webhook_session
-from aggregator.workpool import WorkPool, default_workers
+from aggregator.workpool import WORKER_MODULES, WorkPool, default_workers
 
 if TYPE_CHECKING:
     from aggregator.store import Store
@@ -87,8 +87,6 @@ ProgressCallback = Callable[[SourceReport], None]
 POOL_MIN_SOURCES = 8
 """With `fetch.parse_workers` unset, a smaller crawl parses in-process (unless the pool is
 already running): starting workers would cost more than they save."""
-WORKER_MODULES = ("aggregator.worktasks", "aggregator.feeds", "aggregator.extract")
-"""What the pool's forkserver imports once, for every worker it forks."""
 WORKER_NICENESS = 10
 """How much lower the parse workers' CPU priority is than the crawling process's and the
 linker's. The linker adds records one after the other, so it is the crawl's critical path;

@@ -168,10 +168,9 @@ class Tracker:
         if self.store is None:
             return 0
         with self._thread_lock, self.store.linking_lock():
-            waiting = {**self.store.queued_for_refresh(), **self._pending}
-            if not waiting:
+            waiting, index = self._flush_start(now)
+            if index is None:
                 return 0
-            index = self._story_index(min(now, *waiting.values()))
             for keys in chunked(sorted(waiting), FLUSH_CHUNK):
                 refreshed = self._refresh(index, keys, now=now)
                 self.store.apply_tracking(list(refreshed.values()), dequeue=keys)
@@ -189,12 +188,19 @@ class Tracker:
             return 0
         with self._thread_lock, self.store.linking_lock():
             self._flushing = None
-            waiting = {**self.store.queued_for_refresh(), **self._pending}
-            if not waiting:
-                return 0
-            index = self._story_index(min(now, *waiting.values()))
-            self._flushing = (index, now, deque(chunked(sorted(waiting), chunk)))
+            waiting, index = self._flush_start(now)
+            if index is not None:
+                self._flushing = (index, now, deque(chunked(sorted(waiting), chunk)))
             return len(waiting)
+
+    def _flush_start(self, now: datetime) -> tuple[dict[int, datetime], StoryIndex | None]:
+        """The records waiting for a refresh (the store's queue and this process's) and, when
+        there are any, the index to refresh them from."""
+        assert self.store is not None
+        waiting = {**self.store.queued_for_refresh(), **self._pending}
+        if not waiting:
+            return waiting, None
+        return waiting, self._story_index(min(now, *waiting.values()))
 
     def flush_next(self, *, finish: bool = False) -> RefreshPlan | None:
         """The next chunk's plan of the flush `flush_begin` started (None: all planned);

@@ -49,6 +49,10 @@ UrlError = TypeVar("UrlError", ParseError, ExtractError)
 OWNER_POLL_SECONDS = 1.0
 """How often a worker checks that the crawling process still runs."""
 
+WORKER_MODULES = ("aggregator.worktasks", "aggregator.feeds", "aggregator.extract")
+"""What the forkserver imports once, for every process it forks: the crawl's workers and
+linker and the export's helpers alike (whichever starts it first decides for all)."""
+
 MAX_AUTO_WORKERS = 8
 """`default_workers` never picks more: past this the main process is the bottleneck."""
 
