@@ -94,12 +94,19 @@ class LinkerProcess:
             self._call("link", sent, now, keep_given, list(features), defer)
 
     def flush(self, *, now: datetime) -> int:
-        """`Tracker.flush`, in the linker process; returns how many records waited.
+        """`Tracker.flush`, shared with the linker process; returns how many records waited.
 
-        A process never started (a re-poll where nothing changed) is not started to find
-        the refresh queue empty: the store is asked first."""
+        On SQLite the linker plans each chunk and this process finishes it
+        (`_finish_flush`); on PostgreSQL, where other processes may link meanwhile, the
+        linker flushes alone under the linking lock. A process never started (a re-poll
+        where nothing changed) is not started to find the refresh queue empty: the store
+        is asked first."""
         if self._conn is None and self._fallback is None and not self.store.queued_for_refresh():
             return 0
+        if self.settings.storage.url.startswith("postgresql"):
+            # other processes may link beside this one: the linking lock must cover each
+            # chunk from its plan to its write, so the linker does the whole flush
+            return int(self._call("flush", now) or 0)
         waiting = int(self._call("flush_begin", now, FLUSH_CHUNK) or 0)
         if waiting:
             self._finish_flush(now)

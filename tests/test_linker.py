@@ -12,6 +12,8 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -21,8 +23,9 @@ from aggregator.linker import LinkerProcess
 from aggregator.pipeline import WORKER_MODULES
 from aggregator.store import Store
 from tests.loopback import REPO_ROOT
+from tests.pg import fresh_database
 from tests.test_link_sync import EVENTS, NOW, batches, partition
-from tests.test_refresh_queue import link_all, settings_for, state, store_and_link
+from tests.test_refresh_queue import State, link_all, settings_for, state, store_and_link
 
 
 def linker_for(url: str, store: Store) -> LinkerProcess:
@@ -177,17 +180,27 @@ def calls_of(linker: LinkerProcess, monkeypatch: pytest.MonkeyPatch) -> list[str
     return made
 
 
-def test_a_flush_in_chunks_planned_there_and_written_here_ends_the_same(
+@contextmanager
+def linked_in_chunks_of_3(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The linker plans each chunk (heat, related) while this process rescores and writes
-    the one before: the same end state as flushing in this process, in many chunks."""
+) -> Iterator[tuple[State, Store, LinkerProcess]]:
+    """The end state of linking every batch in this process, and a store whose batches a
+    linker process linked with deferred refresh, to flush 3 records at a time."""
     monkeypatch.setattr("aggregator.linker.FLUSH_CHUNK", 3)
     expected = link_all(f"sqlite:///{tmp_path / 'a.db'}", defer=False)
     url = f"sqlite:///{tmp_path / 'b.db'}"
     with Store(url) as store, linker_for(url, store) as linker:
         for batch in batches():
             store_and_link(linker, store, batch, defer=True)
+        yield expected, store, linker
+
+
+def test_a_flush_in_chunks_planned_there_and_written_here_ends_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The linker plans each chunk (heat, related) while this process rescores and writes
+    the one before: the same end state as flushing in this process, in many chunks."""
+    with linked_in_chunks_of_3(tmp_path, monkeypatch) as (expected, store, linker):
         queued = len(store.queued_for_refresh())
         made = calls_of(linker, monkeypatch)
         assert linker.flush(now=NOW) == queued > 6
@@ -199,12 +212,7 @@ def test_a_flush_in_chunks_planned_there_and_written_here_ends_the_same(
 def test_a_failed_write_during_a_flush_loses_nothing_and_the_next_flush_ends_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("aggregator.linker.FLUSH_CHUNK", 3)
-    expected = link_all(f"sqlite:///{tmp_path / 'a.db'}", defer=False)
-    url = f"sqlite:///{tmp_path / 'b.db'}"
-    with Store(url) as store, linker_for(url, store) as linker:
-        for batch in batches():
-            store_and_link(linker, store, batch, defer=True)
+    with linked_in_chunks_of_3(tmp_path, monkeypatch) as (expected, store, linker):
         queued = len(store.queued_for_refresh())
         write = store.apply_tracking
         writes = 0
@@ -228,12 +236,7 @@ def test_a_failed_write_during_a_flush_loses_nothing_and_the_next_flush_ends_it(
 def test_a_linker_killed_during_a_flush_hands_the_rest_to_this_process(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("aggregator.linker.FLUSH_CHUNK", 3)
-    expected = link_all(f"sqlite:///{tmp_path / 'a.db'}", defer=False)
-    url = f"sqlite:///{tmp_path / 'b.db'}"
-    with Store(url) as store, linker_for(url, store) as linker:
-        for batch in batches():
-            store_and_link(linker, store, batch, defer=True)
+    with linked_in_chunks_of_3(tmp_path, monkeypatch) as (expected, store, linker):
         queued = len(store.queued_for_refresh())
         call = linker._call
         plans = 0
@@ -283,3 +286,20 @@ def test_chunks_finished_where_they_are_planned_or_here_end_the_same(tmp_path: P
         assert tracker.flush_next() is None
         assert store.queued_for_refresh() == {}
         assert state(store) == expected
+
+
+def test_on_postgresql_the_linker_flushes_alone_under_the_linking_lock(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Other processes may link beside this one on PostgreSQL: a chunk's plan and write
+    must not be split between two processes there, so the whole flush is the linker's."""
+    with fresh_database() as reference_url, fresh_database() as url:
+        expected = link_all(reference_url, defer=False)
+        with Store(url) as store, linker_for(url, store) as linker:
+            for batch in batches():
+                store_and_link(linker, store, batch, defer=True)
+            made = calls_of(linker, monkeypatch)
+            assert linker.flush(now=NOW) > 0
+            assert made == ["flush"]
+            assert store.queued_for_refresh() == {}
+            assert state(store) == expected
