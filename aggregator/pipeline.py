@@ -70,6 +70,7 @@ from aggregator.source_schedule import (
 from aggregator.sources import effective_settings
 from aggregator.store import SourceState
 from aggregator.webhooks import WebhookDispatcher, webhook_session
+from aggregator.workbatch import TaskBatcher
 from aggregator.workpool import WORKER_MODULES, WorkPool, default_workers
 
 if TYPE_CHECKING:
@@ -130,6 +131,16 @@ class _Context:
     webhooks: WebhookDispatcher | None = None
     rng: random.Random = field(default_factory=random.Random)
     _tracking: TrackingConfig | None = None
+    _page_extractor: TaskBatcher[PageOutcome] | None = None
+
+    @property
+    def page_extractor(self) -> TaskBatcher[PageOutcome]:
+        """Extracts fetched pages in the pool, several to a task (built on first use)."""
+        if self._page_extractor is None:
+            from aggregator.worktasks import extract_page_task
+
+            self._page_extractor = TaskBatcher(self.pool, extract_page_task)
+        return self._page_extractor
 
     @property
     def tracking(self) -> TrackingConfig:
@@ -433,12 +444,12 @@ async def _page(context: _Context, url: str, now: datetime) -> PageOutcome:
     """Fetch one page and extract it in the pool; bodies waiting for extraction are bounded
     by `page_slots` (the pool may extract more slowly than loopback serves)."""
     from aggregator.enrich import fetch_page_body, log_skipped
-    from aggregator.worktasks import PageOutcome, extract_page_task
+    from aggregator.worktasks import PageOutcome
 
     async with context.page_slots:
         body = await fetch_page_body(context.fetcher, url)
         if not isinstance(body, PageOutcome):
-            body = await context.pool.run(extract_page_task, body, now)
+            body = await context.page_extractor.run(body, now)
     return log_skipped(body)
 
 

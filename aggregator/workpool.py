@@ -295,10 +295,11 @@ def _call(fn: Callable[..., T], args: tuple[Any, ...]) -> T:
     try:
         return fn(*args)
     except Exception as exc:
-        raise _portable(exc) from None
+        raise portable_error(exc) from None
 
 
-def _portable(exc: Exception) -> Exception:
+def portable_error(exc: Exception) -> Exception:
+    """`exc` itself when it survives pickling, else a `RuntimeError` naming it."""
     try:
         pickle.loads(pickle.dumps(exc))  # noqa: S301 - our own bytes, just made
     except Exception:
