@@ -92,12 +92,15 @@ class Runner:
         self.current: subprocess.Popen | None = None
         self.use_gnu_time = GNU_TIME.exists()
         self.last_tree_mb: float | None = None
+        self.last_cpu_s: float | None = None
+        self.whole_tree_cpu = become_subreaper()
 
     def run(self, tag: str, cmd: list[str], env: dict[str, str] | None = None):
         """Run cmd; return (rc, wall_s, rss_mb, stdout, stderr)."""
         out, err, tfile = (self.logdir / f"{tag}.{s}" for s in ("out", "err", "time"))
         full = [str(GNU_TIME), "-v", "-o", str(tfile), *cmd] if self.use_gnu_time else cmd
         before = _children_maxrss_mb()
+        cpu_before = _children_cpu_s()
         with out.open("wb") as fo, err.open("wb") as fe:
             t0 = time.perf_counter()
             self.current = subprocess.Popen(
@@ -111,9 +114,13 @@ class Runner:
                 rc = -9
                 print(f"  ! {tag} killed after {self.timeout_s:.0f} s", flush=True)
             finally:
+                sid = self.current.pid
                 self.current = None
                 self.last_tree_mb = sampler.stop()
             wall = time.perf_counter() - t0
+        self.last_cpu_s = None
+        if self.whole_tree_cpu and reap_session(sid):
+            self.last_cpu_s = _children_cpu_s() - cpu_before
         rss = _gnu_time_rss_mb(tfile) if self.use_gnu_time else None
         if rss is None:  # without GNU time: the children's max RSS, if this child raised it
             after = _children_maxrss_mb()
@@ -167,6 +174,61 @@ def session_pss_mb(sid: int) -> float:
         match = re.search(r"^Pss:\s+(\d+) kB", rollup, re.M)
         total_kb += int(match.group(1)) if match else 0
     return total_kb / 1024
+
+
+def session_pids(sid: int) -> list[int]:
+    """The processes of session `sid` (zombies included), from /proc."""
+    pids = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(stat[3]) == sid:
+            pids.append(int(entry.name))
+    return pids
+
+
+def become_subreaper() -> bool:
+    """Make this process the Linux "child subreaper" of what it starts: a run's orphans
+    (its forkserver, whose children are the parse workers and the linker) are then
+    re-parented here, not to init, so reaping them adds their CPU time, and their
+    children's, to this process's RUSAGE_CHILDREN. False where that is not possible."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(36, 1, 0, 0, 0)) == 0  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        return False
+
+
+def reap_session(sid: int, timeout_s: float = 30.0) -> bool:
+    """Reap the processes of session `sid` as they end; True once none is left (within
+    `timeout_s`), when every one of them has been waited for by its parent or by us."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+        if not session_pids(sid):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+
+
+def _children_cpu_s() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _children_maxrss_mb() -> float:
@@ -394,6 +456,7 @@ class Bench:
 
     def record(self, m: Measurement) -> None:
         m.extra.setdefault("tree_mb", self.runner.last_tree_mb)
+        m.extra.setdefault("cpu_s", self.runner.last_cpu_s)
         self.results.append(m)
         rate = []
         if m.entries_per_s:
@@ -401,9 +464,11 @@ class Bench:
         if m.pages_per_s:
             rate.append(f"{m.pages_per_s:,.0f} pages/s")
         rss = f"{m.rss_mb:.0f} MB" if m.rss_mb else "?"
+        cpu = f"CPU {m.extra['cpu_s']:.1f} s" if m.extra.get("cpu_s") else ""
         flag = "" if m.rc == 0 else f"  rc={m.rc}"
         print(
-            f"  [{m.rep}] {m.name:<15} {m.wall_s:8.2f} s  RSS {rss:>7}  {', '.join(rate)}{flag}",
+            f"  [{m.rep}] {m.name:<15} {m.wall_s:8.2f} s  RSS {rss:>7}  {cpu}  "
+            f"{', '.join(rate)}{flag}",
             flush=True,
         )
 
@@ -530,6 +595,7 @@ def summarize(results: list[Measurement]) -> dict[str, dict]:
             "rss_mb": med([m.rss_mb for m in ms]),
             "rss_max": max((m.rss_mb or 0) for m in ms) or None,
             "tree_mb": med([m.extra.get("tree_mb") for m in ms]),
+            "cpu_s": med([m.extra.get("cpu_s") for m in ms]),
             "tree_max": max((m.extra.get("tree_mb") or 0) for m in ms) or None,
             "failed_sources": max(m.extra.get("failed", 0) for m in ms),
             "feed_errors": max(m.extra.get("feed_errors", 0) for m in ms),
@@ -575,14 +641,14 @@ def _pf(ok: bool) -> str:
 
 def table_md(rows: dict[str, dict]) -> str:
     lines = [
-        "| contender | entries/s | pages/s | wall s (median, min–max) | peak RSS MB "
-        "| all processes PSS MB | runs | notes |",
-        "|---|---:|---:|---|---:|---:|---:|---|",
+        "| contender | entries/s | pages/s | wall s (median, min–max) | CPU s, all processes "
+        "| peak RSS MB | all processes PSS MB | runs | notes |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---|",
     ]
     for name, r in rows.items():
         if not r["n"]:
             lines.append(
-                f"| {name} | — | — | — | — | — | 0 | {r['killed']} run(s) failed or timed out |"
+                f"| {name} | — | — | — | — | — | — | 0 | {r['killed']} run(s) failed or timed out |"
             )
             continue
         wall = f"{r['wall_s']:.2f} ({r['wall_min']:.2f}–{r['wall_max']:.2f})"
@@ -597,7 +663,8 @@ def table_md(rows: dict[str, dict]) -> str:
             notes.append(f"{r['killed']} more run(s) failed or timed out, not counted")
         lines.append(
             f"| {name} | {fmt(r['entries_per_s'])} | {fmt(r['pages_per_s'])} | {wall} "
-            f"| {fmt(r['rss_mb'])} | {fmt(r['tree_mb'])} | {r['n']} | {', '.join(notes)} |"
+            f"| {fmt(r['cpu_s'], '.1f')} | {fmt(r['rss_mb'])} | {fmt(r['tree_mb'])} | {r['n']} "
+            f"| {', '.join(notes)} |"
         )
     return "\n".join(lines)
 
@@ -706,7 +773,9 @@ this file.
   contender a fresh process; rates are items ÷ process wall time (imports included);
   peak RSS from `/usr/bin/time -v` (the main process alone); "all processes" is the
   peak of the summed PSS of the run's whole session (parse workers, linker, forkserver),
-  sampled 4 times a second
+  sampled 4 times a second; "CPU s" is the user + system time of every process of the
+  run, its forked helpers included (this process is their child subreaper and reaps
+  them all), so it counts the work whatever the number of cores it ran on
 
 ## Results{partial}
 
