@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -262,6 +263,36 @@ def test_max_items_caps_the_index_earliest_added_first() -> None:
     live = {key for story in index.story_ids() for key in index.member_keys(story)}
     assert live == set(range(500, 1500))
     assert all(len(posting) <= 200 for posting in index.terms.postings.values())
+
+
+def test_leaving_names_queued_items_older_than_the_horizon_or_past_the_cap() -> None:
+    index = StoryIndex(window=timedelta(days=30), max_items=12)
+    for k in range(10):  # added newest first: dates and insertion order disagree
+        index.add(item(k, "p.example", FILLERS[k % 4], hours=10.0 - k), now=T0 + timedelta(1))
+    queued = {0: T0, 3: T0, 7: T0, 8: T0, 99: T0}  # 99 is not in the index
+    before_all = T0 - timedelta(days=1)
+    assert index.leaving(queued, arriving=1, before=before_all) == set()
+    # older than T0 + 3.5 h: keys 7, 8 and 9 (dated 3, 2 and 1 hours after T0)
+    assert index.leaving(queued, arriving=1, before=T0 + timedelta(hours=3.5)) == {7, 8}
+    # 10 items + 4 arriving = 2 past the cap of 12: the two added first (0 and 1) go
+    assert index.leaving(queued, arriving=4, before=before_all) == {0}
+    assert index.leaving(queued, arriving=4, before=T0 + timedelta(hours=3.5)) == {0, 7, 8}
+
+
+class UnreadQueue(dict[int, datetime]):
+    """A queue whose keys may be looked up but must not be read one by one."""
+
+    def __iter__(self) -> Iterator[int]:
+        raise AssertionError("the whole queue was read")
+
+
+def test_leaving_does_not_read_the_queue_when_nothing_can_leave() -> None:
+    index = StoryIndex(window=timedelta(days=30), max_items=12)
+    for k in range(10):
+        index.add(item(k, "p.example", FILLERS[k % 4], hours=float(k)), now=T0 + timedelta(1))
+    queued = UnreadQueue(dict.fromkeys(range(10), T0))
+    assert index.leaving(queued, arriving=1, before=T0) == set()  # O(1), not O(queue)
+    assert index.leaving(queued, arriving=3, before=T0) == {0}  # past the cap: looked up
 
 
 def test_a_re_added_item_outlives_the_stale_expiry_of_its_first_visit() -> None:
