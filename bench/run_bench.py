@@ -93,7 +93,7 @@ class Runner:
         self.use_gnu_time = GNU_TIME.exists()
         self.last_tree_mb: float | None = None
         self.last_cpu_s: float | None = None
-        self.whole_tree_cpu = become_subreaper()
+        self.whole_tree_cpu = set_subreaper(False)  # whether this system can, at all
 
     def run(self, tag: str, cmd: list[str], env: dict[str, str] | None = None):
         """Run cmd; return (rc, wall_s, rss_mb, stdout, stderr)."""
@@ -101,6 +101,8 @@ class Runner:
         full = [str(GNU_TIME), "-v", "-o", str(tfile), *cmd] if self.use_gnu_time else cmd
         before = _children_maxrss_mb()
         cpu_before = _children_cpu_s()
+        if self.whole_tree_cpu:  # only while a contender runs: nginx must not become ours
+            set_subreaper(True)
         with out.open("wb") as fo, err.open("wb") as fe:
             t0 = time.perf_counter()
             self.current = subprocess.Popen(
@@ -119,8 +121,10 @@ class Runner:
                 self.last_tree_mb = sampler.stop()
             wall = time.perf_counter() - t0
         self.last_cpu_s = None
-        if self.whole_tree_cpu and reap_session(sid):
-            self.last_cpu_s = _children_cpu_s() - cpu_before
+        if self.whole_tree_cpu:
+            if reap_session(sid):
+                self.last_cpu_s = _children_cpu_s() - cpu_before
+            set_subreaper(False)
         rss = _gnu_time_rss_mb(tfile) if self.use_gnu_time else None
         if rss is None:  # without GNU time: the children's max RSS, if this child raised it
             after = _children_maxrss_mb()
@@ -191,16 +195,18 @@ def session_pids(sid: int) -> list[int]:
     return pids
 
 
-def become_subreaper() -> bool:
-    """Make this process the Linux "child subreaper" of what it starts: a run's orphans
-    (its forkserver, whose children are the parse workers and the linker) are then
-    re-parented here, not to init, so reaping them adds their CPU time, and their
-    children's, to this process's RUSAGE_CHILDREN. False where that is not possible."""
+def set_subreaper(on: bool) -> bool:
+    """Make this process the Linux "child subreaper" of what it starts, or stop being it.
+    While it is, a run's orphans (its forkserver, whose children are the parse workers and
+    the linker) are re-parented here, not to init, so reaping them adds their CPU time,
+    and their children's, to this process's RUSAGE_CHILDREN. Only while a contender runs:
+    a daemon started meanwhile (nginx) would become a zombie here when it stops, and
+    `nginx.sh stop` would wait for it. False where prctl is not available."""
     import ctypes
 
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        return int(libc.prctl(36, 1, 0, 0, 0)) == 0  # PR_SET_CHILD_SUBREAPER
+        return int(libc.prctl(36, int(on), 0, 0, 0)) == 0  # PR_SET_CHILD_SUBREAPER
     except (OSError, AttributeError):
         return False
 
