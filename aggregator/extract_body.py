@@ -8,6 +8,7 @@ share bars, related links) are skipped.
 
 from __future__ import annotations
 
+import itertools
 import re
 
 from lxml import etree
@@ -38,10 +39,11 @@ _MAX_PARAGRAPHS = 3000
 def _paragraphs(root: etree._Element) -> list[tuple[etree._Element, str]]:
     """Non-boilerplate `<p>` elements with their clean text, in document order."""
     found: list[tuple[etree._Element, str]] = []
+    verdicts: dict[etree._Element, bool] = {}
     for count, element in enumerate(root.iter("p")):
         if count >= _MAX_PARAGRAPHS:
             break
-        if _in_boilerplate(element):
+        if _in_boilerplate(element, verdicts):
             continue
         text = clean_inline(text_of(element).replace("\u00a0", " "))
         if text:
@@ -49,16 +51,32 @@ def _paragraphs(root: etree._Element) -> list[tuple[etree._Element, str]]:
     return found
 
 
-def _in_boilerplate(element: etree._Element) -> bool:
-    for ancestor in (element, *element.iterancestors()):
+def _in_boilerplate(element: etree._Element, verdicts: dict[etree._Element, bool]) -> bool:
+    """Whether the nearest deciding element at or above `element` makes it boilerplate:
+    a skipped tag or a boilerplate class or id says yes, `<article>` or `<body>` says no.
+
+    `verdicts` remembers the answer for every element walked, which the walk from any of
+    them would reach as well: the paragraphs of one container are decided once."""
+    walked: list[etree._Element] = []
+    verdict = False
+    for ancestor in itertools.chain((element,), element.iterancestors()):
+        known = verdicts.get(ancestor)
+        if known is not None:
+            verdict = known
+            break
+        walked.append(ancestor)
         if ancestor.tag in _SKIP_ANCESTORS:
-            return True
+            verdict = True
+            break
         if ancestor.tag in ("article", "body"):
-            return False
+            break
         marker = f"{ancestor.get('class', '')} {ancestor.get('id', '')}"
         if marker.strip() and _BOILERPLATE_ATTR.search(marker):
-            return True
-    return False
+            verdict = True
+            break
+    for seen in walked:
+        verdicts[seen] = verdict
+    return verdict
 
 
 def _main_container(paragraphs: list[tuple[etree._Element, str]]) -> etree._Element | None:

@@ -374,3 +374,22 @@ def test_accuracy_stays_above_floors(eval_dir: Path) -> None:
     rates = {name: hits / count for name, (hits, count) in total.items() if count}
     for name, floor in FLOORS.items():
         assert rates[name] >= floor, f"{name}: {rates[name]:.3f} < {floor}"
+
+
+def test_boilerplate_is_decided_per_paragraph_whatever_its_neighbours_share() -> None:
+    import lxml.html
+
+    from aggregator.extract_body import _paragraphs
+
+    markup = (
+        "<html><body><div class='page'>"
+        "<div class='share-bar'><div><p>Share one</p><p>Share two</p></div></div>"
+        "<article><div class='inner'><p>Lead paragraph</p>"
+        "<figure><p>Figure words</p></figure><p>Second paragraph</p>"
+        "<div id='related-links'><p>Related one</p></div><p>Third paragraph</p></div>"
+        "</article><div><p>Outside any marker</p></div>"
+        "<nav><div class='share'><p>Menu words</p></div></nav></div></body></html>"
+    )
+    root = lxml.html.document_fromstring(markup)
+    kept = [text for _, text in _paragraphs(root)]
+    assert kept == ["Lead paragraph", "Second paragraph", "Third paragraph", "Outside any marker"]
