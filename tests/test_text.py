@@ -1,0 +1,32 @@
+"""Text cleaning helpers: whitespace collapsing and inline cleaning."""
+
+from __future__ import annotations
+
+import re
+import sys
+
+from aggregator.text import clean_inline, collapse_whitespace
+
+EVERY_CHARACTER = "".join(
+    chr(code) for code in range(sys.maxunicode + 1) if not 0xD800 <= code <= 0xDFFF
+)
+
+
+def test_whitespace_is_what_the_regex_calls_whitespace_for_every_character() -> None:
+    by_regex = set(re.findall(r"\s", EVERY_CHARACTER))
+    assert by_regex == {char for char in EVERY_CHARACTER if char.isspace()}
+    for space in sorted(by_regex):
+        text = f"{space}one{space}{space}two\u00a0 three{space}"
+        assert collapse_whitespace(text) == re.sub(r"\s+", " ", text).strip() == "one two three"
+
+
+def test_collapse_keeps_words_and_drops_runs_and_ends() -> None:
+    assert collapse_whitespace("  a \t\n b\u2003\u3000c  ") == "a b c"
+    assert collapse_whitespace("") == ""
+    assert collapse_whitespace(" \n\t ") == ""
+    assert collapse_whitespace("zero\u200bwidth") == "zero\u200bwidth"  # not whitespace
+
+
+def test_clean_inline_decodes_strips_normalises_and_collapses() -> None:
+    assert clean_inline("Caf&eacute;\u202e  &amp;\n\tbar\x00") == "Café & bar"
+    assert clean_inline("e\u0301") == "\u00e9"  # NFC
