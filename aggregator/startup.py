@@ -16,6 +16,11 @@ alone.
 `import httpx` also imports httpx's own command-line client when click, rich and pygments
 are installed (they are: typer and rich bring them), which costs 18 ms and 4 MB in every
 crawl for code that never runs. The console script stands a stub in for that module.
+
+`import httpcore` likewise imports trio whenever it is installed, to serve trio event
+loops: 55 ms of every command where something else brought trio in, for an event loop
+this program never runs. The console script marks trio as absent (only if nothing has
+imported it yet).
 """
 
 from __future__ import annotations
@@ -31,10 +36,17 @@ _console_process = False
 
 def mark_console_process() -> None:
     """Say this process is the console script, so `settling` acts, and keep httpx from
-    importing its command-line client."""
+    importing its command-line client and httpcore from importing trio."""
     global _console_process
     _console_process = True
     skip_httpx_cli()
+    skip_trio()
+
+
+def skip_trio() -> None:
+    """Make ``import trio`` fail as if trio were not installed (httpcore then serves
+    asyncio alone), unless trio is already imported."""
+    sys.modules.setdefault("trio", None)  # type: ignore[arg-type]
 
 
 def skip_httpx_cli() -> None:

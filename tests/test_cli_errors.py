@@ -172,3 +172,32 @@ def test_the_console_script_leaves_httpxs_own_cli_unimported(tmp_path: Path) -> 
         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT)},
     )
     assert stub.returncode == 1 and "not loaded" in stub.stderr
+
+
+def test_the_console_script_leaves_trio_unimported(tmp_path: Path) -> None:
+    """httpcore imports trio whenever it is installed; the console script, which only ever
+    runs asyncio, keeps it out, and httpcore still serves asyncio."""
+    import importlib.util
+
+    script = (
+        "import sys, asyncio; from aggregator import startup; {setup}"
+        "import httpcore; from httpcore._synchronization import AsyncLock\n"
+        "async def lock():\n"
+        "    async with AsyncLock(): return 'locked'\n"
+        "print('trio' in sys.modules and sys.modules['trio'] is not None, asyncio.run(lock()))"
+    )
+    runs = {}
+    for name, setup in (("plain", ""), ("console", "startup.mark_console_process(); ")):
+        done = subprocess.run(
+            [sys.executable, "-c", script.format(setup=setup)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT)},
+            check=True,
+        )
+        runs[name] = done.stdout.strip()
+    assert runs["console"] == "False locked"
+    if importlib.util.find_spec("trio") is not None:  # else there is nothing to keep out
+        assert runs["plain"] == "True locked"
