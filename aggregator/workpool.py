@@ -128,10 +128,7 @@ class WorkPool:
         need them: the first `run` then finds them ready (or waits for the same start)."""
         if self.in_process or self._closed or self._executor is not None:
             return
-        loop = asyncio.get_running_loop()
-        if self._starting is None or self._starting.get_loop() is not loop:
-            self._starting = loop.create_task(asyncio.to_thread(self._start_executor))
-            self._starting.add_done_callback(_quietly_failed)
+        self._start_task()
 
     def close(self) -> None:
         """Stop the workers: queued tasks are cancelled, running ones finish first."""
@@ -158,16 +155,21 @@ class WorkPool:
             raise RuntimeError("the work pool is closed")
         if self._executor is not None:
             return self._executor
-        loop = asyncio.get_running_loop()
-        if self._starting is None or self._starting.get_loop() is not loop:
-            self._starting = loop.create_task(asyncio.to_thread(self._start_executor))
-        starting = self._starting
+        starting = self._start_task()
         try:
             return await asyncio.shield(starting)
         except Exception:
             if self._starting is starting:  # let the next task try again
                 self._starting = None
             raise
+
+    def _start_task(self) -> asyncio.Task[ProcessPoolExecutor]:
+        """The start of the executor under way on this loop, begun here if there is none."""
+        loop = asyncio.get_running_loop()
+        if self._starting is None or self._starting.get_loop() is not loop:
+            self._starting = loop.create_task(asyncio.to_thread(self._start_executor))
+            self._starting.add_done_callback(_quietly_failed)
+        return self._starting
 
     def _start_executor(self) -> ProcessPoolExecutor:
         executor = self._new_executor(self.workers)

@@ -165,15 +165,10 @@ class SessionMemory:
 def session_pss_mb(sid: int) -> float:
     """Summed PSS (MB) of the processes of session `sid`, from /proc (0 where unreadable)."""
     total_kb = 0
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
+    for pid in session_pids(sid):
         try:
-            stat = Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()
-            if int(stat[3]) != sid:
-                continue
-            rollup = Path(f"/proc/{entry.name}/smaps_rollup").read_text()
-        except (OSError, IndexError, ValueError):
+            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        except OSError:
             continue
         match = re.search(r"^Pss:\s+(\d+) kB", rollup, re.M)
         total_kb += int(match.group(1)) if match else 0
@@ -188,9 +183,10 @@ def session_pids(sid: int) -> list[int]:
             continue
         try:
             stat = Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
+            session = int(stat[3])
+        except (OSError, IndexError, ValueError):
             continue
-        if int(stat[3]) == sid:
+        if session == sid:
             pids.append(int(entry.name))
     return pids
 

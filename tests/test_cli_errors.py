@@ -134,6 +134,24 @@ def test_the_entry_points_fast_exit_keeps_the_output_and_the_status(tmp_path: Pa
     assert "cannot read config file" in missing.stderr
 
 
+def plain_and_console(script: str, cwd: Path) -> dict[str, str]:
+    """What `script` prints in a fresh interpreter as it is ("plain") and with its
+    ``{setup}`` marking the console script ("console")."""
+    runs = {}
+    for name, setup in (("plain", ""), ("console", "startup.mark_console_process(); ")):
+        done = subprocess.run(
+            [sys.executable, "-c", script.format(setup=setup)],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT)},
+            check=True,
+        )
+        runs[name] = done.stdout.strip()
+    return runs
+
+
 def test_the_console_script_leaves_httpxs_own_cli_unimported(tmp_path: Path) -> None:
     """`import httpx` imports click, rich.syntax and pygments for httpx's CLI whenever
     click is installed; the console script never does."""
@@ -144,18 +162,7 @@ def test_the_console_script_leaves_httpxs_own_cli_unimported(tmp_path: Path) -> 
         "import aggregator.fetch, httpx; "
         "print(sorted(m for m in ('pygments', 'rich.syntax', 'click') if m in sys.modules))"
     )
-    runs = {}
-    for name, setup in (("plain", ""), ("console", "startup.mark_console_process(); ")):
-        done = subprocess.run(
-            [sys.executable, "-c", script.format(setup=setup)],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT)},
-            check=True,
-        )
-        runs[name] = done.stdout.strip()
+    runs = plain_and_console(script, tmp_path)
     assert runs["console"] == "[]"
     if importlib.util.find_spec("click") is not None:  # else httpx skips its CLI anyway
         assert runs["plain"] == "['click', 'pygments', 'rich.syntax']"
@@ -186,18 +193,7 @@ def test_the_console_script_leaves_trio_unimported(tmp_path: Path) -> None:
         "    async with AsyncLock(): return 'locked'\n"
         "print('trio' in sys.modules and sys.modules['trio'] is not None, asyncio.run(lock()))"
     )
-    runs = {}
-    for name, setup in (("plain", ""), ("console", "startup.mark_console_process(); ")):
-        done = subprocess.run(
-            [sys.executable, "-c", script.format(setup=setup)],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT)},
-            check=True,
-        )
-        runs[name] = done.stdout.strip()
+    runs = plain_and_console(script, tmp_path)
     assert runs["console"] == "False locked"
     if importlib.util.find_spec("trio") is not None:  # else there is nothing to keep out
         assert runs["plain"] == "True locked"
