@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import heapq
 import math
-import operator
 from array import array
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -48,29 +47,57 @@ class Vector:
 
     def dot(self, other: Vector) -> float:
         """The dot product with another vector."""
-        mine, theirs = self.positions, other.positions
-        common = mine.keys() & theirs.keys()
-        left = map(self.weights.__getitem__, map(mine.__getitem__, common))
-        right = map(other.weights.__getitem__, map(theirs.__getitem__, common))
-        return float(sum(map(operator.mul, left, right)))
+        if len(self.positions) > len(other.positions):
+            return other.dot(self)
+        return _sparse_dot(self, other.positions, other.weights)
 
     def cosine_from(self, query: Mapping[str, float], query_norm: float) -> float:
         """The cosine of a query (term → weight, `query_norm`) with this vector: one dict
-        for a query compared with many vectors (products taken query first)."""
+        for a query compared with many vectors."""
         if query_norm <= 0.0 or self.norm <= 0.0:
             return 0.0
-        mine = self.positions
-        common = query.keys() & mine.keys()
-        right = map(self.weights.__getitem__, map(mine.__getitem__, common))
-        dot = sum(map(operator.mul, map(query.__getitem__, common), right))
-        return float(dot) / (query_norm * self.norm)
+        return self.dot_mapping(query) / (query_norm * self.norm)
 
     def dot_mapping(self, weights: Mapping[str, float]) -> float:
-        """The dot product with a term → weight mapping (`weights` on the right)."""
-        mine = self.positions
-        common = mine.keys() & weights.keys()
-        left = map(self.weights.__getitem__, map(mine.__getitem__, common))
-        return float(sum(map(operator.mul, left, map(weights.__getitem__, common))))
+        """The dot product with a term → weight mapping."""
+        if len(self.positions) <= len(weights):
+            return _mapping_dot(self, weights)
+        return _sparse_dot_mapping(weights, self.positions, self.weights)
+
+
+def _mapping_dot(vector: Vector, weights: Mapping[str, float]) -> float:
+    """Σ vector[t] × weights[t], reading `vector`'s terms (the shorter side) in order."""
+    get = weights.get
+    dot = 0.0
+    for term, weight in zip(vector.positions, vector.weights, strict=True):
+        other = get(term)
+        if other is not None:
+            dot += weight * other
+    return dot
+
+
+def _sparse_dot(vector: Vector, positions: Mapping[str, int], weights: array[float]) -> float:
+    """Σ vector[t] × weights[positions[t]], reading `vector`'s terms (the shorter side)."""
+    get = positions.get
+    dot = 0.0
+    for term, weight in zip(vector.positions, vector.weights, strict=True):
+        index = get(term)
+        if index is not None:
+            dot += weight * weights[index]
+    return dot
+
+
+def _sparse_dot_mapping(
+    query: Mapping[str, float], positions: Mapping[str, int], weights: array[float]
+) -> float:
+    """Σ query[t] × weights[positions[t]], reading `query`'s terms (the shorter side)."""
+    get = positions.get
+    dot = 0.0
+    for term, weight in query.items():
+        index = get(term)
+        if index is not None:
+            dot += weights[index] * weight
+    return dot
 
 
 class TermIndex:
