@@ -29,7 +29,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from aggregator.models import Record
@@ -175,9 +175,69 @@ def text_tokens(text: str) -> frozenset[str] | None:
     character `re.IGNORECASE` matches to an ASCII letter or digit onto it, except three
     (checked over all of Unicode): "İ", "ı" and "ſ". A text holding one is searched for
     every keyword."""
+    scanned = scan_text(text)
+    return None if scanned is None else scanned.tokens
+
+
+@dataclass(frozen=True, slots=True)
+class ScannedText:
+    """A text lower-cased once (same length, same positions) and its word tokens."""
+
+    lowered: str
+    tokens: frozenset[str]
+
+
+def scan_text(text: str) -> ScannedText | None:
+    """`text` lower-cased and split into word tokens; None as for `text_tokens`."""
     if _CASE_TRAPS.search(text):
         return None
-    return frozenset(_WORD.findall(text.lower()))
+    lowered = text.lower()
+    return ScannedText(lowered, frozenset(_WORD.findall(lowered)))
+
+
+def is_word_char(ch: str) -> bool:
+    """True for what ``\\w`` matches in a str pattern (letters, digits of any kind, "_")."""
+    return ch.isalnum() or ch == "_"
+
+
+def token_starts(scanned: ScannedText, tokens: Iterable[str]) -> list[int]:
+    """Sorted positions where a whole word token of `scanned` is one of `tokens`."""
+    text = scanned.lowered
+    size = len(text)
+    starts: list[int] = []
+    for token in tokens:
+        at = text.find(token)
+        while at >= 0:
+            after = at + len(token)
+            if (at == 0 or not is_word_char(text[at - 1])) and (
+                after == size or not is_word_char(text[after])
+            ):
+                starts.append(at)
+            at = text.find(token, at + 1)
+    starts.sort()
+    return starts
+
+
+def anchored_matches(
+    pattern: re.Pattern[str], text: str, scanned: ScannedText | None, anchors: frozenset[str] | None
+) -> Iterator[re.Match[str]]:
+    """The matches of ``pattern.finditer(text)``, trying only where one can start.
+
+    A keyword match starts on a word token that is one of `anchors` (`phrase_anchors`), so
+    those tokens' positions, in order, are the only places the pattern is tried; a match
+    overlapping an earlier one is skipped as `finditer` skips it. Without anchors or a
+    scanned text, the whole text is searched."""
+    if scanned is None or anchors is None:
+        yield from pattern.finditer(text)
+        return
+    end = 0
+    for start in token_starts(scanned, anchors & scanned.tokens):
+        if start < end:
+            continue
+        match = pattern.match(text, start)
+        if match is not None:
+            end = match.end()
+            yield match
 
 
 def _longest_first(phrase: str) -> tuple[int, str]:
@@ -228,16 +288,16 @@ class _CompiledTopic:
             "body": settings.weights.body,
         }
 
-    def counts(self, text: str, tokens: frozenset[str] | None = None) -> Counter[str]:
+    def counts(self, text: str, scanned: ScannedText | None = None) -> Counter[str]:
         """How often each keyword (by its configured spelling) and regex occurs in `text`.
 
-        `tokens`, when given, are `text_tokens(text)`: without one of the keywords' first
-        tokens among them, no keyword can match and the text is not searched for any."""
+        `scanned`, when given, is `scan_text(text)`: keywords are then tried only where
+        one of their first tokens stands (`anchored_matches`)."""
         found: Counter[str] = Counter()
         if not text:
             return found
-        if self.keywords is not None and _may_occur(self.anchors, tokens):
-            for m in self.keywords.finditer(text):
+        if self.keywords is not None:
+            for m in anchored_matches(self.keywords, text, scanned, self.anchors):
                 if m.lastgroup:
                     found[self.labels[int(m.lastgroup[1:])]] += 1
         for source, pattern in self.regexes:
@@ -246,19 +306,15 @@ class _CompiledTopic:
                 found[f"/{source}/"] += hits
         return found
 
-    def excluded(self, texts: Iterable[tuple[str, frozenset[str] | None]]) -> bool:
-        """True when any exclusion phrase occurs in any of `texts` ((text, tokens) pairs)."""
+    def excluded(self, texts: Iterable[tuple[str, ScannedText | None]]) -> bool:
+        """True when any exclusion phrase occurs in any of `texts` ((text, scan) pairs)."""
         if self.exclude is None:
             return False
         return any(
-            self.exclude.search(text)
-            for text, tokens in texts
-            if text and _may_occur(self.exclude_anchors, tokens)
+            next(anchored_matches(self.exclude, text, scanned, self.exclude_anchors), None)
+            for text, scanned in texts
+            if text
         )
-
-
-def _may_occur(anchors: frozenset[str] | None, tokens: frozenset[str] | None) -> bool:
-    return anchors is None or tokens is None or not anchors.isdisjoint(tokens)
 
 
 class TopicMatcher:
@@ -286,8 +342,8 @@ class TopicMatcher:
     ) -> list[TopicMatch]:
         """Every topic whose score reaches its threshold, best first (ties: config order)."""
         texts = {"title": title, "excerpt": excerpt, "body": body[:BODY_LIMIT]}
-        tokens = {field: text_tokens(t) if self._tokenize else None for field, t in texts.items()}
-        pairs = [(text, tokens[field]) for field, text in texts.items()]
+        scans = {field: scan_text(t) if self._tokenize else None for field, t in texts.items()}
+        pairs = [(text, scans[field]) for field, text in texts.items()]
         folded = {c.strip().casefold() for c in categories}
         ranked: list[tuple[float, int, TopicMatch]] = []
         for index, topic in enumerate(self._topics):
@@ -295,7 +351,7 @@ class TopicMatcher:
                 continue
             if topic.excluded(pairs):
                 continue
-            result = _score_topic(topic, texts, tokens, folded)
+            result = _score_topic(topic, texts, scans, folded)
             if result.hits and result.score >= topic.settings.threshold:
                 ranked.append((-result.score, index, result))
         return [m for _, _, m in sorted(ranked, key=lambda r: (r[0], r[1]))]
@@ -304,13 +360,13 @@ class TopicMatcher:
 def _score_topic(
     topic: _CompiledTopic,
     texts: dict[str, str],
-    tokens: dict[str, frozenset[str] | None],
+    scans: dict[str, ScannedText | None],
     categories: set[str],
 ) -> TopicMatch:
     score = 0.0
     hits: list[str] = []
     for field in _FIELDS:
-        counts = topic.counts(texts[field], tokens[field])
+        counts = topic.counts(texts[field], scans[field])
         weight = topic.field_weights[field]
         for label in sorted(counts, key=_longest_first):
             score += weight * _repeat_value(counts[label])

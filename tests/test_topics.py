@@ -294,7 +294,7 @@ _TRICKY_TEXTS = (
 def _prefilter_off(monkeypatch: pytest.MonkeyPatch) -> None:
     import aggregator.topics as topics_module
 
-    monkeypatch.setattr(topics_module, "text_tokens", lambda text: None)
+    monkeypatch.setattr(topics_module, "scan_text", lambda text: None)
 
 
 def _all_matches(matcher: TopicMatcher, texts: Sequence[str]) -> list[list[TopicMatch]]:
@@ -310,6 +310,40 @@ def test_the_token_prefilter_never_changes_a_match(monkeypatch: pytest.MonkeyPat
     assert sum(map(len, with_filter)) > 10  # the texts do match: the test compares something
     _prefilter_off(monkeypatch)
     assert _all_matches(matcher, _TRICKY_TEXTS) == with_filter
+
+
+def test_keywords_tried_only_at_first_tokens_match_as_a_full_search(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    overlapping = ("new york", "york times", "times", "times square", "square")
+    together = topic("Together", keywords=_TRICKY_KEYWORDS + overlapping, threshold=1)
+    matcher = TopicMatcher([together])
+    texts = (
+        *_TRICKY_TEXTS,
+        "The New York Times Square times; york times and new-york squares",
+        "times square new york times times",
+    )
+    anchored = _all_matches(matcher, texts)
+    hits = [hit for matches in anchored for match in matches for hit in match.hits]
+    assert "body:new york" in hits and "body:square" in hits
+    assert "title:york times" in hits  # only where "new york" did not take "york" first
+    _prefilter_off(monkeypatch)
+    assert _all_matches(matcher, texts) == anchored
+
+
+def test_word_chars_and_lower_casing_keep_positions() -> None:
+    import re
+    import sys
+
+    from aggregator.topics import is_word_char
+
+    word = re.compile(r"\w")
+    traps = {"\u0130"}  # "İ" lower-cases to two characters: such texts are not scanned
+    for code in range(sys.maxunicode + 1):
+        ch = chr(code)
+        assert is_word_char(ch) == bool(word.match(ch)), hex(code)
+        if ch not in traps:
+            assert len(ch.lower()) == 1, hex(code)
 
 
 def test_the_token_prefilter_agrees_on_a_generated_corpus(
