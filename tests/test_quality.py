@@ -186,3 +186,28 @@ def test_news_about_cookies_is_not_boilerplate() -> None:
 def test_is_publishable(value: int, threshold: int, duplicate: bool, expected: bool) -> None:
     result = QualityScore(score=value, reasons=())
     assert is_publishable(result, threshold=threshold, is_duplicate=duplicate) is expected
+
+
+@pytest.mark.parametrize(
+    "notice",
+    [
+        "We use cookies to improve the site",
+        "Please accept all cookies",
+        "Read our cookie policy",
+        "Enable JavaScript to view this page",
+        "JavaScript is required",
+        "Sign in to read the rest",
+        "Already a subscriber? Log in",
+        "Please disable your adblocker",
+        "Your browser does not support video",
+        "403 Forbidden",
+    ],
+)
+def test_every_boilerplate_pattern_is_caught_by_the_one_pass(notice: str) -> None:
+    from aggregator.quality import BOILERPLATE_PATTERNS
+
+    hits = [p for p in BOILERPLATE_PATTERNS if p.search(notice)]
+    assert len(hits) == 1  # each notice stands for exactly one pattern
+    assert is_boilerplate(notice)
+    assert is_boilerplate(f"News. {notice.upper()}!")
+    assert not is_boilerplate(notice.replace(" ", "_"))
