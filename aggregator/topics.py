@@ -26,6 +26,7 @@ kept when it has at least one hit and its score reaches its threshold.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections import Counter
@@ -206,6 +207,9 @@ def token_starts(scanned: ScannedText, tokens: Iterable[str]) -> list[int]:
     size = len(text)
     starts: list[int] = []
     for token in tokens:
+        if len(token) == 1:  # a letter in most words: the regex engine skips them faster
+            starts.extend(m.start() for m in _whole_word(token).finditer(text))
+            continue
         at = text.find(token)
         while at >= 0:
             after = at + len(token)
@@ -216,6 +220,11 @@ def token_starts(scanned: ScannedText, tokens: Iterable[str]) -> list[int]:
             at = text.find(token, at + 1)
     starts.sort()
     return starts
+
+
+@functools.lru_cache(maxsize=64)
+def _whole_word(token: str) -> re.Pattern[str]:
+    return re.compile(rf"(?<!\w){re.escape(token)}(?!\w)")
 
 
 def anchored_matches(

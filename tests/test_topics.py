@@ -331,6 +331,22 @@ def test_keywords_tried_only_at_first_tokens_match_as_a_full_search(
     assert _all_matches(matcher, texts) == anchored
 
 
+@pytest.mark.parametrize("token", ["a", "e", "ai", "email", "vote"])
+def test_token_starts_are_the_whole_word_positions(token: str) -> None:
+    import re
+
+    from aggregator.topics import scan_text, token_starts
+
+    text = "A vote, a_vote ai-e: éa aé 1a a1 email e-mail e mail AI said votes vote. a"
+    scanned = scan_text(text)
+    assert scanned is not None
+    expected = [m.start() for m in re.finditer(rf"(?<!\w){token}(?!\w)", text.lower())]
+    assert expected  # every token stands alone at least once
+    assert token_starts(scanned, [token]) == expected
+    both = token_starts(scanned, [token, "said"])
+    assert both == sorted([*expected, text.lower().index("said")])
+
+
 def test_word_chars_and_lower_casing_keep_positions() -> None:
     import re
     import sys
