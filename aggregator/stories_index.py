@@ -49,7 +49,7 @@ class Vector:
         """The dot product with another vector."""
         if len(self.positions) > len(other.positions):
             return other.dot(self)
-        return _sparse_dot(self, other.positions, other.weights)
+        return _dot_with_vector(self.items(), other)
 
     def cosine_from(self, query: Mapping[str, float], query_norm: float) -> float:
         """The cosine of a query (term → weight, `query_norm`) with this vector: one dict
@@ -61,42 +61,30 @@ class Vector:
     def dot_mapping(self, weights: Mapping[str, float]) -> float:
         """The dot product with a term → weight mapping."""
         if len(self.positions) <= len(weights):
-            return _mapping_dot(self, weights)
-        return _sparse_dot_mapping(weights, self.positions, self.weights)
+            return _dot_with_mapping(self.items(), weights)
+        return _dot_with_vector(weights.items(), self)
 
 
-def _mapping_dot(vector: Vector, weights: Mapping[str, float]) -> float:
-    """Σ vector[t] × weights[t], reading `vector`'s terms (the shorter side) in order."""
+def _dot_with_mapping(pairs: Iterable[tuple[str, float]], weights: Mapping[str, float]) -> float:
+    """Σ weight × weights[term] over (term, weight) `pairs`, the shorter side, in order."""
     get = weights.get
     dot = 0.0
-    for term, weight in zip(vector.positions, vector.weights, strict=True):
+    for term, weight in pairs:
         other = get(term)
         if other is not None:
             dot += weight * other
     return dot
 
 
-def _sparse_dot(vector: Vector, positions: Mapping[str, int], weights: array[float]) -> float:
-    """Σ vector[t] × weights[positions[t]], reading `vector`'s terms (the shorter side)."""
-    get = positions.get
+def _dot_with_vector(pairs: Iterable[tuple[str, float]], vector: Vector) -> float:
+    """Σ weight × vector[term] over (term, weight) `pairs`, the shorter side, in order."""
+    get = vector.positions.get
+    weights = vector.weights
     dot = 0.0
-    for term, weight in zip(vector.positions, vector.weights, strict=True):
+    for term, weight in pairs:
         index = get(term)
         if index is not None:
             dot += weight * weights[index]
-    return dot
-
-
-def _sparse_dot_mapping(
-    query: Mapping[str, float], positions: Mapping[str, int], weights: array[float]
-) -> float:
-    """Σ query[t] × weights[positions[t]], reading `query`'s terms (the shorter side)."""
-    get = positions.get
-    dot = 0.0
-    for term, weight in query.items():
-        index = get(term)
-        if index is not None:
-            dot += weights[index] * weight
     return dot
 
 

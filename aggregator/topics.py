@@ -169,17 +169,6 @@ def phrase_anchors(phrases: Iterable[str]) -> frozenset[str] | None:
     return frozenset(anchors)
 
 
-def text_tokens(text: str) -> frozenset[str] | None:
-    """The lower-cased word tokens of `text`, or None when tokens cannot rule a keyword out.
-
-    Lower-casing keeps every character's length and word-character class, and maps every
-    character `re.IGNORECASE` matches to an ASCII letter or digit onto it, except three
-    (checked over all of Unicode): "İ", "ı" and "ſ". A text holding one is searched for
-    every keyword."""
-    scanned = scan_text(text)
-    return None if scanned is None else scanned.tokens
-
-
 @dataclass(frozen=True, slots=True)
 class ScannedText:
     """A text lower-cased once (same length, same positions) and its word tokens."""
@@ -189,7 +178,13 @@ class ScannedText:
 
 
 def scan_text(text: str) -> ScannedText | None:
-    """`text` lower-cased and split into word tokens; None as for `text_tokens`."""
+    """`text` lower-cased and split into word tokens, or None when its tokens cannot rule
+    a keyword out.
+
+    Lower-casing keeps every character's length and word-character class, and maps every
+    character `re.IGNORECASE` matches to an ASCII letter or digit onto it, except three
+    (checked over all of Unicode): "İ", "ı" and "ſ". A text holding one is searched for
+    every keyword."""
     if _CASE_TRAPS.search(text):
         return None
     lowered = text.lower()

@@ -378,7 +378,7 @@ def test_the_token_prefilter_agrees_on_a_generated_corpus(
 
 
 def test_the_token_prefilter_skips_texts_without_a_first_word() -> None:
-    from aggregator.topics import first_tokens, phrase_anchors, text_tokens
+    from aggregator.topics import first_tokens, phrase_anchors, scan_text
 
     party = first_tokens("party")
     assert party is not None and {"party", "parties", "partiess", "partying"} <= party
@@ -387,10 +387,13 @@ def test_the_token_prefilter_skips_texts_without_a_first_word() -> None:
     assert first_tokens("e-mail") == {"e", "email", "emails", "emailss"}  # "email" too
     assert first_tokens("café") is None
     assert phrase_anchors(["vote", "café"]) is None
-    assert text_tokens("İstanbul") is None  # "İ" lower-cases to two characters
-    assert text_tokens("Café “AI”") == {"café", "ai"}
+    assert scan_text("İstanbul") is None  # "İ" lower-cases to two characters
+    cafe = scan_text("Café “AI”")
+    assert cafe is not None and cafe.tokens == {"café", "ai"}
     anchors = phrase_anchors(["machine learning", "vote"])
-    assert anchors is not None and anchors.isdisjoint(text_tokens("Learning machines") or {"x"})
+    learning = scan_text("Learning machines")
+    assert learning is not None and anchors is not None
+    assert anchors.isdisjoint(learning.tokens)
 
 
 def test_the_token_prefilter_agrees_on_real_articles(
