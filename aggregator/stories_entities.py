@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from aggregator.stories_features import STOPWORDS
@@ -120,30 +119,42 @@ def _lexicon(sentences: list[_Sentence]) -> set[str]:
     return found
 
 
-def _sentence_entities(sentence: _Sentence, lexicon: set[str]) -> Iterator[str]:
-    """Entities of one sentence's tokens: numbers, proper nouns and their joined runs."""
+def _sentence_entities(sentence: _Sentence, lexicon: set[str]) -> list[str]:
+    """Entities of one sentence's tokens, in order: numbers, proper nouns and their joined
+    runs."""
     tokens, headline = sentence.tokens, sentence.headline
+    found: list[str] = []
     run: list[str] = []
     for index, (text, number, gap) in enumerate(tokens):
-        if gap:
-            yield from _joined(run)
+        if gap and run:
+            if len(run) >= 2:
+                found.append("_".join(run[:MAX_RUN]))
             run = []
-        key = _word_key(text)
-        proper = False
         if number:
             value = _normalise_number(text)
             if value is not None:
-                yield value
-        elif text[:1].isupper() and key not in _NOT_ENTITIES and len(key) > 1:
-            trusted = not headline and (index > 0 or _leads_name(tokens))
-            proper = trusted or key in lexicon or (text.isupper() and len(text) <= 5)
-        if proper:
-            run.append(key)
-            yield key
-            continue
-        yield from _joined(run)
-        run = []
-    yield from _joined(run)
+                found.append(value)
+        elif text[:1].isupper():
+            key = _word_key(text)
+            if (
+                key not in _NOT_ENTITIES
+                and len(key) > 1
+                and (
+                    (not headline and (index > 0 or _leads_name(tokens)))
+                    or key in lexicon
+                    or (text.isupper() and len(text) <= 5)
+                )
+            ):
+                run.append(key)
+                found.append(key)
+                continue
+        if run:
+            if len(run) >= 2:
+                found.append("_".join(run[:MAX_RUN]))
+            run = []
+    if len(run) >= 2:
+        found.append("_".join(run[:MAX_RUN]))
+    return found
 
 
 def _leads_name(tokens: Tokens) -> bool:
@@ -152,11 +163,6 @@ def _leads_name(tokens: Tokens) -> bool:
         return False
     second = tokens[1][0]
     return second[:1].isupper() and _word_key(second) not in _NOT_ENTITIES
-
-
-def _joined(run: list[str]) -> Iterator[str]:
-    if len(run) >= 2:
-        yield "_".join(run[:MAX_RUN])
 
 
 def extract_entities(title: str, excerpt: str, text: str) -> dict[str, float]:
@@ -172,10 +178,14 @@ def extract_entities(title: str, excerpt: str, text: str) -> dict[str, float]:
     split = [([_sentence(s) for s in _sentences(field)], weight) for field, weight in fields]
     lexicon = _lexicon([sentence for sentences, _ in split[1:] for sentence in sentences])
     out: dict[str, float] = {}
+    seen = out.get
     for sentences, weight in split:
         for sentence in sentences:
             for entity in _sentence_entities(sentence, lexicon):
-                if len(out) >= MAX_ENTITIES and entity not in out:
-                    continue
-                out[entity] = max(weight, out.get(entity, 0.0))
+                best = seen(entity)
+                if best is None:
+                    if len(out) < MAX_ENTITIES:
+                        out[entity] = weight
+                elif weight > best:
+                    out[entity] = weight
     return out

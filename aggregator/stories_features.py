@@ -48,6 +48,7 @@ _WORD = re.compile(
     r"[£$€¥]?\d+(?:[.,]\d+)*(?:%|[a-zA-Z]{1,3}\b)?|[^\W\d_]+(?:[’'][^\W\d_]+)*(?:-[^\W\d_]+)*"
 )
 _NUMBER = re.compile(r"[£$€¥]?\d")
+TokenKind = tuple[str | None, bool, bool, bool]
 
 
 def _stem(word: str) -> str:
@@ -62,10 +63,10 @@ def _stem(word: str) -> str:
     return word
 
 
-def _is_title_case(tokens: list[str]) -> bool:
+def _is_title_case(kinds: list[TokenKind]) -> bool:
     """True when most words are capitalised (headline style): capitals carry no signal."""
-    words = [t for t in tokens if len(t) > 3 and not _token_kind(t)[1]]
-    return bool(words) and len([t for t in words if t[0].isupper()]) > 0.6 * len(words)
+    longer = [capitalised for _, _, capitalised, long_word in kinds if long_word]
+    return bool(longer) and longer.count(True) > 0.6 * len(longer)
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -81,10 +82,16 @@ def _normalise(token: str) -> str | None:
 
 
 @functools.lru_cache(maxsize=1 << 16)
-def _token_kind(token: str) -> tuple[str | None, bool, bool]:
-    """(term, is a number, is capitalised) of one token."""
+def _token_kind(token: str) -> TokenKind:
+    """(term, is a number, is capitalised, is a word longer than three characters) of one
+    token."""
     number = bool(_NUMBER.match(token))
-    return _normalise(token), number, token[:1].isupper() and not number
+    return (
+        _normalise(token),
+        number,
+        token[:1].isupper() and not number,
+        len(token) > 3 and not number,
+    )
 
 
 def field_terms(text: str, weight: float, out: dict[str, float]) -> None:
@@ -97,11 +104,10 @@ def field_terms(text: str, weight: float, out: dict[str, float]) -> None:
     plain, boosted = weight, weight * ENTITY_BOOST
     get = out.get
     for sentence in _SENTENCE_SPLIT.split(text):
-        tokens = _WORD.findall(sentence)
-        detect = not _is_title_case(tokens)
+        kinds = list(map(_token_kind, _WORD.findall(sentence)))
+        detect = not _is_title_case(kinds)
         run: list[str] = []
-        for index, token in enumerate(tokens):
-            term, number, capitalised = _token_kind(token)
+        for index, (term, number, capitalised, _) in enumerate(kinds):
             capital = detect and capitalised
             if capital and term is not None:
                 run.append(term)

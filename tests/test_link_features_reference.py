@@ -56,12 +56,17 @@ def _lexicon(sentences: list[ents.Tokens]) -> set[str]:
     return found
 
 
+def _joined(run: list[str]) -> Iterator[str]:
+    if len(run) >= 2:
+        yield "_".join(run[: ents.MAX_RUN])
+
+
 def _sentence_entities(tokens: ents.Tokens, lexicon: set[str]) -> Iterator[str]:
     headline = _headline([t for t, number, _ in tokens if not number])
     run: list[str] = []
     for index, (text, number, gap) in enumerate(tokens):
         if gap:
-            yield from ents._joined(run)
+            yield from _joined(run)
             run = []
         key = ents._word_key(text)
         proper = False
@@ -76,9 +81,9 @@ def _sentence_entities(tokens: ents.Tokens, lexicon: set[str]) -> Iterator[str]:
             run.append(key)
             yield key
             continue
-        yield from ents._joined(run)
+        yield from _joined(run)
         run = []
-    yield from ents._joined(run)
+    yield from _joined(run)
 
 
 def reference_entities(title: str, excerpt: str, text: str) -> dict[str, float]:
@@ -99,14 +104,15 @@ def reference_entities(title: str, excerpt: str, text: str) -> dict[str, float]:
 
 
 def _title_case(tokens: list[str]) -> bool:
-    words = [t for t in tokens if len(t) > 3 and not feats._token_kind(t)[1]]
+    words = [t for t in tokens if len(t) > 3 and not feats._NUMBER.match(t)]
     return bool(words) and sum(1 for t in words if t[:1].isupper()) > 0.6 * len(words)
 
 
 def _sentence_terms(tokens: list[str], detect_entities: bool) -> Iterable[tuple[str, bool]]:
     run: list[str] = []
     for index, token in enumerate(tokens):
-        term, number, capitalised = feats._token_kind(token)
+        number = bool(feats._NUMBER.match(token))
+        term, capitalised = feats._normalise(token), token[:1].isupper() and not number
         capital = detect_entities and capitalised
         entity = number or (capital and index > 0)
         if capital and term is not None:
