@@ -42,6 +42,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,6 +94,8 @@ class Runner:
         self.use_gnu_time = GNU_TIME.exists()
         self.last_tree_mb: float | None = None
         self.last_cpu_s: float | None = None
+        self.last_server_cpu_s: float | None = None
+        self.server_cpu: Callable[[], float | None] = lambda: None
         self.whole_tree_cpu = set_subreaper(False)  # whether this system can, at all
 
     def run(self, tag: str, cmd: list[str], env: dict[str, str] | None = None):
@@ -101,6 +104,7 @@ class Runner:
         full = [str(GNU_TIME), "-v", "-o", str(tfile), *cmd] if self.use_gnu_time else cmd
         before = _children_maxrss_mb()
         cpu_before = _children_cpu_s()
+        server_before = self.server_cpu()
         if self.whole_tree_cpu:  # only while a contender runs: nginx must not become ours
             set_subreaper(True)
         with out.open("wb") as fo, err.open("wb") as fe:
@@ -120,6 +124,12 @@ class Runner:
                 self.current = None
                 self.last_tree_mb = sampler.stop()
             wall = time.perf_counter() - t0
+        server_after = self.server_cpu()
+        self.last_server_cpu_s = (
+            server_after - server_before
+            if server_before is not None and server_after is not None
+            else None
+        )
         self.last_cpu_s = None
         if self.whole_tree_cpu:
             if reap_session(sid):
@@ -226,6 +236,22 @@ def reap_session(sid: int, timeout_s: float = 30.0) -> bool:
         time.sleep(0.02)
 
 
+def process_tree_cpu_s(root: int) -> float | None:
+    """User + system CPU seconds of the live process `root` and its live children (None when
+    `root` is gone): the web server's master and its workers."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, found = 0.0, False
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(stat.parent.name) == root or int(fields[1]) == root:
+            total += (int(fields[11]) + int(fields[12])) / tick
+            found = True
+    return total if found else None
+
+
 def _children_cpu_s() -> float:
     import resource
 
@@ -322,6 +348,16 @@ class WebServer:
         self.kind = "aiohttp (fallback: nginx unavailable; slower, no gzip)"
         print(f"web server: {self.kind}", flush=True)
         return self.kind
+
+    def cpu_s(self) -> float | None:
+        """CPU seconds the server has used so far (None when unknown)."""
+        if self.fallback is not None:
+            return process_tree_cpu_s(self.fallback.pid)
+        pidfile = Path(self.env["BENCH_NGINX_STATE"]) / "nginx.pid"
+        try:
+            return process_tree_cpu_s(int(pidfile.read_text().strip()))
+        except (OSError, ValueError):
+            return None
 
     def _stop_nginx(self) -> None:
         cmd = ["bash", str(BENCH / "nginx.sh"), "stop", str(self.corpus), str(self.port)]
@@ -459,6 +495,7 @@ class Bench:
     def record(self, m: Measurement) -> None:
         m.extra.setdefault("tree_mb", self.runner.last_tree_mb)
         m.extra.setdefault("cpu_s", self.runner.last_cpu_s)
+        m.extra.setdefault("server_cpu_s", self.runner.last_server_cpu_s)
         self.results.append(m)
         rate = []
         if m.entries_per_s:
@@ -467,6 +504,8 @@ class Bench:
             rate.append(f"{m.pages_per_s:,.0f} pages/s")
         rss = f"{m.rss_mb:.0f} MB" if m.rss_mb else "?"
         cpu = f"CPU {m.extra['cpu_s']:.1f} s" if m.extra.get("cpu_s") else ""
+        if m.extra.get("server_cpu_s") is not None:
+            cpu += f" (server {m.extra['server_cpu_s']:.1f} s)"
         flag = "" if m.rc == 0 else f"  rc={m.rc}"
         print(
             f"  [{m.rep}] {m.name:<15} {m.wall_s:8.2f} s  RSS {rss:>7}  {cpu}  "
@@ -598,6 +637,7 @@ def summarize(results: list[Measurement]) -> dict[str, dict]:
             "rss_max": max((m.rss_mb or 0) for m in ms) or None,
             "tree_mb": med([m.extra.get("tree_mb") for m in ms]),
             "cpu_s": med([m.extra.get("cpu_s") for m in ms]),
+            "server_cpu_s": med([m.extra.get("server_cpu_s") for m in ms]),
             "tree_max": max((m.extra.get("tree_mb") or 0) for m in ms) or None,
             "failed_sources": max(m.extra.get("failed", 0) for m in ms),
             "feed_errors": max(m.extra.get("feed_errors", 0) for m in ms),
@@ -644,14 +684,13 @@ def _pf(ok: bool) -> str:
 def table_md(rows: dict[str, dict]) -> str:
     lines = [
         "| contender | entries/s | pages/s | wall s (median, min–max) | CPU s, all processes "
-        "| peak RSS MB | all processes PSS MB | runs | notes |",
-        "|---|---:|---:|---|---:|---:|---:|---:|---|",
+        "| web server CPU s | peak RSS MB | all processes PSS MB | runs | notes |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|---|",
     ]
     for name, r in rows.items():
         if not r["n"]:
-            lines.append(
-                f"| {name} | — | — | — | — | — | — | 0 | {r['killed']} run(s) failed or timed out |"
-            )
+            dashes = " | ".join(["—"] * 7)
+            lines.append(f"| {name} | {dashes} | 0 | {r['killed']} run(s) failed or timed out |")
             continue
         wall = f"{r['wall_s']:.2f} ({r['wall_min']:.2f}–{r['wall_max']:.2f})"
         notes = [f"{fmt(r['entries'])} entries"] if r["entries"] else []
@@ -665,7 +704,8 @@ def table_md(rows: dict[str, dict]) -> str:
             notes.append(f"{r['killed']} more run(s) failed or timed out, not counted")
         lines.append(
             f"| {name} | {fmt(r['entries_per_s'])} | {fmt(r['pages_per_s'])} | {wall} "
-            f"| {fmt(r['cpu_s'], '.1f')} | {fmt(r['rss_mb'])} | {fmt(r['tree_mb'])} | {r['n']} "
+            f"| {fmt(r['cpu_s'], '.1f')} | {fmt(r.get('server_cpu_s'), '.1f')} "
+            f"| {fmt(r['rss_mb'])} | {fmt(r['tree_mb'])} | {r['n']} "
             f"| {', '.join(notes)} |"
         )
     return "\n".join(lines)
@@ -777,7 +817,10 @@ this file.
   peak of the summed PSS of the run's whole session (parse workers, linker, forkserver),
   sampled 4 times a second; "CPU s" is the user + system time of every process of the
   run, its forked helpers included (this process is their child subreaper and reaps
-  them all), so it counts the work whatever the number of cores it ran on
+  them all), so it counts the work whatever the number of cores it ran on; "web server
+  CPU s" is what the server (nginx's master and worker) used meanwhile, on the same
+  cores: a contender's CPU plus the server's, over the wall time, shows how busy the
+  machine was
 
 ## Results{partial}
 
@@ -946,6 +989,7 @@ def main() -> int:
     status = 0
     try:
         meta["server"] = server.start()
+        runner.server_cpu = server.cpu_s
         bench.run_all()
     except KeyboardInterrupt:
         print("interrupted: stopping; the table below has the runs that finished", flush=True)
