@@ -6,6 +6,7 @@ import asyncio
 import functools
 import gzip
 import os
+import re
 import ssl
 import zlib
 from collections.abc import Awaitable, Callable, Iterator
@@ -99,6 +100,48 @@ def test_sends_user_agent_and_accept_encoding(httpserver: HTTPServer) -> None:
     sent = httpserver.log[0][0].headers
     assert sent["User-Agent"] == UA
     assert sent["Accept-Encoding"] == "gzip, deflate, br"
+
+
+def test_each_header_is_sent_once_with_the_kind_of_fetch_s_accept(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/").respond_with_data("ok")
+    fetch(httpserver.url_for("/"), kind="page")
+    sent = next(request.headers for request, _ in httpserver.log if request.path == "/")
+    assert sent.getlist("Accept") == ["text/html, application/xhtml+xml;q=0.9, */*;q=0.8"]
+    assert len(sent.getlist("User-Agent")) == 1
+
+
+def test_cookies_set_by_a_redirect_go_with_the_next_hop_and_later_fetches(
+    httpserver: HTTPServer,
+) -> None:
+    """As httpx's client keeps them: a cookie wall that sets a cookie and redirects to the
+    article gets it back on the next hop, and on later fetches from the same host."""
+    headers = {"Location": "/article", "Set-Cookie": "consent=yes; Path=/"}
+    httpserver.expect_request("/wall").respond_with_data("", status=302, headers=headers)
+    httpserver.expect_request("/article").respond_with_data("article")
+    httpserver.expect_request("/next").respond_with_data("next")
+
+    async def go() -> tuple[FetchResult, FetchResult]:
+        async with Fetcher(make_settings()) as fetcher:
+            first = await fetcher.fetch(httpserver.url_for("/wall"))
+            return first, await fetcher.fetch(httpserver.url_for("/next"))
+
+    first, later = asyncio.run(go())
+    assert (first.content, later.content) == (b"article", b"next")
+    cookies = {request.path: request.headers.get("Cookie") for request, _ in httpserver.log}
+    assert cookies == {"/wall": None, "/article": "consent=yes", "/next": "consent=yes"}
+
+
+def test_httpx_request_log_line_is_kept(
+    httpserver: HTTPServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    httpserver.expect_request("/").respond_with_data("ok")
+    with caplog.at_level("INFO", logger="httpx"):
+        fetch(httpserver.url_for("/"))
+    lines = [r.getMessage() for r in caplog.records if r.name == "httpx"]
+    assert len(lines) == 1
+    assert re.fullmatch(
+        rf'HTTP Request: GET {httpserver.url_for("/")} "HTTP/1\.[01] 200 OK"', lines[0]
+    )
 
 
 @pytest.mark.parametrize(
