@@ -43,7 +43,7 @@ from aggregator.workpool import exit_with, forkserver_context, keep_inherited_pa
 if TYPE_CHECKING:  # the Tracker itself is imported where one is made: a re-poll makes none
     from aggregator.store import Store
     from aggregator.stories import LinkFeatures
-    from aggregator.tracking import Tracker
+    from aggregator.tracking import LinkBatch, Tracker
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,16 @@ class LinkerProcess:
         if records:
             sent = [for_linking(r) for r in records] if features else list(records)
             self._call("link", sent, now, keep_given, list(features), defer)
+
+    def after_upsert_many(self, batches: Sequence[LinkBatch]) -> None:
+        """`Tracker.after_upsert_many`, in the linker process; returns once it is
+        committed. Records whose batch has features cross as `for_linking` makes them."""
+        if batches:
+            sent = [
+                replace(b, records=[for_linking(r) for r in b.records]) if b.features else b
+                for b in batches
+            ]
+            self._call("link_many", sent)
 
     def flush(self, *, now: datetime) -> int:
         """`Tracker.flush`, shared with the linker process; returns how many records waited.
@@ -233,6 +243,9 @@ def _run(tracker: Tracker, message: tuple[Any, ...]) -> Any:
         tracker.after_upsert(
             records, now=now, keep_given=keep_given, features=features, defer=defer
         )
+        return None
+    if kind == "link_many":
+        tracker.after_upsert_many(args[0])
         return None
     if kind == "flush":
         return tracker.flush(now=args[0])

@@ -49,6 +49,7 @@ from aggregator import metrics
 from aggregator.dates import Clock, utc_now
 from aggregator.errors import AggregatorError, ConfigError
 from aggregator.fetch import Fetcher
+from aggregator.linkbatch import LinkBatcher
 from aggregator.locks import Lease, Leases
 from aggregator.models import (
     FetchResult,
@@ -132,6 +133,7 @@ class _Context:
     rng: random.Random = field(default_factory=random.Random)
     _tracking: TrackingConfig | None = None
     _page_extractor: TaskBatcher[PageOutcome] | None = None
+    _link_batcher: LinkBatcher | None = None
 
     @property
     def page_extractor(self) -> TaskBatcher[PageOutcome]:
@@ -141,6 +143,14 @@ class _Context:
 
             self._page_extractor = TaskBatcher(self.pool, extract_page_task)
         return self._page_extractor
+
+    @property
+    def link_batcher(self) -> LinkBatcher:
+        """Links stored batches in the link thread, writing those that waited together
+        (built on first use)."""
+        if self._link_batcher is None:
+            self._link_batcher = LinkBatcher(self.tracker, self.link_thread)
+        return self._link_batcher
 
     @property
     def tracking(self) -> TrackingConfig:
@@ -381,9 +391,7 @@ async def crawl_source(context: _Context, source: SourceSettings, lease: Lease) 
     upsert = context.store.upsert_records
     counts = await loop.run_in_executor(context.store_thread, upsert, records)
     metrics.record_records(counts.new, counts.updated)
-    link = context.tracker.after_upsert
-    linking = functools.partial(link, records, now=now, features=batch.features, defer=True)
-    await loop.run_in_executor(context.link_thread, linking)
+    await context.link_batcher.link(records, now=now, features=batch.features)
     _offer_new(context, records, new_guids)
     _save_success(context, lease, state, source, result, now, body_hash, feed)
     return SourceReport(

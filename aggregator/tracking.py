@@ -38,6 +38,36 @@ if TYPE_CHECKING:  # crawl workers import this module; they never open a store
     from aggregator.store import Store
 
 
+@dataclass(frozen=True, slots=True)
+class LinkBatch:
+    """One source's stored records to link, with their features (in order; may be empty)
+    and the time of the crawl that stored them."""
+
+    records: Sequence[Record]
+    now: datetime
+    features: Sequence[LinkFeatures] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class _LinkWrites:
+    """What linking batches writes: record updates, then the refresh queue's changes."""
+
+    updates: list[TrackingUpdate]
+    enqueue: dict[int, datetime]
+    dequeue: set[int]
+
+    def then(self, later: _LinkWrites) -> _LinkWrites:
+        """These writes followed by `later`'s, as one transaction applies them: the queue's
+        removals before its additions, and an addition leaving a queued record's time."""
+        enqueue, dequeue = dict(self.enqueue), set(self.dequeue)
+        for key in later.dequeue:
+            enqueue.pop(key, None)
+            dequeue.add(key)
+        for key, at in later.enqueue.items():
+            enqueue.setdefault(key, at)
+        return _LinkWrites([*self.updates, *later.updates], enqueue, dequeue)
+
+
 class Linker(Protocol):
     """What a crawl needs of its linker: a `Tracker`, or a `LinkerProcess` running one."""
 
@@ -51,6 +81,9 @@ class Linker(Protocol):
         defer: bool = False,
     ) -> None:
         """Link freshly stored records into stories (see `Tracker.after_upsert`)."""
+
+    def after_upsert_many(self, batches: Sequence[LinkBatch]) -> None:
+        """Link several batches, writing once (see `Tracker.after_upsert_many`)."""
 
     def flush(self, *, now: datetime) -> int:
         """Refresh the records the deferred links queued (see `Tracker.flush`)."""
@@ -160,7 +193,31 @@ class Tracker:
         if self.store is None or not records:
             return
         with self._thread_lock, self.store.linking_lock():
-            self._link(records, now=now, keep_given=keep_given, features=features, defer=defer)
+            before = dict(self._pending)
+            writes = self._link(
+                records, now=now, keep_given=keep_given, features=features, defer=defer
+            )
+            if writes is not None:
+                self._write_links(writes, before)
+
+    def after_upsert_many(self, batches: Sequence[LinkBatch]) -> None:
+        """`after_upsert(..., defer=True)` of each batch in turn, their writes sent in one
+        transaction: the stories are those of the calls one by one, for one write (and one
+        wait for the database's write lock) instead of one per batch."""
+        if self.store is None:
+            return
+        with self._thread_lock, self.store.linking_lock():
+            before = dict(self._pending)
+            merged = _LinkWrites([], {}, set())
+            for batch in batches:
+                writes = self._link(
+                    batch.records, now=batch.now, keep_given=False, features=batch.features,
+                    defer=True,
+                )  # fmt: skip
+                if writes is not None:
+                    merged = merged.then(writes)
+            if merged.updates or merged.enqueue or merged.dequeue:
+                self._write_links(merged, before)
 
     def flush(self, *, now: datetime) -> int:
         """Refresh every record waiting in the refresh queue (this process's, and any that a
@@ -228,15 +285,17 @@ class Tracker:
         keep_given: bool,
         features: Sequence[LinkFeatures] = (),
         defer: bool = False,
-    ) -> None:
+    ) -> _LinkWrites | None:
         """Link freshly stored records into stories and refresh what their stories touch
         (with `defer`: queue it, refreshing only queued records about to leave the index).
 
-        All the resulting writes (story ids, heat, related lists, corroborated quality,
-        the refresh queue) go to the store in one transaction.
+        Returns the resulting writes (story ids, heat, related lists, corroborated
+        quality, the refresh queue), for the caller to send in one transaction, after
+        noting them in `_pending` (the next batch's refresh reads it); None: nothing to
+        write.
         """
         if self.store is None or not records:
-            return
+            return None
         ids = self.store.find_by_urls(record.web_url for record in records)
         # rebuild (once) around the batch's own dates, so a backfill of older articles
         # still meets the stored records of its time, as in one long-lived process
@@ -246,7 +305,7 @@ class Tracker:
         batch.update((o.id, o.record) for o in self._unlinked if o.id not in batch)
         self._unlinked = []
         if not batch:
-            return
+            return None
         stories: dict[int, str] = {}
         touched: set[int] = set()
         # sources arrive one after another, each with days of items: evict only what is a
@@ -274,21 +333,23 @@ class Tracker:
         ]
         updates += [update for key, update in refreshed.items() if key not in stories]
         done = set(refreshed) - set(waiting)
-        self._write_links(updates, waiting, done)
-
-    def _write_links(
-        self, updates: list[TrackingUpdate], waiting: dict[int, datetime], done: set[int]
-    ) -> None:
-        """Write a linked batch and its refresh-queue changes under a new link sequence."""
-        assert self.store is not None
-        try:
-            seq = self.store.apply_links(updates, enqueue=waiting, dequeue=done)
-        except BaseException:
-            self._index = None  # it holds links the store does not: rebuild next time
-            raise
         for key in done:
             self._pending.pop(key, None)
         self._pending.update(waiting)
+        return _LinkWrites(updates, waiting, done)
+
+    def _write_links(self, writes: _LinkWrites, pending_before: dict[int, datetime]) -> None:
+        """Write linked batches and their refresh-queue changes under a new link sequence;
+        if that fails, `_pending` is what it was before them and the index is rebuilt."""
+        assert self.store is not None
+        try:
+            seq = self.store.apply_links(
+                writes.updates, enqueue=writes.enqueue, dequeue=writes.dequeue
+            )
+        except BaseException:
+            self._index = None  # it holds links the store does not: rebuild next time
+            self._pending = pending_before
+            raise
         if seq == self._seen_seq + 1:  # nobody linked in between (SQLite has no lock)
             self._seen_seq = seq
 
