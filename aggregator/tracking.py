@@ -209,13 +209,18 @@ class Tracker:
         with self._thread_lock, self.store.linking_lock():
             before = dict(self._pending)
             merged = _LinkWrites([], {}, set())
-            for batch in batches:
-                writes = self._link(
-                    batch.records, now=batch.now, keep_given=False, features=batch.features,
-                    defer=True,
-                )  # fmt: skip
-                if writes is not None:
-                    merged = merged.then(writes)
+            try:
+                for batch in batches:
+                    writes = self._link(
+                        batch.records, now=batch.now, keep_given=False,
+                        features=batch.features, defer=True,
+                    )  # fmt: skip
+                    if writes is not None:
+                        merged = merged.then(writes)
+            except BaseException:  # earlier batches are linked here, not in the store
+                self._index = None
+                self._pending = before
+                raise
             if merged.updates or merged.enqueue or merged.dequeue:
                 self._write_links(merged, before)
 

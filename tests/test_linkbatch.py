@@ -102,6 +102,35 @@ def test_a_failed_write_leaves_nothing_half_noted(tmp_path: Path) -> None:
         assert (before, state(store)) == expected
 
 
+def test_a_batch_that_fails_to_link_leaves_the_earlier_ones_unnoted(tmp_path: Path) -> None:
+    """The second batch fails while linking: the first one's links, made in the index but
+    not written, are forgotten with it, and linking all again ends where it would have."""
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    expected = linked(f"sqlite:///{tmp_path / 'b.db'}", batches(), together=True, window=72.0)
+    with Store(url) as store:
+        tracker = Tracker(settings_for(url), store)
+        linking = stored_batches(store, batches())
+        find_by_urls = store.find_by_urls
+        calls = []
+
+        def second_fails(urls: object) -> dict[str, int]:
+            calls.append(urls)
+            if len(calls) == 2:
+                raise StorageError("database is locked")
+            return find_by_urls(urls)  # type: ignore[arg-type]
+
+        store.find_by_urls = second_fails  # type: ignore[method-assign]
+        with pytest.raises(StorageError):
+            tracker.after_upsert_many(linking)
+        assert tracker._pending == {} and tracker._index is None
+        assert all(story is None for story, *_ in state(store).values())
+        store.find_by_urls = find_by_urls  # type: ignore[method-assign]
+        tracker.after_upsert_many(linking)
+        before = (state(store), store.queued_for_refresh(), 1)
+        tracker.flush(now=NOW)
+        assert (before, state(store)) == expected
+
+
 # ------------------------------------------------------------------------ LinkBatcher
 
 
