@@ -40,11 +40,16 @@ MAX_RECORDS = 600
 
 
 @dataclass(frozen=True, slots=True)
-class _Waiting:
+class LinkBatch:
+    """One source's stored records to link, with their features (in order; may be empty)
+    and the time of the crawl that stored them."""
+
     records: Sequence[Record]
     now: datetime
-    features: Sequence[LinkFeatures]
-    done: asyncio.Future[None]
+    features: Sequence[LinkFeatures] = ()
+
+
+_Waiting = tuple[LinkBatch, "asyncio.Future[None]"]  # a batch and its caller's future
 
 
 class LinkBatcher:
@@ -66,7 +71,7 @@ class LinkBatcher:
         if not records:
             return
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting.append(_Waiting(records, now, features, done))
+        self._waiting.append((LinkBatch(records, now, features), done))
         if self._drainer is None or self._drainer.done():
             self._drainer = asyncio.ensure_future(self._drain())
         await done
@@ -79,7 +84,7 @@ class LinkBatcher:
                     await self._link_together(taken)
         except BaseException:  # cancelled with the loop: so is every caller still waiting
             while self._waiting:
-                self._waiting.popleft().done.cancel()
+                self._waiting.popleft()[1].cancel()
             raise
 
     def _next_call(self) -> list[_Waiting]:
@@ -87,56 +92,42 @@ class LinkBatcher:
         taken: list[_Waiting] = []
         size = 0
         while self._waiting:
-            batch = self._waiting[0]
+            batch, done = self._waiting[0]
             if taken and size + len(batch.records) > self._max_records:
                 break
             self._waiting.popleft()
-            if not batch.done.done():  # its caller was cancelled meanwhile
-                taken.append(batch)
+            if not done.done():  # its caller was cancelled meanwhile
+                taken.append((batch, done))
                 size += len(batch.records)
         return taken
 
     async def _link_together(self, taken: list[_Waiting]) -> None:
         try:
-            await self._call(taken)
-        except BaseException as exc:
-            if not isinstance(exc, Exception):  # cancelled with the loop: so are its callers
-                for batch in taken:
-                    batch.done.cancel()
-                raise
-            if len(taken) == 1:
-                _settle(taken[0].done, exc)
-                return
-            for batch in taken:  # which one cannot be linked: each alone
-                await self._link_alone(batch)
-            return
-        for batch in taken:
-            _settle(batch.done, None)
-
-    async def _link_alone(self, batch: _Waiting) -> None:
-        try:
-            await self._call([batch])
+            await self._call([batch for batch, _ in taken])
         except Exception as exc:
-            _settle(batch.done, exc)
-        except BaseException:
-            batch.done.cancel()
+            if len(taken) == 1:
+                _settle(taken[0][1], exc)
+                return
+            for one in taken:  # which one cannot be linked: each alone
+                await self._link_together([one])
+            return
+        except BaseException:  # cancelled with the loop: so are its callers
+            for _, done in taken:
+                done.cancel()
             raise
-        else:
-            _settle(batch.done, None)
+        for _, done in taken:
+            _settle(done, None)
 
-    async def _call(self, taken: list[_Waiting]) -> None:
+    async def _call(self, batches: list[LinkBatch]) -> None:
         loop = asyncio.get_running_loop()
-        if len(taken) == 1:
-            one = taken[0]
+        if len(batches) == 1:
+            one = batches[0]
             link = partial(
                 self._tracker.after_upsert, one.records, now=one.now, features=one.features,
                 defer=True,
             )  # fmt: skip
             await loop.run_in_executor(self._thread, link)
             return
-        from aggregator.tracking import LinkBatch
-
-        batches = [LinkBatch(b.records, b.now, b.features) for b in taken]
         await loop.run_in_executor(self._thread, self._tracker.after_upsert_many, batches)
 
 

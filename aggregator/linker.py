@@ -41,9 +41,10 @@ from aggregator.settings import Settings
 from aggregator.workpool import exit_with, forkserver_context, keep_inherited_pages_shared
 
 if TYPE_CHECKING:  # the Tracker itself is imported where one is made: a re-poll makes none
+    from aggregator.linkbatch import LinkBatch
     from aggregator.store import Store
     from aggregator.stories import LinkFeatures
-    from aggregator.tracking import LinkBatch, Tracker
+    from aggregator.tracking import Tracker
 
 log = logging.getLogger(__name__)
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
+from aggregator.linkbatch import LinkBatch
 from aggregator.models import Record
 from aggregator.quality import is_publishable, score_quality
 from aggregator.settings import Settings
@@ -36,16 +37,6 @@ from aggregator.topics import TopicMatcher, assign_topics
 
 if TYPE_CHECKING:  # crawl workers import this module; they never open a store
     from aggregator.store import Store
-
-
-@dataclass(frozen=True, slots=True)
-class LinkBatch:
-    """One source's stored records to link, with their features (in order; may be empty)
-    and the time of the crawl that stored them."""
-
-    records: Sequence[Record]
-    now: datetime
-    features: Sequence[LinkFeatures] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,7 +42,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -185,20 +185,21 @@ def session_pss_mb(sid: int) -> float:
     return total_kb / 1024
 
 
-def session_pids(sid: int) -> list[int]:
-    """The processes of session `sid` (zombies included), from /proc."""
-    pids = []
+def proc_stats() -> Iterator[tuple[int, list[str]]]:
+    """(pid, the fields of /proc/pid/stat after the command name) of every process."""
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
         try:
-            stat = Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()
-            session = int(stat[3])
-        except (OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
             continue
-        if session == sid:
-            pids.append(int(entry.name))
-    return pids
+        yield int(entry.name), fields
+
+
+def session_pids(sid: int) -> list[int]:
+    """The processes of session `sid` (zombies included), from /proc."""
+    return [pid for pid, fields in proc_stats() if fields[3:4] == [str(sid)]]
 
 
 def set_subreaper(on: bool) -> bool:
@@ -240,16 +241,12 @@ def process_tree_cpu_s(root: int) -> float | None:
     """User + system CPU seconds of the live process `root` and its live children (None when
     `root` is gone): the web server's master and its workers."""
     tick = os.sysconf("SC_CLK_TCK")
-    total, found = 0.0, False
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(stat.parent.name) == root or int(fields[1]) == root:
-            total += (int(fields[11]) + int(fields[12])) / tick
-            found = True
-    return total if found else None
+    ticks = [
+        int(fields[11]) + int(fields[12])
+        for pid, fields in proc_stats()
+        if pid == root or fields[1] == str(root)
+    ]
+    return sum(ticks) / tick if ticks else None
 
 
 def _children_cpu_s() -> float:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -77,58 +78,69 @@ def test_linking_batches_together_writes_what_linking_them_in_turn_writes(
     assert (seq_a, seq_b) == (len(groups), 1)  # one write instead of one per batch
 
 
-def test_a_failed_write_leaves_nothing_half_noted(tmp_path: Path) -> None:
-    """When the one write fails, no batch is linked in the store and the tracker's
-    pending queue is as it was: linking the batches again ends where it would have."""
+def fail_then_link_again(
+    tmp_path: Path,
+    method: str,
+    failing: Callable[[Callable[..., Any]], Callable[..., Any]],
+    after_failure: Callable[[Tracker], None],
+) -> None:
+    """Link every batch in one call while `failing(the store's method)` stands in for the
+    store's `method`: the call raises, `after_failure` checks the tracker and no record
+    is linked in the store. Linking them again, with `method` back, ends where one merged
+    call would have."""
     url = f"sqlite:///{tmp_path / 'a.db'}"
     expected = linked(f"sqlite:///{tmp_path / 'b.db'}", batches(), together=True, window=72.0)
     with Store(url) as store:
         tracker = Tracker(settings_for(url), store)
         linking = stored_batches(store, batches())
-        apply_links = store.apply_links
-
-        def failing(*args: object, **kwargs: object) -> int:
-            raise StorageError("database is locked")
-
-        store.apply_links = failing  # type: ignore[method-assign]
+        original = getattr(store, method)
+        setattr(store, method, failing(original))
         with pytest.raises(StorageError):
             tracker.after_upsert_many(linking)
-        assert tracker._pending == {}
+        after_failure(tracker)
         assert all(story is None for story, *_ in state(store).values())
-        store.apply_links = apply_links  # type: ignore[method-assign]
+        setattr(store, method, original)
         tracker.after_upsert_many(linking)
         before = (state(store), store.queued_for_refresh(), 1)
         tracker.flush(now=NOW)
         assert (before, state(store)) == expected
+
+
+def test_a_failed_write_leaves_nothing_half_noted(tmp_path: Path) -> None:
+    """When the one write fails, no batch is linked in the store and the tracker's
+    pending queue is as it was: linking the batches again ends where it would have."""
+
+    def failing(apply_links: Callable[..., Any]) -> Callable[..., Any]:
+        def fail(*args: object, **kwargs: object) -> int:
+            raise StorageError("database is locked")
+
+        return fail
+
+    def unnoted(tracker: Tracker) -> None:
+        assert tracker._pending == {}
+
+    fail_then_link_again(tmp_path, "apply_links", failing, unnoted)
 
 
 def test_a_batch_that_fails_to_link_leaves_the_earlier_ones_unnoted(tmp_path: Path) -> None:
     """The second batch fails while linking: the first one's links, made in the index but
     not written, are forgotten with it, and linking all again ends where it would have."""
-    url = f"sqlite:///{tmp_path / 'a.db'}"
-    expected = linked(f"sqlite:///{tmp_path / 'b.db'}", batches(), together=True, window=72.0)
-    with Store(url) as store:
-        tracker = Tracker(settings_for(url), store)
-        linking = stored_batches(store, batches())
-        find_by_urls = store.find_by_urls
+
+    def second_fails(find_by_urls: Callable[..., Any]) -> Callable[..., Any]:
         calls = []
 
-        def second_fails(urls: object) -> dict[str, int]:
+        def find(urls: object) -> dict[str, int]:
             calls.append(urls)
             if len(calls) == 2:
                 raise StorageError("database is locked")
-            return find_by_urls(urls)  # type: ignore[arg-type]
+            return dict(find_by_urls(urls))
 
-        store.find_by_urls = second_fails  # type: ignore[method-assign]
-        with pytest.raises(StorageError):
-            tracker.after_upsert_many(linking)
+        return find
+
+    def forgotten(tracker: Tracker) -> None:
         assert tracker._pending == {} and tracker._index is None
-        assert all(story is None for story, *_ in state(store).values())
-        store.find_by_urls = find_by_urls  # type: ignore[method-assign]
-        tracker.after_upsert_many(linking)
-        before = (state(store), store.queued_for_refresh(), 1)
-        tracker.flush(now=NOW)
-        assert (before, state(store)) == expected
+
+    fail_then_link_again(tmp_path, "find_by_urls", second_fails, forgotten)
 
 
 # ------------------------------------------------------------------------ LinkBatcher
