@@ -93,6 +93,7 @@ class Runner:
         self.current: subprocess.Popen | None = None
         self.use_gnu_time = GNU_TIME.exists()
         self.last_tree_mb: float | None = None
+        self.last_tree_note = ""  # which processes held the peak, and when
         self.last_cpu_s: float | None = None
         self.last_server_cpu_s: float | None = None
         self.server_cpu: Callable[[], float | None] = lambda: None
@@ -123,6 +124,7 @@ class Runner:
                 sid = self.current.pid
                 self.current = None
                 self.last_tree_mb = sampler.stop()
+                self.last_tree_note = sampler.peak_note()
             wall = time.perf_counter() - t0
         server_after = self.server_cpu()
         self.last_server_cpu_s = (
@@ -157,13 +159,20 @@ class SessionMemory:
 
     def __init__(self, sid: int, every_s: float = 0.25) -> None:
         self.sid, self.every_s, self.peak_mb = sid, every_s, 0.0
+        self.peak_at_s: float | None = None  # seconds after the start
+        self.peak_parts: list[float] = []  # each process's PSS then, largest first
+        self._t0 = time.perf_counter()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while not self._stop.wait(self.every_s):
-            self.peak_mb = max(self.peak_mb, session_pss_mb(self.sid))
+            parts = session_pss_parts_mb(self.sid)
+            if sum(parts) > self.peak_mb:
+                self.peak_mb = sum(parts)
+                self.peak_at_s = time.perf_counter() - self._t0
+                self.peak_parts = sorted(parts, reverse=True)
 
     def stop(self) -> float | None:
         """The peak summed PSS in MB (None when nothing could be read)."""
@@ -171,18 +180,32 @@ class SessionMemory:
         self._thread.join()
         return self.peak_mb or None
 
+    def peak_note(self) -> str:
+        """Where the peak was: "at 24.9 s: 146 + 141 + 28 + 8 MB" (the processes holding
+        it, largest first; those under 1 MB, like GNU time's, left out)."""
+        if self.peak_at_s is None:
+            return ""
+        parts = " + ".join(f"{part:.0f}" for part in self.peak_parts if part >= 1)
+        return f"at {self.peak_at_s:.1f} s: {parts} MB"
 
-def session_pss_mb(sid: int) -> float:
-    """Summed PSS (MB) of the processes of session `sid`, from /proc (0 where unreadable)."""
-    total_kb = 0
+
+def session_pss_parts_mb(sid: int) -> list[float]:
+    """The PSS (MB) of each process of session `sid`, from /proc (unreadable ones left out)."""
+    parts = []
     for pid in session_pids(sid):
         try:
             rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
         except OSError:
             continue
         match = re.search(r"^Pss:\s+(\d+) kB", rollup, re.M)
-        total_kb += int(match.group(1)) if match else 0
-    return total_kb / 1024
+        if match:
+            parts.append(int(match.group(1)) / 1024)
+    return parts
+
+
+def session_pss_mb(sid: int) -> float:
+    """Summed PSS (MB) of the processes of session `sid`, from /proc (0 where unreadable)."""
+    return sum(session_pss_parts_mb(sid))
 
 
 def proc_stats() -> Iterator[tuple[int, list[str]]]:
@@ -491,6 +514,7 @@ class Bench:
 
     def record(self, m: Measurement) -> None:
         m.extra.setdefault("tree_mb", self.runner.last_tree_mb)
+        m.extra.setdefault("tree_peak", self.runner.last_tree_note)
         m.extra.setdefault("cpu_s", self.runner.last_cpu_s)
         m.extra.setdefault("server_cpu_s", self.runner.last_server_cpu_s)
         self.results.append(m)
@@ -504,9 +528,11 @@ class Bench:
         if m.extra.get("server_cpu_s") is not None:
             cpu += f" (server {m.extra['server_cpu_s']:.1f} s)"
         flag = "" if m.rc == 0 else f"  rc={m.rc}"
+        tree = m.extra.get("tree_mb")
+        pss = f"  PSS {tree:.0f} MB {m.extra['tree_peak']}" if tree else ""
         print(
             f"  [{m.rep}] {m.name:<15} {m.wall_s:8.2f} s  RSS {rss:>7}  {cpu}  "
-            f"{', '.join(rate)}{flag}",
+            f"{', '.join(rate)}{flag}{pss}",
             flush=True,
         )
 
@@ -868,7 +894,7 @@ def rss_scaling(a: argparse.Namespace, work: Path, runner: Runner) -> str:
             rows.append((n, records, wall, rss, tree, rc))
             print(
                 f"  {n} outlets: {records} records, {wall:.1f} s, peak RSS {fmt(rss)} MB, "
-                f"all processes {fmt(tree)} MB PSS",
+                f"all processes {fmt(tree)} MB PSS {runner.last_tree_note}",
                 flush=True,
             )
             if not a.keep:
