@@ -838,7 +838,8 @@ this file.
   contender a fresh process; rates are items ÷ process wall time (imports included);
   peak RSS from `/usr/bin/time -v` (the main process alone); "all processes" is the
   peak of the summed PSS of the run's whole session (parse workers, linker, forkserver),
-  sampled 4 times a second; "CPU s" is the user + system time of every process of the
+  sampled 4 times a second (each run's log line says which processes held the peak,
+  and when); "CPU s" is the user + system time of every process of the
   run, its forked helpers included (this process is their child subreaper and reaps
   them all), so it counts the work whatever the number of cores it ran on; "web server
   CPU s" is what the server (nginx's master and worker) used meanwhile, on the same
