@@ -203,11 +203,6 @@ def session_pss_parts_mb(sid: int) -> list[float]:
     return parts
 
 
-def session_pss_mb(sid: int) -> float:
-    """Summed PSS (MB) of the processes of session `sid`, from /proc (0 where unreadable)."""
-    return sum(session_pss_parts_mb(sid))
-
-
 def proc_stats() -> Iterator[tuple[int, list[str]]]:
     """(pid, the fields of /proc/pid/stat after the command name) of every process."""
     for entry in os.scandir("/proc"):
