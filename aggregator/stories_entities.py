@@ -127,8 +127,7 @@ def _sentence_entities(sentence: _Sentence, lexicon: set[str]) -> list[str]:
     run: list[str] = []
     for index, (text, number, gap) in enumerate(tokens):
         if gap and run:
-            if len(run) >= 2:
-                found.append("_".join(run[:MAX_RUN]))
+            _close_run(run, found)
             run = []
         if number:
             value = _normalise_number(text)
@@ -149,12 +148,16 @@ def _sentence_entities(sentence: _Sentence, lexicon: set[str]) -> list[str]:
                 found.append(key)
                 continue
         if run:
-            if len(run) >= 2:
-                found.append("_".join(run[:MAX_RUN]))
+            _close_run(run, found)
             run = []
+    _close_run(run, found)
+    return found
+
+
+def _close_run(run: list[str], found: list[str]) -> None:
+    """A run of two or more proper nouns is also an entity, joined (at most `MAX_RUN`)."""
     if len(run) >= 2:
         found.append("_".join(run[:MAX_RUN]))
-    return found
 
 
 def _leads_name(tokens: Tokens) -> bool:
