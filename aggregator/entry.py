@@ -3,8 +3,8 @@ short-lived process (see `aggregator.startup`)."""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
-import logging
 import os
 import sys
 
@@ -32,13 +32,17 @@ def _status(code: object) -> int:
 
 
 def _exit_now(status: int) -> None:
-    """Flush what is buffered and leave without tearing the interpreter down.
+    """Run the exit handlers, flush what is buffered and leave without tearing the
+    interpreter down.
 
     By the time a command returns, it has closed what it opened (store, pools, files,
     HTTP client): the interpreter's teardown would only free memory the kernel frees
-    anyway, 20 ms of a 650 ms re-poll. Exceptions other than SystemExit never get here:
-    they unwind and print as usual."""
-    logging.shutdown()
+    anyway, 20 ms of a 650 ms re-poll. The `atexit` handlers still run, as at a normal
+    exit: logging's flush, and multiprocessing's removal of the forkserver's socket
+    directory (without it, every run with worker processes left a `pymp-*` directory in
+    the temporary directory). Exceptions other than SystemExit never get here: they
+    unwind and print as usual."""
+    atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing to lose
             stream.flush()

@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import html
 import json
+import os
 import re
+import subprocess
+import sys
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -326,3 +329,30 @@ def test_a_crawl_closes_its_own_workers_before_the_refresh(
         assert [r.status for r in reports] == ["ok"] * FEEDS
         assert callers.starting_before_first_task is True
         assert seen == [(True, False)] and callers.started  # the daemon's pool lives on
+
+
+def test_the_console_script_leaves_no_temporary_directory_behind(
+    corpus: tuple[Path, StaticWeb], tmp_path: Path
+) -> None:
+    """The console script leaves with `os._exit`, after the `atexit` handlers: the
+    forkserver's socket directory (`pymp-*`) goes with the process, run after run."""
+    root, _ = corpus
+    path = write_config(tmp_path, root)
+    config = yaml.safe_load(path.read_text())
+    config["fetch"]["parse_workers"] = 2
+    path.write_text(yaml.safe_dump(config))
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    entry = "import sys; from aggregator.entry import main; sys.argv[0] = 'aggregator'; main()"
+    done = subprocess.run(
+        [sys.executable, "-c", entry, "fetch", "--config", str(path), "--no-pages"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "TMPDIR": str(scratch)},
+    )
+    assert done.returncode == 0, done.stderr
+    with Store(f"sqlite:///{tmp_path / 'data' / 'agg.db'}") as store:
+        assert store.count_records() == FEEDS * ITEMS
+    assert sorted(p.name for p in scratch.iterdir()) == []
