@@ -112,7 +112,12 @@ class LinkerProcess:
         linker flushes alone under the linking lock. A process never started (a re-poll
         where nothing changed) is not started to find the refresh queue empty: the store
         is asked first."""
-        if self._conn is None and self._fallback is None and not self.store.queued_for_refresh():
+        if (
+            self._conn is None
+            and self._fallback is None
+            and not self.store.queued_for_refresh()
+            and not self.store.unlinked_ids(1)
+        ):
             return 0
         if self.settings.storage.url.startswith("postgresql"):
             # other processes may link beside this one: the linking lock must cover each

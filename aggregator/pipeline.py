@@ -331,12 +331,25 @@ async def _crawl_leased(
     if any(lease.held and lease.state is None for lease in by_name.values()):
         context.pool.start_soon()  # a source never fetched will be parsed and linked
         context.tracker.warm_up()
+    crawls = [asyncio.ensure_future(_crawl_claimed(context, s, by_name[s.name])) for s in sources]
     try:
-        crawls = [_crawl_claimed(context, s, by_name[s.name]) for s in sources]
         for next_report in asyncio.as_completed(crawls):
             yield await next_report
     finally:
+        await _stop_unfinished(crawls)
         await leases.close()
+
+
+async def _stop_unfinished(crawls: Sequence[asyncio.Future[SourceReport]]) -> None:
+    """Cancel the source crawls still running and wait until they have unwound.
+
+    A crawl stopped early (Ctrl-C, SIGTERM, an error in the caller) must not leave them
+    running past it: they would go on using the fetcher, the threads and the linker that
+    the crawl closes next, and fail against them."""
+    unfinished = [crawl for crawl in crawls if not crawl.done()]
+    for crawl in unfinished:
+        crawl.cancel()
+    await asyncio.gather(*unfinished, return_exceptions=True)
 
 
 async def _crawl_claimed(context: _Context, source: SourceSettings, lease: Lease) -> SourceReport:

@@ -83,6 +83,7 @@ class Linker(Protocol):
         """Get ready to link soon (start what the first call would otherwise wait for)."""
 
 
+LEFTOVER_CHUNK = 500  # records left without a story that a flush links at a time
 FLUSH_CHUNK = 500  # records refreshed per transaction: bounds the stored records held at once
 
 
@@ -248,12 +249,32 @@ class Tracker:
 
     def _flush_start(self, now: datetime) -> tuple[dict[int, datetime], StoryIndex | None]:
         """The records waiting for a refresh (the store's queue and this process's) and, when
-        there are any, the index to refresh them from."""
+        there are any, the index to refresh them from. Stored records left without a story
+        are linked first, and wait with them."""
         assert self.store is not None
+        self._link_leftovers(now)
         waiting = {**self.store.queued_for_refresh(), **self._pending}
         if not waiting:
             return waiting, None
         return waiting, self._story_index(min(now, *waiting.values()))
+
+    def _link_leftovers(self, now: datetime) -> None:
+        """Link the stored records that have no story, `LEFTOVER_CHUNK` at a time, their
+        refresh deferred to the flush under way.
+
+        A crawl stopped between storing a source's batch and linking it (Ctrl-C, SIGTERM,
+        a kill, a crash) leaves such records, and its next crawl may bring nothing new to
+        link with them: this is where they get their stories, heat and related lists."""
+        assert self.store is not None
+        tried: set[int] = set()
+        while ids := [key for key in self.store.unlinked_ids(LEFTOVER_CHUNK) if key not in tried]:
+            tried.update(ids)  # one that cannot be linked is not tried again forever
+            stored = self.store.get_records(ids)
+            records = [stored[key].record for key in ids if key in stored]
+            before = dict(self._pending)
+            writes = self._link(records, now=now, keep_given=False, defer=True)
+            if writes is not None:
+                self._write_links(writes, before)
 
     def flush_next(self, *, finish: bool = False) -> RefreshPlan | None:
         """The next chunk's plan of the flush `flush_begin` started (None: all planned);

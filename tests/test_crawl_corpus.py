@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import html
 import json
+import logging
 import os
 import re
 import subprocess
@@ -356,3 +357,39 @@ def test_the_console_script_leaves_no_temporary_directory_behind(
     with Store(f"sqlite:///{tmp_path / 'data' / 'agg.db'}") as store:
         assert store.count_records() == FEEDS * ITEMS
     assert sorted(p.name for p in scratch.iterdir()) == []
+
+
+def test_a_cancelled_crawl_stops_every_source_crawl_and_loses_nothing(
+    corpus: tuple[Path, StaticWeb], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Ctrl-C or SIGTERM cancels the crawl: the source crawls still running are cancelled
+    and awaited before the fetcher, threads and linker close under them (they used to run
+    on, and fail against the closed link thread as "bug while crawling"). A second crawl
+    then completes what the first left."""
+    root, _ = corpus
+    settings = load_settings(write_config(tmp_path, root))
+    seen: list[str] = []
+    left: list[asyncio.Task[Any]] = []
+
+    async def cancelled_after_first_report(store: Store) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+
+        def on_report(report: Any) -> None:
+            seen.append(report.source)
+            task.cancel()
+
+        with pytest.raises(asyncio.CancelledError):
+            await crawl(settings, store, on_report=on_report)
+        left.extend(t for t in asyncio.all_tasks() if t is not task)
+
+    with Store(settings.storage.url) as store:
+        asyncio.run(cancelled_after_first_report(store))
+        assert len(seen) == 1 and left == []
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+        reports = asyncio.run(crawl(settings, store))
+        statuses = Counter(r.status for r in reports)
+        assert set(statuses) <= {"ok", "not modified"}
+        assert statuses["ok"] >= FEEDS - 1  # the first crawl saved no other source's state
+        assert store.count_records() == FEEDS * ITEMS
+        assert all(stored.story_id for stored in store.iter_records())

@@ -151,6 +151,10 @@ def test_each_reads_what_the_other_wrote(tmp_path: Path) -> None:
             assert ledger.imported_sources()[0].pages is False
             assert ledger.queued_for_refresh() == store.queued_for_refresh()
             assert list(ledger.queued_for_refresh().values()) == [linked.astimezone(UTC)]
+            unlinked = store.unlinked_ids(10)  # stored, never given a story
+            assert ledger.unlinked_ids(10) == unlinked and len(unlinked) == 1
+            store.set_story(unlinked[0], "s-1")
+            assert ledger.unlinked_ids(10) == store.unlinked_ids(10) == []
             ledger.save_source_state(STATES[0])
             assert store.get_source_state("plain") == ledger.get_source_state("plain")
             assert store.count_source_states() == ledger.count_source_states()

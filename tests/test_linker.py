@@ -303,3 +303,17 @@ def test_on_postgresql_the_linker_flushes_alone_under_the_linking_lock(
             assert made == ["flush"]
             assert store.queued_for_refresh() == {}
             assert state(store) == expected
+
+
+def test_a_flush_starts_the_process_for_records_a_stopped_crawl_left_unlinked(
+    tmp_path: Path,
+) -> None:
+    """Nothing queued, but records stored without a story: the flush links them there."""
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    with Store(url) as store, linker_for(url, store) as linker:
+        for batch in batches():
+            store.upsert_records(batch)
+        assert linker.flush(now=NOW) == len(EVENTS) * len(batches())
+        assert linker._process is not None
+        assert store.unlinked_ids(100) == []
+        assert len(partition(store)) == len(EVENTS)

@@ -16,7 +16,7 @@ from aggregator.models import Record
 from aggregator.settings import Settings, parse_settings
 from aggregator.store import Store
 from aggregator.tracking import Linker, Tracker
-from tests.test_link_sync import EVENTS, NOW, batches, event_record
+from tests.test_link_sync import EVENTS, NOW, batches, event_record, partition
 
 State = dict[str, tuple[str | None, int, int, bool, tuple[str, ...]]]
 
@@ -122,3 +122,25 @@ def test_queued_records_leaving_the_window_are_refreshed_before_they_leave(
             assert heat >= 0
             assert len(related) == 1  # its one same-event peer of that day
         assert len(waiting) == len(late)
+
+
+def test_records_stored_but_never_linked_are_linked_by_the_next_flush(tmp_path: Path) -> None:
+    """A crawl stopped between storing its batches and linking them (Ctrl-C, a kill) leaves
+    records without a story; the next flush links and refreshes them even when nothing new
+    arrived, and they end in the stories linking batch by batch gives."""
+    url = f"sqlite:///{tmp_path / 'b.db'}"
+    first = f"sqlite:///{tmp_path / 'a.db'}"
+    with Store(first) as reference:
+        tracker = Tracker(settings_for(first), reference)
+        for batch in batches():
+            store_and_link(tracker, reference, batch, defer=True)
+        tracker.flush(now=NOW)
+        expected = partition(reference)
+    with Store(url) as store:
+        for batch in batches():  # stored, as a crawl does, then the crawl stopped
+            store.upsert_records(Tracker(settings_for(url), None).enrich(batch, now=NOW))
+        assert len(store.unlinked_ids(100)) == len(EVENTS) * len(batches())
+        assert Tracker(settings_for(url), store).flush(now=NOW) == len(EVENTS) * len(batches())
+        assert store.unlinked_ids(100) == []
+        assert partition(store) == expected
+        assert all(heat > 0 and related for _, heat, _, _, related in state(store).values())

@@ -126,6 +126,12 @@ class LazyStore(_StoreType):
             return self.full_store().queued_for_refresh()
         return self._ledger.queued_for_refresh()
 
+    def unlinked_ids(self, limit: int) -> list[int]:
+        """`Store.unlinked_ids`."""
+        if self._ledger is None:
+            return self.full_store().unlinked_ids(limit)
+        return self._ledger.unlinked_ids(limit)
+
     def imported_sources(self) -> list[ImportedSource]:
         """`Store.imported_sources`."""
         if self._ledger is None:

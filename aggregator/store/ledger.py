@@ -175,6 +175,14 @@ class SqliteLedger:
             rows = connection.execute("SELECT record_id, linked_at FROM refresh_queue")
             return {int(record_id): _read_datetime(at) for record_id, at in rows}
 
+    def unlinked_ids(self, limit: int) -> list[int]:
+        """`Store.unlinked_ids`: ids of stored records without a story, lowest first."""
+        with self._reading("unlinked_ids") as connection:
+            rows = connection.execute(
+                "SELECT id FROM records WHERE story_id IS NULL ORDER BY id LIMIT ?", (limit,)
+            )
+            return [int(row_id) for (row_id,) in rows]
+
     def imported_sources(self) -> list[ImportedSource]:
         """`Store.imported_sources`: the sources imported from OPML, in import order."""
         with self._reading("imported_sources") as connection:

@@ -321,6 +321,18 @@ class Store:
         with transaction(self._engine, "queued_for_refresh") as session:
             return refresh_queue.queued(session.connection())
 
+    def unlinked_ids(self, limit: int) -> list[int]:
+        """Ids of stored records that have no story, lowest first, at most `limit`: a crawl
+        stopped between storing a batch and linking it (Ctrl-C, a kill, a crash) left them."""
+        statement = (
+            select(col(RecordRow.id))
+            .where(col(RecordRow.story_id).is_(None))
+            .order_by(col(RecordRow.id))
+            .limit(limit)
+        )
+        with transaction(self._engine, "unlinked_ids") as session:
+            return [row_id for row_id in session.exec(statement) if row_id is not None]
+
     def link_sequence(self) -> int:
         """The number of the last story-linking batch written (0 before the first)."""
         with transaction(self._engine, "link_sequence") as session:
