@@ -1,7 +1,8 @@
 """Thin typer commands over the same functions the scheduled jobs use.
 
 Exit status: 0 success; 1 a verified record was altered; 2 usage or configuration error;
-3 some sources failed (what succeeded is stored and exported).
+3 some sources failed (what succeeded is stored and exported); 130 stopped by Ctrl-C and
+143 by SIGTERM (which stops a command as Ctrl-C does: `_sigterm_stops_as_sigint`).
 
 Start-up is part of every command's cost (a re-poll where every feed answers 304 is mostly
 start-up), so each command imports what it uses when it runs, and the commands defined in
@@ -13,10 +14,12 @@ scheduler, the job queue, the HTTP server or the migrations.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import logging
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -30,12 +33,16 @@ from aggregator.cli_options import ConfigOption, fail, open_store, settings_or_e
 from aggregator.errors import AggregatorError, ConfigError
 
 if TYPE_CHECKING:  # typer's own (vendored) click types
+    from types import FrameType
+
     from typer._click import core as click
 
 EXIT_OK = 0
 EXIT_ALTERED = 1
 EXIT_USAGE = 2
 EXIT_SOURCES_FAILED = 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
+EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 
 def _command(module: str, function: str, name: str) -> Callable[[], click.Command]:
@@ -318,11 +325,20 @@ def explain(
 def main() -> None:
     """Console-script entry point."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    with _sigterm_stops_as_sigint() as terminated:
+        status = _run_app()
+    if status == EXIT_INTERRUPTED:
+        console.print("terminated" if terminated else "interrupted")
+        sys.exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED)
+    sys.exit(status)
+
+
+def _run_app() -> int:
+    """The command's exit status (a usage error exits here, with one line)."""
     try:
         status = app(standalone_mode=False)
-    except (KeyboardInterrupt, typer.Abort):
-        console.print("interrupted")
-        sys.exit(130)
+    except (KeyboardInterrupt, typer.Abort):  # what older typer raises; newer returns 130
+        return EXIT_INTERRUPTED
     except TyperException as exc:  # a bad command, option or argument: one line, no box
         context = getattr(exc, "ctx", None)
         if type(exc).__name__ == "NoArgsIsHelpError" and context is not None:
@@ -331,4 +347,45 @@ def main() -> None:
             where = f" (see: {context.command_path} --help)" if context is not None else ""
             typer.echo(f"error: {getattr(exc, 'format_message', exc.__str__)()}{where}", err=True)
         sys.exit(getattr(exc, "exit_code", EXIT_USAGE))
-    sys.exit(status if isinstance(status, int) else EXIT_OK)
+    return status if isinstance(status, int) else EXIT_OK
+
+
+class _Received:
+    """Whether a signal arrived (true once it did)."""
+
+    def __init__(self) -> None:
+        self.arrived = False
+
+    def __bool__(self) -> bool:
+        return self.arrived
+
+
+@contextlib.contextmanager
+def _sigterm_stops_as_sigint() -> Iterator[_Received]:
+    """Within the block, SIGTERM stops the command as Ctrl-C does; yields whether it came.
+
+    A service manager, `timeout` or `docker stop` sends SIGTERM, whose default action ends
+    the process on the spot: no cleanup ran, so the forkserver's temporary directory stayed
+    behind and multiprocessing warned of leaked semaphores. Passed on to the SIGINT handler
+    instead, it cancels the crawl under `asyncio.run`, which then unwinds (source crawls
+    cancelled; workers, linker and store closed), or raises KeyboardInterrupt elsewhere.
+    Commands that handle SIGTERM themselves (`run`, `worker`) replace this handler."""
+    received = _Received()
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        received.arrived = True
+        interrupt = signal.getsignal(signal.SIGINT)
+        if callable(interrupt):
+            interrupt(signal.SIGINT, frame)
+        else:  # SIGINT ignored (a background job of a shell): SIGTERM must still stop it
+            raise KeyboardInterrupt
+
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous != signal.SIG_DFL:  # someone chose how this process ends: leave it
+        yield received
+        return
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -42,23 +43,33 @@ def generate_corpus(out: Path, *, feeds: int, items: int, port: int, seed: int =
 class StaticWeb:
     """Serve `root` on each of `hosts` at `port` from a background thread."""
 
-    def __init__(self, root: Path, hosts: Sequence[str], port: int) -> None:
+    def __init__(
+        self, root: Path, hosts: Sequence[str], port: int, *, page_delay: float = 0.0
+    ) -> None:
         self.root = root
         self.hosts = list(hosts)
         self.port = port
+        self.page_delay = page_delay  # seconds before answering an HTML page (a slow site)
         self.requests: list[tuple[str, str, int]] = []
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._runner: web.AppRunner | None = None
 
     async def _start(self) -> None:
-        app = web.Application()
+        app = web.Application(middlewares=[self._slow_pages] if self.page_delay else [])
         app.on_response_prepare.append(self._log)
         app.router.add_static("/", self.root, show_index=False)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         for host in self.hosts:
             await web.TCPSite(self._runner, host, self.port).start()
+
+    @web.middleware
+    async def _slow_pages(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path.endswith(".html"):
+            await asyncio.sleep(self.page_delay)
+        response: web.StreamResponse = await handler(request)
+        return response
 
     async def _log(self, request: web.Request, response: web.StreamResponse) -> None:
         self.requests.append((request.host, request.path, response.status))
@@ -83,9 +94,10 @@ def corpus_hosts(corpus: Path) -> list[str]:
 
 
 @contextmanager
-def serve_corpus(corpus: Path, port: int) -> Iterator[StaticWeb]:
-    """Serve a generated corpus on all its hosts for the duration of the block."""
-    server = StaticWeb(corpus, corpus_hosts(corpus), port)
+def serve_corpus(corpus: Path, port: int, *, page_delay: float = 0.0) -> Iterator[StaticWeb]:
+    """Serve a generated corpus on all its hosts for the duration of the block (each HTML
+    page after `page_delay` seconds)."""
+    server = StaticWeb(corpus, corpus_hosts(corpus), port, page_delay=page_delay)
     server.start()
     try:
         yield server
