@@ -105,7 +105,10 @@ def _status_cell(report: SourceReport) -> str:
 def _status_footer(reports: Sequence[SourceReport]) -> str:
     failed = sum(report.failed for report in reports)
     not_modified = sum(report.not_modified for report in reports)
-    return f"{len(reports) - failed} ok ({not_modified} not modified), {failed} failed"
+    busy = sum(report.status == "busy" and not report.failed for report in reports)
+    ok = len(reports) - failed - busy
+    held = f", {busy} busy (another process is crawling them)" if busy else ""
+    return f"{ok} ok ({not_modified} not modified){held}, {failed} failed"
 
 
 def print_summary(console: Console, reports: Sequence[SourceReport]) -> None:

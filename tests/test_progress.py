@@ -34,3 +34,13 @@ def test_up_to_the_limit_every_source_has_its_row() -> None:
     text = rendered([quiet(i) for i in range(ALL_ROWS_UP_TO)])
     assert all(f"quiet {i} " in text for i in range(ALL_ROWS_UP_TO))
     assert "more sources" not in text
+
+
+def test_sources_another_process_holds_are_counted_busy_not_ok() -> None:
+    reports = [
+        SourceReport(source="mine", status="ok", new=2),
+        SourceReport(source="theirs", status="busy"),
+        SourceReport(source="also theirs", status="busy"),
+    ]
+    text = rendered(reports)
+    assert "1 ok (0 not modified), 2 busy (another process is crawling them), 0 failed" in text
