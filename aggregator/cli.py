@@ -141,7 +141,8 @@ def fetch(
                 reports = asyncio.run(
                     crawl(settings, store, options=options, on_report=progress.advance)
                 )
-            if not no_export and export_is_stale(Path(settings.export.dir), reports):
+            export_dir = Path(settings.export.dir)
+            if not no_export and export_is_stale(export_dir, reports, store.change_marker):
                 from aggregator import operations  # only now: the writers are heavy imports
 
                 operations.export_configured(settings, store)

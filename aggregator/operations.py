@@ -24,6 +24,7 @@ from aggregator.export.files import (
     ExportStats,
     ExportWriter,
     json_line_bytes,
+    write_store_mark,
 )
 from aggregator.export.jsonl import iter_jsonl, record_to_json_line
 from aggregator.export.markdown import parse_markdown, render_markdown
@@ -252,6 +253,7 @@ def export_configured(settings: Settings, store: Store) -> list[str]:
     JSONL stream and the feed collector, so memory grows with the number of records only
     by their ids. One summary per configured format.
     """
+    marker = store.change_marker()  # before reading: a change made meanwhile exports again
     reader = store.export_reader()
     ids = reader.published_ids()
     size = export_read.PAGE_SIZE
@@ -266,7 +268,9 @@ def export_configured(settings: Settings, store: Store) -> list[str]:
         for page in render_pages(job, store, pages, helpers, keep_records):
             export.add_page(page)
             store.set_secured_many(list(page.seals))
-        return export.finish()
+        summaries = export.finish()
+    write_store_mark(Path(settings.export.dir), marker)
+    return summaries
 
 
 class _TreeExport:

@@ -442,3 +442,35 @@ def test_sigterm_stops_a_fetch_as_ctrl_c_does_and_the_next_fetch_completes_it(
     with Store(f"sqlite:///{tmp_path / 'data' / 'agg.db'}") as store:
         assert store.count_records() == FEEDS * ITEMS
         assert store.unlinked_ids(100) == []
+
+
+def test_a_fetch_that_finds_nothing_new_still_exports_what_the_tree_lacks(
+    corpus: tuple[Path, StaticWeb], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tree is rewritten when the store moved since it was written, whatever the crawl
+    brought: a run stopped after storing and before exporting leaves exactly that. Over a
+    tree that is up to date, a re-poll still exports nothing."""
+    from aggregator import operations
+    from aggregator.export.files import load_manifest
+
+    root, _ = corpus
+    config = write_config(tmp_path, root)
+    runner = CliRunner()
+    assert runner.invoke(app, ["fetch", "--config", str(config)]).exit_code == 0
+    exports: list[int] = []
+    real_export = operations.export_configured
+
+    def counted(settings: Any, store: Any) -> list[str]:
+        exports.append(1)
+        return real_export(settings, store)
+
+    monkeypatch.setattr(operations, "export_configured", counted)
+    with Store(f"sqlite:///{tmp_path / 'data' / 'agg.db'}") as store:
+        stored = next(s for s in store.iter_records() if s.record.is_published)
+        store.set_heat(stored.id, 97)  # stored, never exported: a stopped run's leftover
+    assert runner.invoke(app, ["fetch", "--config", str(config)]).exit_code == 0
+    assert exports == [1]
+    name = load_manifest(tmp_path / "export")[stored.record.web_url]
+    assert "\nheat: 97\n" in (tmp_path / "export" / name).read_text()
+    assert runner.invoke(app, ["fetch", "--config", str(config)]).exit_code == 0
+    assert exports == [1]  # the tree is up to date: nothing to export

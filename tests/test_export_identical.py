@@ -28,6 +28,7 @@ from aggregator.dates import utc_now
 from aggregator.export import entries, seal
 from aggregator.export.feeds import write_feeds
 from aggregator.export.files import ExportWriter
+from aggregator.export.manifest import STORE_MARK, store_mark_text
 from aggregator.models import Image, Provenance, Provider, QualityReason, Record, RelatedRecord
 from aggregator.operations import _sealed, export_configured, verify_paths
 from aggregator.settings import Settings, parse_settings
@@ -147,9 +148,10 @@ def reference_export(settings: Settings, store: Store) -> None:
 
 
 def tree(settings: Settings) -> dict[str, tuple[int, bytes]]:
-    """Relative path → (mode, bytes) of every file of the export tree."""
+    """Relative path → (mode, bytes) of every file of the export tree but the store mark
+    (the export's own bookkeeping, which the reference path does not keep)."""
     out = Path(settings.export.dir)
-    files = (path for path in sorted(out.rglob("*")) if path.is_file())
+    files = (path for path in sorted(out.rglob("*")) if path.is_file() and path.name != STORE_MARK)
     return {str(p.relative_to(out)): (p.stat().st_mode, p.read_bytes()) for p in files}
 
 
@@ -175,6 +177,9 @@ def test_a_cold_export_is_byte_identical_to_the_reference(stores: tuple[Settings
     assert sum(bool(value) for value in seals(reference).values()) == 28
     markdown = sorted(Path(optimised.export.dir).glob("*.md"))
     assert all(outcome.ok for outcome in verify_paths(optimised, markdown))
+    with Store(optimised.storage.url) as store:
+        mark = (Path(optimised.export.dir) / STORE_MARK).read_text()
+        assert mark == store_mark_text(store.change_marker())
 
 
 def test_a_rerun_and_a_changed_record_stay_identical(stores: tuple[Settings, ...]) -> None:

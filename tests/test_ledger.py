@@ -151,6 +151,8 @@ def test_each_reads_what_the_other_wrote(tmp_path: Path) -> None:
             assert ledger.imported_sources()[0].pages is False
             assert ledger.queued_for_refresh() == store.queued_for_refresh()
             assert list(ledger.queued_for_refresh().values()) == [linked.astimezone(UTC)]
+            assert ledger.change_marker() == store.change_marker()
+            assert store.change_marker()[1] == 1
             unlinked = store.unlinked_ids(10)  # stored, never given a story
             assert ledger.unlinked_ids(10) == unlinked and len(unlinked) == 1
             store.set_story(unlinked[0], "s-1")

@@ -33,7 +33,7 @@ from aggregator.export.atomic import (
     sync_directory,
 )
 from aggregator.export.jsonl import record_to_json_line
-from aggregator.export.manifest import MANIFEST
+from aggregator.export.manifest import MANIFEST, STORE_MARK, StoreMarker, store_mark_text
 from aggregator.export.markdown import render_markdown
 from aggregator.models import Record
 
@@ -142,7 +142,7 @@ class ExportWriter:
 
     def jsonl_stream(self, name: str = "records.jsonl") -> AtomicStream:
         """An `AtomicStream` replacing `name` in this directory (a plain file name)."""
-        if not _SAFE_PLAIN_NAME.fullmatch(name) or name == MANIFEST:
+        if not _SAFE_PLAIN_NAME.fullmatch(name) or name in (MANIFEST, STORE_MARK):
             raise ExportError(name, "not a plain file name")
         self.out_dir.mkdir(parents=True, exist_ok=True)
         return AtomicStream(self.out_dir / name)
@@ -203,6 +203,13 @@ def load_manifest(out_dir: Path) -> dict[str, str]:
     return manifest
 
 
+def write_store_mark(out_dir: Path, marker: StoreMarker) -> None:
+    """Note, once an export is complete, the store's change marker read before it began
+    (`manifest.export_is_stale` compares it with the store's)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write(out_dir / STORE_MARK, store_mark_text(marker))
+
+
 def save_manifest(out_dir: Path, manifest: dict[str, str]) -> None:
     """Write the manifest (durably); nothing when it is empty and there was none.
 
@@ -225,6 +232,7 @@ def save_manifest(out_dir: Path, manifest: dict[str, str]) -> None:
 
 __all__ = [
     "MANIFEST",
+    "STORE_MARK",
     "AtomicStream",
     "ExportStats",
     "ExportWriter",
@@ -238,4 +246,5 @@ __all__ = [
     "slugify",
     "sync_directory",
     "unlink_export",
+    "write_store_mark",
 ]

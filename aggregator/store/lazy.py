@@ -126,6 +126,12 @@ class LazyStore(_StoreType):
             return self.full_store().queued_for_refresh()
         return self._ledger.queued_for_refresh()
 
+    def change_marker(self) -> tuple[datetime | None, int]:
+        """`Store.change_marker`."""
+        if self._ledger is None:
+            return self.full_store().change_marker()
+        return self._ledger.change_marker()
+
     def unlinked_ids(self, limit: int) -> list[int]:
         """`Store.unlinked_ids`."""
         if self._ledger is None:

@@ -175,6 +175,14 @@ class SqliteLedger:
             rows = connection.execute("SELECT record_id, linked_at FROM refresh_queue")
             return {int(record_id): _read_datetime(at) for record_id, at in rows}
 
+    def change_marker(self) -> tuple[datetime | None, int]:
+        """`Store.change_marker`: (latest record updated_at, number of records)."""
+        with self._reading("change_marker") as connection:
+            latest, count = connection.execute(
+                "SELECT max(updated_at), count(*) FROM records"
+            ).fetchone()
+            return (_read_datetime(latest) if latest else None), int(count)
+
     def unlinked_ids(self, limit: int) -> list[int]:
         """`Store.unlinked_ids`: ids of stored records without a story, lowest first."""
         with self._reading("unlinked_ids") as connection:
