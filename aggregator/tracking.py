@@ -106,6 +106,7 @@ class Tracker:
         self.settings = settings
         self.store = store
         self.matcher = TopicMatcher(settings.topics)
+        self._weights = {source.name: source.weight for source in settings.sources}
         self.window = timedelta(hours=settings.stories.window_hours)
         self._index: StoryIndex | None = None
         self._thread_lock = threading.Lock()
@@ -153,8 +154,7 @@ class Tracker:
         )
 
     def _source_weight(self, source_name: str) -> float:
-        source = self.settings.source(source_name)
-        return source.weight if source is not None else 1.0
+        return self._weights.get(source_name, 1.0)
 
     def warm_up(self) -> None:
         """Nothing to start: this Tracker links in the calling process."""
