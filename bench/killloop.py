@@ -9,7 +9,8 @@ corpus, SIGKILL it after a random delay (unless it finished first), then check:
     every export file (.md, .jsonl, .xml/.rss/.atom, .json) parses
     no stale claim blocks the next round (a dead holder's claim is taken over at once)
 
-After the last kill a clean run must finish with exit 0 and every article stored.
+After the last kill a clean run must finish with exit 0, every article stored, every record
+in a story, and every published record in the export.
 tests/test_crash_safety.py runs a short version of this loop; run this for longer ones:
 
     python bench/killloop.py --kills 200 --feeds 8 --items 10
@@ -99,6 +100,20 @@ def record_counts(db: Path) -> tuple[int, int]:
     finally:
         connection.close()
     return int(row[0]), int(row[1])
+
+
+def completeness(db: Path, export_dir: Path) -> tuple[int, int, int]:
+    """(records without a story, published records, lines of records.jsonl), read-only."""
+    connection = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    try:
+        unlinked, published = connection.execute(
+            "SELECT sum(story_id IS NULL), sum(is_published) FROM records"
+        ).fetchone()
+    finally:
+        connection.close()
+    jsonl = export_dir / "records.jsonl"
+    lines = len(jsonl.read_bytes().splitlines()) if jsonl.exists() else 0
+    return int(unlinked or 0), int(published or 0), lines
 
 
 def check_exports(export_dir: Path) -> tuple[int, int]:
@@ -193,6 +208,9 @@ def kill_loop(
     assert process.returncode == 0, f"clean run exit {process.returncode}: {stderr.decode()}"
     check_round(workdir, truth, report)
     assert report.counts[-1] == truth, f"clean run stored {report.counts[-1]} of {truth}"
+    unlinked, published, exported = completeness(workdir / "data" / "agg.db", workdir / "export")
+    assert unlinked == 0, f"{unlinked} records without a story after the clean run"
+    assert exported == published, f"{exported} records exported of {published} published"
     return report
 
 
