@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import logging
 import os
 import sys
 
@@ -42,8 +43,20 @@ def _exit_now(status: int) -> None:
     directory (without it, every run with worker processes left a `pymp-*` directory in
     the temporary directory). Exceptions other than SystemExit never get here: they
     unwind and print as usual."""
-    atexit._run_exitfuncs()
+    _run_exit_handlers()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing to lose
             stream.flush()
     os._exit(status)
+
+
+def _run_exit_handlers() -> None:
+    """The `atexit` handlers, unless a multiprocessing child still runs: multiprocessing's
+    handler would join it, and a worker waiting for work never ends while this process
+    lives (it leaves once this process is gone, `workpool.exit_with`). Then only logging
+    is flushed, as before."""
+    multiprocessing = sys.modules.get("multiprocessing")
+    if multiprocessing is not None and multiprocessing.active_children():
+        logging.shutdown()
+        return
+    atexit._run_exitfuncs()

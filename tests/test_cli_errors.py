@@ -4,6 +4,8 @@ plus once in a real subprocess."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -197,3 +199,32 @@ def test_the_console_script_leaves_trio_unimported(tmp_path: Path) -> None:
     assert runs["console"] == "False locked"
     if importlib.util.find_spec("trio") is not None:  # else there is nothing to keep out
         assert runs["plain"] == "True locked"
+
+
+def test_the_fast_exit_never_waits_for_a_child_process_still_running(tmp_path: Path) -> None:
+    """A child left running (a worker a failure did not stop) is not joined on the way out:
+    it would never end while its parent waits. The exit is prompt, its status kept."""
+    script = tmp_path / "leave.py"
+    script.write_text(
+        "import multiprocessing, time\n"
+        "from aggregator import entry\n"
+        "if __name__ == '__main__':\n"
+        "    child = multiprocessing.get_context('fork').Process(target=time.sleep, args=(30,))\n"
+        "    child.start()\n"
+        "    print(child.pid, flush=True)\n"
+        "    entry._exit_now(4)\n"
+    )
+    leaving = subprocess.Popen(  # the orphaned child keeps the pipe open: wait on the process
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT)},
+    )
+    assert leaving.stdout is not None
+    child = int(leaving.stdout.readline())
+    try:
+        assert leaving.wait(timeout=15) == 4
+    finally:
+        leaving.kill()
+        os.kill(child, signal.SIGKILL)
+        leaving.stdout.close()
