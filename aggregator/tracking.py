@@ -18,6 +18,7 @@ last looked (`records.link_seq`, see `aggregator.store.link_log`) instead of reb
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
@@ -37,6 +38,8 @@ from aggregator.topics import TopicMatcher, assign_topics
 
 if TYPE_CHECKING:  # crawl workers import this module; they never open a store
     from aggregator.store import Store
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,9 +275,15 @@ class Tracker:
             stored = self.store.get_records(ids)
             records = [stored[key].record for key in ids if key in stored]
             before = dict(self._pending)
-            writes = self._link(records, now=now, keep_given=False, defer=True)
-            if writes is not None:
-                self._write_links(writes, before)
+            try:
+                writes = self._link(records, now=now, keep_given=False, defer=True)
+                if writes is not None:
+                    self._write_links(writes, before)
+            except Exception:  # they wait for the next flush; the queued ones refresh now
+                log.exception("could not link %d stored records left without a story", len(ids))
+                self._index = None  # it may hold links the store does not: rebuild
+                self._pending = before
+                return
 
     def flush_next(self, *, finish: bool = False) -> RefreshPlan | None:
         """The next chunk's plan of the flush `flush_begin` started (None: all planned);

@@ -12,6 +12,8 @@ from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
 from aggregator.models import Record
 from aggregator.settings import Settings, parse_settings
 from aggregator.store import Store
@@ -144,3 +146,26 @@ def test_records_stored_but_never_linked_are_linked_by_the_next_flush(tmp_path: 
         assert store.unlinked_ids(100) == []
         assert partition(store) == expected
         assert all(heat > 0 and related for _, heat, _, _, related in state(store).values())
+
+
+def test_records_that_cannot_be_linked_do_not_stop_the_refresh(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A leftover record whose linking fails (a bug, bad data) is logged and waits: the
+    queued records are refreshed all the same, and no flush is blocked for good."""
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    with Store(url) as store:
+        tracker = Tracker(settings_for(url), store)
+        for batch in batches()[:2]:
+            store_and_link(tracker, store, batch, defer=True)
+        store.upsert_records(Tracker(settings_for(url), None).enrich(batches()[2], now=NOW))
+        queued = len(store.queued_for_refresh())
+
+        def cannot_link(*args: object, **kwargs: object) -> None:
+            raise RuntimeError("cannot link")
+
+        monkeypatch.setattr(tracker, "_link", cannot_link)
+        assert queued > 0 and tracker.flush(now=NOW) == queued
+        assert store.queued_for_refresh() == {}
+        assert len(store.unlinked_ids(100)) == len(EVENTS)
+        assert f"could not link {len(EVENTS)} stored records" in caplog.text
