@@ -183,6 +183,8 @@ def _excerpt_length_part(excerpt: str) -> QualityReason:
 
 def is_all_caps(title: str) -> bool:
     """True for shouting titles: at least 10 letters and 80 % or more of them upper case."""
+    if sum(map(str.isupper, title)) < 8:  # 80 % of the 10 letters needed: most titles end here
+        return False
     letters = [ch for ch in title if ch.isalpha() and (ch.isupper() or ch.islower())]
     return len(letters) >= 10 and sum(ch.isupper() for ch in letters) >= 0.8 * len(letters)
 

@@ -163,6 +163,26 @@ def test_all_caps_detection(title: str, caps: bool) -> None:
 
 @pytest.mark.parametrize(
     "title",
+    [
+        "ABCDEFGHij",  # 10 letters, 8 upper: exactly 80 %
+        "ABCDEFGhij",  # 7 upper: under
+        "ABCDEFGH",  # too few letters
+        "ÉCOLE FERMÉE À PARIS APRÈS L'ORAGE",
+        "ⅧⅧⅧⅧⅧⅧⅧⅧⅧⅧ abcd",  # upper case, but not letters
+        "ǅǅǅǅǅǅǅǅǅǅ",  # title case: neither upper nor lower
+        "BREAKING: 10 THINGS",
+        "",
+    ],
+)
+def test_all_caps_agrees_with_its_definition(title: str) -> None:
+    """The early exit on fewer than 8 capitals never changes the answer of the definition."""
+    letters = [ch for ch in title if ch.isalpha() and (ch.isupper() or ch.islower())]
+    upper = sum(ch.isupper() for ch in letters)
+    assert is_all_caps(title) is (len(letters) >= 10 and upper >= 0.8 * len(letters))
+
+
+@pytest.mark.parametrize(
+    "title",
     ["Markets rally as rates fall", "Google to phase out cookies in Chrome", "3 arrested"],
 )
 def test_plain_titles_are_not_clickbait(title: str) -> None:
