@@ -32,6 +32,16 @@ def _check_http_url(value: str) -> str:
 HttpUrl = Annotated[str, AfterValidator(_check_http_url)]
 
 
+def _check_directory(value: str) -> str:
+    if Path(value).exists() and not Path(value).is_dir():
+        raise ValueError(f"{value} exists and is not a directory")
+    return value
+
+
+DirectoryPath = Annotated[str, AfterValidator(_check_directory)]
+"""A directory, or a path where one will be created."""
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
 
@@ -129,7 +139,7 @@ class StorySettings(_Strict):
 class ExportSettings(_Strict):
     """Where and what to export."""
 
-    dir: str = "data/export"
+    dir: DirectoryPath = "data/export"
     formats: tuple[Literal["md", "jsonl", "feeds"], ...] = ("md", "jsonl", "feeds")
     feed_size: int = Field(default=50, ge=1, le=10_000)
     base_url: HttpUrl = "http://127.0.0.1:8080/"
@@ -167,7 +177,7 @@ class SchedulerSettings(_Strict):
 class Settings(_Strict):
     """The whole configuration."""
 
-    data_dir: str = "data"
+    data_dir: DirectoryPath = "data"
     storage: StorageSettings = StorageSettings()
     fetch: FetchSettings = FetchSettings()
     sources: tuple[SourceSettings, ...] = ()
