@@ -150,6 +150,12 @@ def fetch(
         fail(str(exc))
     except AggregatorError as exc:
         fail(str(exc), EXIT_SOURCES_FAILED)
+    if not reports:
+        console.print(
+            "no sources to crawl: list them under `sources:` in the config, or import an "
+            "OPML file with `aggregator sources import-opml FILE`"
+        )
+        return
     print_summary(Console(), reports)
     if any(report.failed for report in reports):
         raise typer.Exit(EXIT_SOURCES_FAILED)

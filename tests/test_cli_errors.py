@@ -38,6 +38,8 @@ CASES: list[tuple[str, object, list[str], str]] = [
     ),
     ("bad export format", {"export": {"formats": ["pdf"]}}, ["fetch"], "export.formats[0]: "),
     ("bad storage url", {"storage": {"url": "mysql://db/x"}}, ["fetch"], "storage.url: not a"),
+    ("export dir a file", {"export": {"dir": __file__}}, ["fetch"], "export.dir: "),
+    ("data dir a file", {"data_dir": __file__}, ["fetch"], "data_dir: "),
     ("not a mapping", "- just\n- a list\n", ["fetch"], "must be a mapping"),
     ("invalid yaml", "fetch: [\n", ["fetch"], "is not valid YAML"),
     ("yaml python tag", "fetch: !!python/object/apply:os.system [id]\n", ["fetch"], "YAML"),
@@ -228,3 +230,12 @@ def test_the_fast_exit_never_waits_for_a_child_process_still_running(tmp_path: P
         leaving.kill()
         os.kill(child, signal.SIGKILL)
         leaving.stdout.close()
+
+
+def test_a_fetch_with_no_sources_says_how_to_add_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, stdout, stderr = run_main(config_args(tmp_path, {"sources": []}, ["fetch"]), capsys)
+    assert status == 0
+    assert "no sources to crawl" in stderr and "import-opml" in stderr
+    assert "fetch summary" not in stdout  # no empty table
