@@ -127,7 +127,7 @@ def fetch(
     Example: aggregator fetch --source "Ars Technica" --no-pages
     """
     with startup.settling():
-        from aggregator.export.manifest import export_is_stale
+        from aggregator.export.manifest import export_fingerprint, export_is_stale
         from aggregator.pipeline import CrawlOptions, crawl
         from aggregator.progress import CrawlProgress, print_summary
 
@@ -141,8 +141,10 @@ def fetch(
                 reports = asyncio.run(
                     crawl(settings, store, options=options, on_report=progress.advance)
                 )
-            export_dir = Path(settings.export.dir)
-            if not no_export and export_is_stale(export_dir, reports, store.change_marker):
+            export_dir, fingerprint = Path(settings.export.dir), export_fingerprint(settings)
+            if not no_export and export_is_stale(
+                export_dir, reports, store.change_marker, fingerprint
+            ):
                 from aggregator import operations  # only now: the writers are heavy imports
 
                 operations.export_configured(settings, store)

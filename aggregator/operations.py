@@ -27,6 +27,7 @@ from aggregator.export.files import (
     write_store_mark,
 )
 from aggregator.export.jsonl import iter_jsonl, record_to_json_line
+from aggregator.export.manifest import export_fingerprint
 from aggregator.export.markdown import parse_markdown, render_markdown
 from aggregator.export.seal import Sealer, instance_id, load_or_create_key, verify_record
 from aggregator.export_pages import PageJob, RenderedPage, helper_count, render_pages
@@ -269,7 +270,7 @@ def export_configured(settings: Settings, store: Store) -> list[str]:
             export.add_page(page)
             store.set_secured_many(list(page.seals))
         summaries = export.finish()
-    write_store_mark(Path(settings.export.dir), marker)
+    write_store_mark(Path(settings.export.dir), marker, export_fingerprint(settings))
     return summaries
 
 

@@ -474,3 +474,24 @@ def test_a_fetch_that_finds_nothing_new_still_exports_what_the_tree_lacks(
     assert "\nheat: 97\n" in (tmp_path / "export" / name).read_text()
     assert runner.invoke(app, ["fetch", "--config", str(config)]).exit_code == 0
     assert exports == [1]  # the tree is up to date: nothing to export
+
+
+def test_a_format_added_to_the_config_is_exported_by_the_next_fetch(
+    corpus: tuple[Path, StaticWeb], tmp_path: Path
+) -> None:
+    """The store mark also holds a fingerprint of the export settings: a fetch after the
+    feeds format (or a topic, a feed size, a base URL) was added exports, though every
+    feed answers 304 (over an unchanged config it exports nothing: see the test above)."""
+    root, _ = corpus
+    path = write_config(tmp_path, root)
+    config = yaml.safe_load(path.read_text())
+    config["export"]["formats"] = ["md", "jsonl"]
+    path.write_text(yaml.safe_dump(config))
+    runner = CliRunner()
+    assert runner.invoke(app, ["fetch", "--config", str(path)]).exit_code == 0
+    feeds = tmp_path / "export" / "feeds"
+    assert not feeds.exists()
+    config["export"]["formats"] = ["md", "jsonl", "feeds"]
+    path.write_text(yaml.safe_dump(config))
+    assert runner.invoke(app, ["fetch", "--config", str(path)]).exit_code == 0
+    assert (feeds / "all.rss").is_file()

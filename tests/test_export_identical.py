@@ -28,7 +28,7 @@ from aggregator.dates import utc_now
 from aggregator.export import entries, seal
 from aggregator.export.feeds import write_feeds
 from aggregator.export.files import ExportWriter
-from aggregator.export.manifest import STORE_MARK, store_mark_text
+from aggregator.export.manifest import STORE_MARK, export_fingerprint, store_mark_text
 from aggregator.models import Image, Provenance, Provider, QualityReason, Record, RelatedRecord
 from aggregator.operations import _sealed, export_configured, verify_paths
 from aggregator.settings import Settings, parse_settings
@@ -179,7 +179,7 @@ def test_a_cold_export_is_byte_identical_to_the_reference(stores: tuple[Settings
     assert all(outcome.ok for outcome in verify_paths(optimised, markdown))
     with Store(optimised.storage.url) as store:
         mark = (Path(optimised.export.dir) / STORE_MARK).read_text()
-        assert mark == store_mark_text(store.change_marker())
+        assert mark == store_mark_text(store.change_marker(), export_fingerprint(optimised))
 
 
 def test_a_rerun_and_a_changed_record_stay_identical(stores: tuple[Settings, ...]) -> None:

@@ -203,11 +203,12 @@ def load_manifest(out_dir: Path) -> dict[str, str]:
     return manifest
 
 
-def write_store_mark(out_dir: Path, marker: StoreMarker) -> None:
+def write_store_mark(out_dir: Path, marker: StoreMarker, fingerprint: str) -> None:
     """Note, once an export is complete, the store's change marker read before it began
-    (`manifest.export_is_stale` compares it with the store's)."""
+    and the fingerprint of the settings it followed (`manifest.export_is_stale` compares
+    them with the store's and the settings' now)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write(out_dir / STORE_MARK, store_mark_text(marker))
+    atomic_write(out_dir / STORE_MARK, store_mark_text(marker, fingerprint))
 
 
 def save_manifest(out_dir: Path, manifest: dict[str, str]) -> None:
