@@ -98,8 +98,9 @@ linker and the crawling process have nothing to do, which the linker's backlog o
 records keeps bounded."""
 # sources in progress per fetch connection: enough that the linker always has the next
 # batches waiting while the sockets stay busy, few enough that memory does not follow the
-# number of feeds
-SOURCES_IN_FLIGHT_PER_CONNECTION = 4
+# number of feeds (4 held ~14 MB of parsed batches waiting for a busy linker at 1,000
+# outlets, for no speed: docs/benchmarks.md)
+SOURCES_IN_FLIGHT_PER_CONNECTION = 2
 _IN_PROCESS = WorkPool(0)
 
 
