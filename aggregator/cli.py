@@ -19,6 +19,7 @@ import importlib
 import logging
 import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -337,8 +338,8 @@ def main() -> None:
     with _sigterm_stops_as_sigint() as terminated:
         status = _run_app()
     if status == EXIT_INTERRUPTED:
-        console.print("terminated" if terminated else "interrupted")
-        sys.exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED)
+        console.print("terminated" if terminated.is_set() else "interrupted")
+        sys.exit(EXIT_TERMINATED if terminated.is_set() else EXIT_INTERRUPTED)
     sys.exit(status)
 
 
@@ -359,19 +360,10 @@ def _run_app() -> int:
     return status if isinstance(status, int) else EXIT_OK
 
 
-class _Received:
-    """Whether a signal arrived (true once it did)."""
-
-    def __init__(self) -> None:
-        self.arrived = False
-
-    def __bool__(self) -> bool:
-        return self.arrived
-
-
 @contextlib.contextmanager
-def _sigterm_stops_as_sigint() -> Iterator[_Received]:
-    """Within the block, SIGTERM stops the command as Ctrl-C does; yields whether it came.
+def _sigterm_stops_as_sigint() -> Iterator[threading.Event]:
+    """Within the block, SIGTERM stops the command as Ctrl-C does; yields an event set when
+    it came.
 
     A service manager, `timeout` or `docker stop` sends SIGTERM, whose default action ends
     the process on the spot: no cleanup ran, so the forkserver's temporary directory stayed
@@ -379,10 +371,10 @@ def _sigterm_stops_as_sigint() -> Iterator[_Received]:
     instead, it cancels the crawl under `asyncio.run`, which then unwinds (source crawls
     cancelled; workers, linker and store closed), or raises KeyboardInterrupt elsewhere.
     Commands that handle SIGTERM themselves (`run`, `worker`) replace this handler."""
-    received = _Received()
+    received = threading.Event()
 
     def stop(signum: int, frame: FrameType | None) -> None:
-        received.arrived = True
+        received.set()
         interrupt = signal.getsignal(signal.SIGINT)
         if callable(interrupt):
             interrupt(signal.SIGINT, frame)

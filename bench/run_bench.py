@@ -169,8 +169,9 @@ class SessionMemory:
     def _run(self) -> None:
         while not self._stop.wait(self.every_s):
             parts = session_pss_parts_mb(self.sid)
-            if sum(parts) > self.peak_mb:
-                self.peak_mb = sum(parts)
+            total = sum(parts)
+            if total > self.peak_mb:
+                self.peak_mb = total
                 self.peak_at_s = time.perf_counter() - self._t0
                 self.peak_parts = sorted(parts, reverse=True)
 

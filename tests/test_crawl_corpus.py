@@ -45,12 +45,13 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Sta
         yield root, server
 
 
-def write_config(tmp_path: Path, corpus_root: Path) -> Path:
+def write_config(tmp_path: Path, corpus_root: Path, **fetch: Any) -> Path:
+    """A config for the corpus in `tmp_path`; `fetch` adds to its fetch section."""
     feeds = (corpus_root / "feeds.txt").read_text().split()
     config = {
         "data_dir": str(tmp_path / "data"),
         "storage": {"url": f"sqlite:///{tmp_path / 'data' / 'agg.db'}"},
-        "fetch": {"allow_private_networks": True, "respect_robots": True, "retries": 0},
+        "fetch": {"allow_private_networks": True, "respect_robots": True, "retries": 0, **fetch},
         "export": {"dir": str(tmp_path / "export")},
         "sources": [{"name": f"outlet {i}", "url": url} for i, url in enumerate(feeds)],
     }
@@ -273,10 +274,7 @@ def test_a_crawl_of_never_fetched_sources_starts_its_workers_at_once(
     """Sources without a stored state will be parsed: the workers start with the crawl, not
     after the first feed has arrived. A re-poll of known sources starts none."""
     root, _ = corpus
-    path = write_config(tmp_path, root)
-    config = yaml.safe_load(path.read_text())
-    config["fetch"]["parse_workers"] = 2  # a crawl this small would otherwise parse here
-    path.write_text(yaml.safe_dump(config))
+    path = write_config(tmp_path, root, parse_workers=2)  # else so small a crawl parses here
     settings = load_settings(path)
     options = CrawlOptions(fetch_pages=False)
     with Store(settings.storage.url) as store:
@@ -300,10 +298,7 @@ def test_a_crawl_closes_its_own_workers_before_the_refresh(
     from aggregator.tracking import Tracker
 
     root, _ = corpus
-    path = write_config(tmp_path, root)
-    config = yaml.safe_load(path.read_text())
-    config["fetch"]["parse_workers"] = 2
-    path.write_text(yaml.safe_dump(config))
+    path = write_config(tmp_path, root, parse_workers=2)
     settings = load_settings(path)
     own = NotingPool()
     monkeypatch.setattr(pipeline, "crawl_pool", lambda _settings: own)
@@ -334,28 +329,31 @@ def test_a_crawl_closes_its_own_workers_before_the_refresh(
         assert seen == [(True, False)] and callers.started  # the daemon's pool lives on
 
 
+def _entry_fetch(config: Path, scratch: Path, *options: str) -> subprocess.Popen[str]:
+    """`aggregator fetch` through the console script, its temporary files under `scratch`."""
+    entry = "import sys; from aggregator.entry import main; sys.argv[0] = 'aggregator'; main()"
+    return subprocess.Popen(
+        [sys.executable, "-c", entry, "fetch", "--config", str(config), *options],
+        cwd=config.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TMPDIR": str(scratch)},
+    )
+
+
 def test_the_console_script_leaves_no_temporary_directory_behind(
     corpus: tuple[Path, StaticWeb], tmp_path: Path
 ) -> None:
     """The console script leaves with `os._exit`, after the `atexit` handlers: the
     forkserver's socket directory (`pymp-*`) goes with the process, run after run."""
     root, _ = corpus
-    path = write_config(tmp_path, root)
-    config = yaml.safe_load(path.read_text())
-    config["fetch"]["parse_workers"] = 2
-    path.write_text(yaml.safe_dump(config))
+    path = write_config(tmp_path, root, parse_workers=2)
     scratch = tmp_path / "tmp"
     scratch.mkdir()
-    entry = "import sys; from aggregator.entry import main; sys.argv[0] = 'aggregator'; main()"
-    done = subprocess.run(
-        [sys.executable, "-c", entry, "fetch", "--config", str(path), "--no-pages"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "TMPDIR": str(scratch)},
-    )
-    assert done.returncode == 0, done.stderr
+    done = _entry_fetch(path, scratch, "--no-pages")
+    _, stderr = done.communicate(timeout=120)
+    assert done.returncode == 0, stderr
     with Store(f"sqlite:///{tmp_path / 'data' / 'agg.db'}") as store:
         assert store.count_records() == FEEDS * ITEMS
     assert sorted(p.name for p in scratch.iterdir()) == []
@@ -395,19 +393,6 @@ def test_a_cancelled_crawl_stops_every_source_crawl_and_loses_nothing(
         assert all(stored.story_id for stored in store.iter_records())
 
 
-def _entry_fetch(config: Path, scratch: Path) -> subprocess.Popen[str]:
-    """`aggregator fetch` through the console script, its temporary files under `scratch`."""
-    entry = "import sys; from aggregator.entry import main; sys.argv[0] = 'aggregator'; main()"
-    return subprocess.Popen(
-        [sys.executable, "-c", entry, "fetch", "--config", str(config)],
-        cwd=config.parent,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "TMPDIR": str(scratch)},
-    )
-
-
 def test_sigterm_stops_a_fetch_as_ctrl_c_does_and_the_next_fetch_completes_it(
     tmp_path: Path,
 ) -> None:
@@ -416,10 +401,7 @@ def test_sigterm_stops_a_fetch_as_ctrl_c_does_and_the_next_fetch_completes_it(
     stores and links every article once."""
     port = free_port("127.0.0.2")
     root = generate_corpus(tmp_path / "web", feeds=FEEDS, items=ITEMS, port=port)
-    path = write_config(tmp_path, root)
-    config = yaml.safe_load(path.read_text())
-    config["fetch"]["parse_workers"] = 2
-    path.write_text(yaml.safe_dump(config))
+    path = write_config(tmp_path, root, parse_workers=2)
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     with serve_corpus(root, port, page_delay=0.5) as server:
