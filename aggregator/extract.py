@@ -28,7 +28,12 @@ from aggregator.extract_jsonld import article_objects, first_string, publisher_n
 from aggregator.models import PageMetadata
 from aggregator.normalize import provider_domain
 from aggregator.text import clean_inline, html_to_text
-from aggregator.titles import prefer_reference, strip_short_suffix, strip_site_name
+from aggregator.titles import (
+    prefer_reference,
+    prefer_visible_headline,
+    strip_short_suffix,
+    strip_site_name,
+)
 
 _WORD = re.compile(r"\w{2,}")
 _OTHER_TITLE_META = ("dc.title", "dc:title", "dcterms.title", "parsely-title", "sailthru.title")
@@ -88,8 +93,9 @@ def _find_title(page: Page, site_name: str | None) -> str | None:
     ranked = [c for c in usable if not _is_only_site_name(c, site_name)] or usable
     if not ranked:
         return None
-    title = strip_site_name(ranked[0], site_name, domain)
-    return prefer_reference(title, (h1, document_title))
+    title = prefer_reference(strip_site_name(ranked[0], site_name, domain), (h1, document_title))
+    metadata = (*candidates[:4], page.title_text)
+    return prefer_visible_headline(title, h1, metadata, (site_name or "", domain or ""))
 
 
 def _document_title(page: Page, site_name: str | None, domain: str | None) -> str | None:

@@ -4,8 +4,10 @@ Pages decorate their `<title>` (and sometimes og:title) with the outlet's name:
 ``Headline - Outlet``, ``Headline | Outlet``, ``Headline — Outlet``, ``Outlet: Headline``.
 `strip_site_name` removes that decoration when it can tell the segment names the site,
 from the site name or the domain, and otherwise leaves the headline alone.
-`prefer_reference` trims other decorations (a section, a kicker) when another source of
-the same page (its `<h1>`, its cleaned `<title>`) confirms what the headline is.
+`prefer_reference` trims other decorations (a section, a kicker, a bracketed note) when
+another source of the same page (its `<h1>`, its cleaned `<title>`) confirms what the
+headline is. `prefer_visible_headline` takes the page's `<h1>` over a metadata title that
+says the same story in other words.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ _LOOSE_SUFFIX = re.compile(rf"^(.+?)\s*(?:{_SEPARATORS}|:|：|_)\s*([^|｜:：_]
 _PREFIX = re.compile(rf"^(.{{2,60}}?)(?:\s*[:：]|\s+(?:{_SEPARATORS}))\s+(.+)$")
 _REFERENCE_SPLIT = re.compile(rf"(\s+(?:{_SEPARATORS}|：)\s+|[:：]\s+)")
 _NON_WORD = re.compile(r"[\W_]+")
+_BRACKETED_TAIL = re.compile(r"^(.*\S)\s*[(\[][^()\[\]]{1,40}[)\]]$")
+_WORD = re.compile(r"\w{2,}")
+MIN_HEADLINE_WORDS = 5
 _MAX_SITE_WORDS = 6
 _MIN_HEADLINE_CHARS = 8
 
@@ -50,14 +55,18 @@ def strip_site_name(title: str, site_name: str | None, domain: str | None = None
 def prefer_reference(title: str, references: Iterable[str | None]) -> str:
     """The part of `title` that another source confirms, when the rest is decoration.
 
-    ``Opinion | Headline`` with an ``<h1>`` reading ``Headline`` gives ``Headline``. The
-    reference must be a run of whole separator-delimited segments, longer than what it
-    leaves out.
+    ``Opinion | Headline`` or ``Headline (Published 2016)`` with an ``<h1>`` reading
+    ``Headline`` gives ``Headline``. The reference must be a run of whole
+    separator-delimited segments, longer than what it leaves out, or all but a short
+    bracketed tail.
     """
+    wanted = {_key(ref): clean_inline(ref) for ref in references if ref and _key(ref)}
+    bracketed = _BRACKETED_TAIL.match(title)
+    if bracketed and _key(bracketed.group(1)) in wanted:
+        return wanted[_key(bracketed.group(1))]
     parts = _REFERENCE_SPLIT.split(title)
     if len(parts) < 3:
         return title
-    wanted = {_key(ref): clean_inline(ref) for ref in references if ref and _key(ref)}
     segments = parts[::2]
     for start in range(len(segments)):
         for end in range(len(segments), start, -1):
@@ -69,6 +78,32 @@ def prefer_reference(title: str, references: Iterable[str | None]) -> str:
             if found and len(span) > len(rest.strip()):
                 return found
     return title
+
+
+def prefer_visible_headline(
+    title: str, h1: str | None, metadata: Iterable[str | None], site_words: Iterable[str]
+) -> str:
+    """The page's `<h1>` instead of `title` when it is this article's own headline.
+
+    Outlets often rewrite a headline for sharing (og:title) or for search (`<title>`);
+    the `<h1>` is the one the reader sees. It is taken when it is not part of `title`
+    (that is a shortening, which `prefer_reference` judges), has at least
+    `MIN_HEADLINE_WORDS` words that are not the site's name, and at least half of those
+    words are in the page's `metadata` titles: a section name, the site's name or a
+    teaser does not qualify.
+    """
+    if not h1 or _key(h1) in _key(title):
+        return title
+    site = {word for text in site_words for word in _words(text)}
+    words = _words(h1) - site
+    if len(words) < MIN_HEADLINE_WORDS:
+        return title
+    described = set().union(*(_words(text) for text in metadata if text))
+    return clean_inline(h1) if 2 * len(words & described) >= len(words) else title
+
+
+def _words(text: str) -> set[str]:
+    return set(_WORD.findall(clean_inline(text).casefold()))
 
 
 def _strip_suffixes(title: str, keys: list[tuple[str, ...]]) -> str:

@@ -73,6 +73,21 @@ def test_title_chain(head: str, body: str, expected: str | None) -> None:
     assert extract(page(head, body)).title == expected  # type: ignore[attr-defined]
 
 
+def test_title_is_the_visible_headline_when_it_retells_the_shared_one() -> None:
+    head = meta("og:title", "An ode to the Rosetta spacecraft as it plummets to its death") + (
+        "<title>Rosetta spacecraft ends its mission in a comet | Example</title>"
+    )
+    body = "<article><h1>An ode to the Rosetta spacecraft as it flings itself into a comet</h1>"
+    got = extract(page(head, body + PARAGRAPH + "</article>"))
+    assert got.title == "An ode to the Rosetta spacecraft as it flings itself into a comet"  # type: ignore[attr-defined]
+
+
+def test_title_drops_a_bracketed_tail_the_h1_lacks() -> None:
+    head = meta("og:title", "Haley to resign as ambassador (Published 2018)")
+    got = extract(page(head, "<h1>Haley to resign as ambassador</h1>"))
+    assert got.title == "Haley to resign as ambassador"  # type: ignore[attr-defined]
+
+
 def test_title_strips_the_domain_when_the_site_name_is_unknown() -> None:
     assert extract(page("<title>Storm hits coast | Example</title>")).title == "Storm hits coast"  # type: ignore[attr-defined]
 
@@ -358,7 +373,7 @@ def test_moderately_nested_markup_keeps_paragraphs() -> None:
 
 # --- accuracy floors on the shared labeled sets ---------------------------------------
 
-FLOORS = {"title": 0.80, "excerpt": 0.72, "date": 0.92, "image": 0.93, "site_name": 0.90}
+FLOORS = {"title": 0.83, "excerpt": 0.72, "date": 0.92, "image": 0.93, "site_name": 0.90}
 
 
 @pytest.mark.eval

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from aggregator.titles import prefer_reference, strip_short_suffix, strip_site_name
+from aggregator.titles import (
+    prefer_reference,
+    prefer_visible_headline,
+    strip_short_suffix,
+    strip_site_name,
+)
 
 
 @pytest.mark.parametrize(
@@ -60,6 +65,9 @@ def test_strip_site_name_removes_stacked_site_segments() -> None:
         ("Opinion | Enough platitudes", ["Opinion"], "Opinion | Enough platitudes"),
         ("A plain headline", ["A plain"], "A plain headline"),
         ("One | Two", [None, ""], "One | Two"),
+        ("Rocket lands on the Moon (Published 2016)", ["Rocket lands on the Moon"], None),
+        ("Weekly Edition for March 26 [LWN.net]", ["Weekly Edition for March 26", None], None),
+        ("Rocket lands (again)", ["Rocket lands on the Moon"], "Rocket lands (again)"),
     ],
 )
 def test_prefer_reference_trims_only_confirmed_decoration(
@@ -79,3 +87,28 @@ def test_prefer_reference_trims_only_confirmed_decoration(
 )
 def test_strip_short_suffix(title: str, expected: str) -> None:
     assert strip_short_suffix(title) == expected
+
+
+SOCIAL = "Lady Gaga Shares Pic of Ex Taylor Kinney With Her Mom"
+SEEN = "Lady Gaga Shares Photo of Ex Taylor Kinney Hanging With Her Mom and Now We Are Confused"
+
+
+@pytest.mark.parametrize(
+    ("h1", "metadata", "expected"),
+    [
+        # The visible headline tells the story of the metadata titles in other words.
+        (SEEN, [SOCIAL, None], SEEN),
+        # Part of the title: a shortening, not a different headline.
+        ("Lady Gaga Shares Pic of Ex Taylor Kinney", [SOCIAL], SOCIAL),
+        # Too few words once the site's name is left out.
+        ("Example News Daily Briefing Room", [SOCIAL], SOCIAL),
+        ("Broken Pledge", [SOCIAL], SOCIAL),
+        # A teaser or a section heading sharing little with the page's titles.
+        ("Five things to watch in the markets this week", [SOCIAL], SOCIAL),
+        (None, [SOCIAL], SOCIAL),
+    ],
+)
+def test_prefer_visible_headline(h1: str | None, metadata: list[str | None], expected: str) -> None:
+    assert prefer_visible_headline(SOCIAL, h1, metadata, ["Example News", "example.com"]) == (
+        expected
+    )
