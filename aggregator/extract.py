@@ -2,7 +2,9 @@
 
     decode (Content-Type charset → <meta charset> → utf-8)
       → parse once with libxml2 (lxml) and index meta / link / JSON-LD
-      → title     og:title → twitter:title → JSON-LD headline → <title> → <h1>
+      → title     <title> confirmed by <h1> or JSON-LD, else declared (dc, parsely) →
+                  og:title → twitter:title → JSON-LD headline → <title> → <h1>, then the
+                  <h1> when it retells it (docs/accuracy.md)
       → excerpt   og:description → meta description → twitter/JSON-LD description → 1st paragraph
       → published article:published_time → JSON-LD → <time> → meta names → itemprop → URL
       → images    og:image → JSON-LD image → twitter:image → link rel=image_src
@@ -29,6 +31,7 @@ from aggregator.models import PageMetadata
 from aggregator.normalize import provider_domain
 from aggregator.text import clean_inline, html_to_text
 from aggregator.titles import (
+    confirmed_h1,
     prefer_reference,
     prefer_visible_headline,
     strip_short_suffix,
@@ -76,26 +79,31 @@ def _first(values: list[str] | None) -> str | None:
 
 def _find_title(page: Page, site_name: str | None) -> str | None:
     domain = provider_domain(page.url) or None
-    h1 = find_h1(page.root)
     document_title = _document_title(page, site_name, domain)
-    candidates = (
-        page.first_meta("og:title"),
-        page.first_meta("twitter:title"),
-        _jsonld_headline(page, (document_title, h1)),
-        page.first_meta(*_OTHER_TITLE_META),
-        document_title,
-        h1,
-    )
-    if h1 and document_title and h1.casefold() == document_title.casefold():
-        return h1  # the visible headline, confirmed by the document title
+    articles = article_objects(page.jsonld)
+    social = page.first_meta("og:title"), page.first_meta("twitter:title")
+    declared = page.first_meta(*_OTHER_TITLE_META)
+    raw_headline = first_string(articles, "headline") or first_string(articles, "name")
+    metadata = (declared, *social, raw_headline, page.title_text)
+    first_h1, h1s = find_h1(page.root)
+    h1 = confirmed_h1(h1s, first_h1, metadata, site_name, domain)
+    headline = _confirmed_headline(raw_headline, (document_title, h1))
+    for confirmed in (h1, headline):  # two sources of the page agree on it
+        if confirmed and document_title and _same(confirmed, document_title):
+            return clean_inline(confirmed)
+    # Declared article titles (Dublin Core, analytics) before the social ones.
+    candidates = (declared, *social, headline, document_title, h1)
     usable = [c for c in candidates if c and clean_inline(c)]
     # A candidate that is only the site name is a last resort, not a headline.
     ranked = [c for c in usable if not _is_only_site_name(c, site_name)] or usable
     if not ranked:
         return None
     title = prefer_reference(strip_site_name(ranked[0], site_name, domain), (h1, document_title))
-    metadata = (*candidates[:4], page.title_text)
     return prefer_visible_headline(title, h1, metadata, (site_name or "", domain or ""))
+
+
+def _same(title: str, other: str) -> bool:
+    return clean_inline(title).casefold() == clean_inline(other).casefold()
 
 
 def _document_title(page: Page, site_name: str | None, domain: str | None) -> str | None:
@@ -105,10 +113,8 @@ def _document_title(page: Page, site_name: str | None, domain: str | None) -> st
     return (strip_short_suffix(title) if title == raw else title) or None
 
 
-def _jsonld_headline(page: Page, references: tuple[str | None, ...]) -> str | None:
+def _confirmed_headline(headline: str | None, references: tuple[str | None, ...]) -> str | None:
     """The JSON-LD headline, unless most of its words are in neither `<title>` nor `<h1>`."""
-    articles = article_objects(page.jsonld)
-    headline = first_string(articles, "headline") or first_string(articles, "name")
     known = [ref for ref in references if ref]
     if not headline or not known:
         return headline

@@ -129,14 +129,16 @@ def first_real_paragraph(paragraphs: list[str]) -> str | None:
     return None
 
 
-def find_h1(root: etree._Element) -> str | None:
-    """The text of the first non-empty `<h1>`, preferring one inside `<article>`."""
-    fallback: str | None = None
+def find_h1(root: etree._Element) -> tuple[str | None, list[str]]:
+    """The text of the first non-empty `<h1>`, preferring one inside `<article>`, and the
+    texts of all of them in document order."""
+    found: str | None = None
+    texts: list[str] = []
     for element in root.iter("h1"):
         text = clean_inline(text_of(element))
         if not text:
             continue
-        if any(a.tag == "article" for a in element.iterancestors()):
-            return text
-        fallback = fallback or text
-    return fallback
+        texts.append(text)
+        if found is None and any(a.tag == "article" for a in element.iterancestors()):
+            found = text
+    return found or (texts[0] if texts else None), texts

@@ -7,13 +7,14 @@ from the site name or the domain, and otherwise leaves the headline alone.
 `prefer_reference` trims other decorations (a section, a kicker, a bracketed note) when
 another source of the same page (its `<h1>`, its cleaned `<title>`) confirms what the
 headline is. `prefer_visible_headline` takes the page's `<h1>` over a metadata title that
-says the same story in other words.
+says the same story in other words, and `confirmed_h1` picks, of several `<h1>`s, the one
+that the metadata titles confirm (not the logo's).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from aggregator.text import clean_inline
 
@@ -100,6 +101,40 @@ def prefer_visible_headline(
         return title
     described = set().union(*(_words(text) for text in metadata if text))
     return clean_inline(h1) if 2 * len(words & described) >= len(words) else title
+
+
+def confirmed_h1(
+    h1s: Sequence[str],
+    preferred: str | None,
+    metadata: Iterable[str | None],
+    site_name: str | None,
+    domain: str | None,
+) -> str | None:
+    """Of a page's `<h1>` texts, the one its `metadata` titles confirm best.
+
+    Pages often put their logo or a section name in an `<h1>` ahead of the headline's.
+    An `<h1>` that is part of a metadata title scores most, then by the share of its words
+    found in them; one naming the site scores nothing. `preferred` (the caller's default
+    pick) stays unless another scores higher.
+    """
+    if len(h1s) < 2:
+        return preferred
+    titles = [text for text in metadata if text]
+    keys = [_key(text) for text in titles]
+    described = set().union(*(_words(text) for text in titles))
+    sites = _site_keys(site_name, domain)
+
+    def score(h1: str) -> float:
+        key = _key(h1)
+        if not key or _names_site(h1, sites):
+            return -1.0
+        if any(key in other for other in keys):
+            return 2.0
+        words = _words(h1)
+        return len(words & described) / len(words) if words else 0.0
+
+    best = max(h1s, key=score)
+    return best if preferred is None or score(best) > score(preferred) else preferred
 
 
 def _words(text: str) -> set[str]:

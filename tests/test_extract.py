@@ -66,6 +66,14 @@ PARAGRAPH = "<p>" + "This paragraph is long enough to count as the lead of the a
             "",
             "Real one",
         ),
+        # A declared article title (Dublin Core, analytics) before the social one.
+        (meta("og:title", "OG title") + meta("sailthru.title", "Declared", "name"), "", "Declared"),
+        # The JSON-LD headline and <title> agree against og:title.
+        (
+            meta("og:title", "OG title") + jsonld(ARTICLE) + "<title>LD headline - Example</title>",
+            "",
+            "LD headline",
+        ),
         ("", "", None),
     ],
 )
@@ -86,6 +94,12 @@ def test_title_drops_a_bracketed_tail_the_h1_lacks() -> None:
     head = meta("og:title", "Haley to resign as ambassador (Published 2018)")
     got = extract(page(head, "<h1>Haley to resign as ambassador</h1>"))
     assert got.title == "Haley to resign as ambassador"  # type: ignore[attr-defined]
+
+
+def test_title_uses_the_h1_the_metadata_confirm_not_the_logo() -> None:
+    head = meta("og:title", "Storm hits the coast。 | 株式会社") + meta("og:site_name", "Example")
+    body = "<h1>Example</h1><h1>News releases</h1><h1>Storm hits the coast</h1>"
+    assert extract(page(head, body)).title == "Storm hits the coast"  # type: ignore[attr-defined]
 
 
 def test_title_strips_the_domain_when_the_site_name_is_unknown() -> None:
@@ -373,7 +387,7 @@ def test_moderately_nested_markup_keeps_paragraphs() -> None:
 
 # --- accuracy floors on the shared labeled sets ---------------------------------------
 
-FLOORS = {"title": 0.83, "excerpt": 0.72, "date": 0.92, "image": 0.93, "site_name": 0.90}
+FLOORS = {"title": 0.85, "excerpt": 0.72, "date": 0.92, "image": 0.93, "site_name": 0.90}
 
 
 @pytest.mark.eval

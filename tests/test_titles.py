@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from aggregator.titles import (
+    confirmed_h1,
     prefer_reference,
     prefer_visible_headline,
     strip_short_suffix,
@@ -112,3 +113,20 @@ def test_prefer_visible_headline(h1: str | None, metadata: list[str | None], exp
     assert prefer_visible_headline(SOCIAL, h1, metadata, ["Example News", "example.com"]) == (
         expected
     )
+
+
+@pytest.mark.parametrize(
+    ("h1s", "preferred", "expected"),
+    [
+        # The logo's and a section's <h1> come first; the metadata confirm the third.
+        (["Example News", "Business Monday", SOCIAL], "Example News", SOCIAL),
+        # Part of a metadata title beats a partial overlap of words.
+        (["Lady Gaga news", "Lady Gaga Shares Pic"], "Lady Gaga news", "Lady Gaga Shares Pic"),
+        # Nothing better confirmed: the caller's pick stays.
+        (["Weather", "Sports"], "Weather", "Weather"),
+        ([SEEN], SEEN, SEEN),
+        ([], None, None),
+    ],
+)
+def test_confirmed_h1(h1s: list[str], preferred: str | None, expected: str | None) -> None:
+    assert confirmed_h1(h1s, preferred, [SOCIAL, None], "Example News", "example.com") == expected
