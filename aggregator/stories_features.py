@@ -48,6 +48,7 @@ _WORD = re.compile(
     r"[£$€¥]?\d+(?:[.,]\d+)*(?:%|[a-zA-Z]{1,3}\b)?|[^\W\d_]+(?:[’'][^\W\d_]+)*(?:-[^\W\d_]+)*"
 )
 _NUMBER = re.compile(r"[£$€¥]?\d")
+_SENTENCE_ENDS = frozenset('.!?:;"“”')  # the look-behind class of `_SENTENCE_SPLIT`
 TokenKind = tuple[str | None, bool, bool, bool]
 
 
@@ -103,8 +104,8 @@ def field_terms(text: str, weight: float, out: dict[str, float]) -> None:
     """
     plain, boosted = weight, weight * ENTITY_BOOST
     get = out.get
-    for sentence in _SENTENCE_SPLIT.split(text):
-        kinds = list(map(_token_kind, _WORD.findall(sentence)))
+    for tokens in sentence_tokens(text):
+        kinds = list(map(_token_kind, tokens))
         detect = not _is_title_case(kinds)
         run: list[str] = []
         for index, (term, number, capitalised, _) in enumerate(kinds):
@@ -122,6 +123,32 @@ def field_terms(text: str, weight: float, out: dict[str, float]) -> None:
         if len(run) >= 2:
             joined = "_".join(run[:4])
             out[joined] = get(joined, 0.0) + boosted
+
+
+def sentence_tokens(text: str) -> list[list[str]]:
+    """The `_WORD` tokens of each sentence of `text` that `_SENTENCE_SPLIT` separates (plus
+    some empty sentences), read without running either pattern over most of the text.
+
+    No token holds whitespace, so a sentence ends exactly at a newline or after a
+    whitespace-delimited chunk ending in `_SENTENCE_ENDS`; a chunk of letters only is one
+    token whole (`[^\\W\\d_]` is every letter), and `_WORD` reads the other chunks (about
+    one in eight in news text), at half the cost of running it over whole sentences.
+    """
+    sentences: list[list[str]] = []
+    findall = _WORD.findall
+    ends = _SENTENCE_ENDS
+    for line in text.split("\n"):
+        tokens: list[str] = []
+        for chunk in line.split():
+            if chunk.isalpha():
+                tokens.append(chunk)
+            else:
+                tokens += findall(chunk)
+            if chunk[-1] in ends:
+                sentences.append(tokens)
+                tokens = []
+        sentences.append(tokens)
+    return sentences
 
 
 def extract_terms(title: str, excerpt: str, text: str) -> dict[str, float]:

@@ -185,6 +185,14 @@ _PIECES = st.sampled_from(
         "! ",
         "? ",
         "\n",
+        "\r\n",
+        "\t",
+        "\u00a0",
+        "\u2028",
+        "\x0b",
+        'end."',
+        "said:”",
+        "wait;",
         ",",
         ";",
         ":",
@@ -213,6 +221,14 @@ def test_features_equal_the_reference_on_arbitrary_text(
 @given(st.text(max_size=60))
 def test_tokens_equal_the_reference_on_any_characters(sentence: str) -> None:
     assert ents._tokens(sentence) == reference_tokens(sentence)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(_TEXTS, st.text(max_size=80)))
+def test_sentence_tokens_equal_splitting_then_matching(text: str) -> None:
+    expected = [feats._WORD.findall(s) for s in feats._SENTENCE_SPLIT.split(text)]
+    got = feats.sentence_tokens(text)
+    assert [tokens for tokens in got if tokens] == [tokens for tokens in expected if tokens]
 
 
 def test_features_equal_the_reference_on_the_bench_corpus(tmp_path: Path) -> None:
