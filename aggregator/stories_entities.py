@@ -42,6 +42,7 @@ _TOKEN_SPLIT = re.compile(
     r"|[a-zA-Z]{1,2}\b)?"
     r"|[^\W\d_]+(?:['’][^\W\d_]+)*(?:-[^\W\d_]+)*)"
 )
+_DIGIT = re.compile(r"\d")  # what a number token starts with, after its currency sign
 _CURRENCIES = frozenset("£$€¥")
 _SCALE = {"million": "m", "billion": "bn", " ": ""}
 Tokens = list[tuple[str, bool, bool]]  # (text, is a number, follows punctuation)
@@ -83,7 +84,34 @@ def _is_headline_case(words: list[str]) -> bool:
 
 
 def _tokens(sentence: str) -> Tokens:
-    """(text, is_number, follows punctuation) tokens of one sentence."""
+    """(text, is_number, follows punctuation) tokens of one sentence.
+
+    Most sentences hold no digit, hence no number, whose token may span a space ("52
+    million"); their word tokens never hold whitespace, so they are read chunk by chunk:
+    a chunk of letters only is one token whole (`[^\\W\\d_]` is every letter), and
+    `_TOKEN_SPLIT` reads the other chunks. Punctuation before a token is what is left of
+    the chunks since the previous one.
+    """
+    if _DIGIT.search(sentence) is not None:
+        return _split_tokens(sentence)
+    tokens: Tokens = []
+    follows = False  # text other than whitespace since the last token
+    split = _TOKEN_SPLIT.split
+    for chunk in sentence.split():
+        if chunk.isalpha():
+            tokens.append((chunk, False, follows))
+            follows = False
+            continue
+        parts = split(chunk)
+        for index in range(1, len(parts), 2):
+            tokens.append((parts[index], False, follows or bool(parts[index - 1])))
+            follows = False
+        follows = follows or bool(parts[-1])
+    return tokens
+
+
+def _split_tokens(sentence: str) -> Tokens:
+    """`_tokens` read with `_TOKEN_SPLIT` over the whole sentence."""
     parts = _TOKEN_SPLIT.split(sentence)
     return [
         (token, token[0].isdecimal() or token[0] in _CURRENCIES, bool(gap) and not gap.isspace())

@@ -223,6 +223,15 @@ def test_tokens_equal_the_reference_on_any_characters(sentence: str) -> None:
     assert ents._tokens(sentence) == reference_tokens(sentence)
 
 
+_WORDY = st.text(alphabet=st.sampled_from(list("aZéßſİ½²_-'’“”.,;:!?()—| \t\n\u00a0\u2028")))
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(_WORDY, st.text(max_size=60)))
+def test_tokens_without_digits_equal_the_reference(sentence: str) -> None:
+    assert ents._tokens(sentence) == reference_tokens(sentence)
+
+
 @settings(max_examples=500, deadline=None)
 @given(st.one_of(_TEXTS, st.text(max_size=80)))
 def test_sentence_tokens_equal_splitting_then_matching(text: str) -> None:
