@@ -17,6 +17,7 @@ from aggregator.extract_doc import text_of
 from aggregator.text import clean_inline
 
 TEXT_LIMIT = 2000
+MAX_H1S = 16  # a page's headings weighed as its headline; the rest are not
 _MIN_PARAGRAPH = 40
 _MIN_LEAD_WORDS = 12
 _SKIP_ANCESTORS = frozenset(
@@ -131,14 +132,17 @@ def first_real_paragraph(paragraphs: list[str]) -> str | None:
 
 def find_h1(root: etree._Element) -> tuple[str | None, list[str]]:
     """The text of the first non-empty `<h1>`, preferring one inside `<article>`, and the
-    texts of all of them in document order."""
+    texts of the first `MAX_H1S` of them in document order."""
     found: str | None = None
     texts: list[str] = []
     for element in root.iter("h1"):
         text = clean_inline(text_of(element))
         if not text:
             continue
-        texts.append(text)
+        if len(texts) < MAX_H1S:
+            texts.append(text)
         if found is None and any(a.tag == "article" for a in element.iterancestors()):
             found = text
+        if found is not None and len(texts) >= MAX_H1S:
+            break
     return found or (texts[0] if texts else None), texts

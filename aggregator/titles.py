@@ -29,6 +29,7 @@ _NON_WORD = re.compile(r"[\W_]+")
 _BRACKETED_TAIL = re.compile(r"^(.*\S)\s*[(\[][^()\[\]]{1,40}[)\]]$")
 _WORD = re.compile(r"\w{2,}")
 MIN_HEADLINE_WORDS = 5
+MAX_TITLE_CHARS = 1000  # longer than this, a title or an <h1> is not a headline
 _MAX_SITE_WORDS = 6
 _MIN_HEADLINE_CHARS = 8
 
@@ -93,13 +94,13 @@ def prefer_visible_headline(
     words are in the page's `metadata` titles: a section name, the site's name or a
     teaser does not qualify.
     """
-    if not h1 or _key(h1) in _key(title):
+    if not h1 or len(h1) > MAX_TITLE_CHARS or _key(h1) in _key(title):
         return title
     site = {word for text in site_words for word in _words(text)}
     words = _words(h1) - site
     if len(words) < MIN_HEADLINE_WORDS:
         return title
-    described = set().union(*(_words(text) for text in metadata if text))
+    described = set().union(*(_words(text[:MAX_TITLE_CHARS]) for text in metadata if text))
     return clean_inline(h1) if 2 * len(words & described) >= len(words) else title
 
 
@@ -119,14 +120,14 @@ def confirmed_h1(
     """
     if len(h1s) < 2:
         return preferred
-    titles = [text for text in metadata if text]
+    titles = [text[:MAX_TITLE_CHARS] for text in metadata if text]
     keys = [_key(text) for text in titles]
     described = set().union(*(_words(text) for text in titles))
     sites = _site_keys(site_name, domain)
 
     def score(h1: str) -> float:
         key = _key(h1)
-        if not key or _names_site(h1, sites):
+        if not key or len(h1) > MAX_TITLE_CHARS or _names_site(h1, sites):
             return -1.0
         if any(key in other for other in keys):
             return 2.0

@@ -102,6 +102,13 @@ def test_title_uses_the_h1_the_metadata_confirm_not_the_logo() -> None:
     assert extract(page(head, body)).title == "Storm hits the coast"  # type: ignore[attr-defined]
 
 
+def test_title_from_a_page_of_many_huge_headings_is_still_the_headline() -> None:
+    head = meta("og:title", "Storm hits the coast") + meta("twitter:title", "x " * 1_000_000)
+    headings = "<h1>Menu</h1>" * 20_000 + "<h1>" + "word " * 200_000 + "</h1>"
+    got = extract(page(head, headings + "<article><h1>Storm hits the east coast again</h1>"))
+    assert got.title == "Storm hits the east coast again"  # type: ignore[attr-defined]
+
+
 def test_title_strips_the_domain_when_the_site_name_is_unknown() -> None:
     assert extract(page("<title>Storm hits coast | Example</title>")).title == "Storm hits coast"  # type: ignore[attr-defined]
 
