@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from urllib.parse import urljoin, urlsplit
 
-import lxml.html
 from bs4.dammit import EncodingDetector
 from lxml import etree
 
@@ -35,7 +34,9 @@ _LATIN1_ALIASES = frozenset({"iso-8859-1", "iso8859-1", "latin-1", "latin1", "as
 _SNIFF_BYTES = 200_000
 _MAX_NULS = 8
 _INDEXED_TAGS = ("meta", "link", "script", "base", "title")
-_PARSER = lxml.html.HTMLParser(huge_tree=True, remove_comments=True, remove_pis=True)
+# etree's parser, not lxml.html's: the same libxml2 parse, without looking up a Python
+# element class for every element touched (~6% of an extraction).
+_PARSER = etree.HTMLParser(huge_tree=True, remove_comments=True, remove_pis=True)
 
 
 @dataclass(slots=True)
@@ -143,9 +144,11 @@ def parse_page(text: str, url: str, now: datetime) -> Page:
         raise ExtractError(url, "document is not HTML")
     text = _XML_DECL.sub("", text, count=1)
     try:
-        root = lxml.html.document_fromstring(text.replace("\x00", ""), parser=_PARSER)
-    except (etree.ParserError, ValueError) as exc:
+        root = etree.fromstring(text.replace("\x00", ""), parser=_PARSER)
+    except (etree.LxmlError, ValueError) as exc:
         raise ExtractError(url, f"unparseable HTML: {exc}") from exc
+    if root is None:
+        raise ExtractError(url, "unparseable HTML: the document is empty")
     page = Page(root=root, url=url, base_url=url, now=now)
     _index(page)
     return page
