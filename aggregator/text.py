@@ -10,10 +10,11 @@ import html
 import re
 import unicodedata
 
-import lxml.html
 from lxml import etree
 
 _TAG_HINT = re.compile(r"<[A-Za-z!/?]")
+_WHOLE_DOCUMENT = re.compile(r"^\s*<(?:html|!doctype)", re.IGNORECASE)  # as lxml.html tells
+_FRAGMENT_PARSER = etree.HTMLParser()
 # C0/C1 controls (but tab/newline/CR), bidi overrides and isolates, and non-characters.
 _UNSAFE_CHARS = re.compile(
     "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff\ufffe\uffff]"
@@ -55,12 +56,30 @@ def html_to_text(markup: str) -> str:
     if not _TAG_HINT.search(markup):
         return clean_inline(markup)
     try:
-        root = lxml.html.fragment_fromstring(strip_unsafe_chars(markup), create_parent="div")
-    except (etree.ParserError, ValueError):
+        body = _fragment_body(strip_unsafe_chars(markup))
+    except (etree.LxmlError, ValueError):
         return clean_inline(re.sub(r"<[^>]*>", " ", markup))
+    if body is None:
+        return ""  # a whole document with no body shows no text
     parts: list[str] = []
-    _collect_text(root, parts)
+    _collect_text(body, parts)
     return clean_inline(" ".join(parts).replace("\u00a0", " "))
+
+
+def _fragment_body(markup: str) -> etree._Element | None:
+    """The `<body>` holding `markup` parsed as an HTML fragment (None: a whole document
+    without one).
+
+    As `lxml.html.fragment_fromstring` parses it: wrapped in ``<html><body>`` unless it
+    starts as a whole document. Its parse asserts that a body exists, so a summary of
+    ``<html></html>`` failed the whole feed; and its parser looks up a Python class for
+    every element, which etree's does not.
+    """
+    document = markup if _WHOLE_DOCUMENT.match(markup) else f"<html><body>{markup}</body></html>"
+    root = etree.fromstring(document, _FRAGMENT_PARSER)
+    if root is None:
+        raise etree.ParserError("the document is empty")
+    return next((child for child in root if child.tag == "body"), None)
 
 
 def _collect_text(element: etree._Element, parts: list[str]) -> None:

@@ -434,3 +434,14 @@ def test_miniflux_html_pages_are_refused(eval_dir: Path) -> None:
     for path in sorted((eval_dir / "feeds-miniflux").glob("*/*.html")):
         with pytest.raises(ParseError, match="HTML page"):
             parse_feed(path.read_bytes(), url=FEED_URL)
+
+
+def test_a_summary_that_is_a_bodiless_document_loses_nothing() -> None:
+    items = (
+        "<item><title>One</title><link>https://t.example/1</link>"
+        "<description>&lt;html&gt;&lt;/html&gt;</description></item>"
+        "<item><title>Two</title><link>https://t.example/2</link>"
+        "<description>fine</description></item>"
+    )
+    parsed = parse_feed(_rss(items), url=FEED_URL)
+    assert [(e.title, e.summary) for e in parsed.entries] == [("One", ""), ("Two", "fine")]

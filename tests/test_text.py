@@ -1,11 +1,13 @@
-"""Text cleaning helpers: whitespace collapsing and inline cleaning."""
+"""Text cleaning helpers: whitespace collapsing, inline cleaning, HTML to text."""
 
 from __future__ import annotations
 
 import re
 import sys
 
-from aggregator.text import clean_inline, collapse_whitespace
+import pytest
+
+from aggregator.text import clean_inline, collapse_whitespace, html_to_text
 
 EVERY_CHARACTER = "".join(
     chr(code) for code in range(sys.maxunicode + 1) if not 0xD800 <= code <= 0xDFFF
@@ -30,3 +32,18 @@ def test_collapse_keeps_words_and_drops_runs_and_ends() -> None:
 def test_clean_inline_decodes_strips_normalises_and_collapses() -> None:
     assert clean_inline("Caf&eacute;\u202e  &amp;\n\tbar\x00") == "Café & bar"
     assert clean_inline("e\u0301") == "\u00e9"  # NFC
+
+
+@pytest.mark.parametrize(
+    ("markup", "expected"),
+    [
+        # Whole documents without a body: lxml.html's fragment parse asserted a body.
+        ("<html></html>", ""),
+        ("<!DOCTYPE html><html><head><title>Only a head</title></head></html>", ""),
+        ("<html><body><p>In the <b>body</b></p></body></html>", "In the body"),
+        (" lead <b>bold</b> tail <script>no()</script>", "lead bold tail"),
+        ("<p>One</p><p>Two</p>", "One Two"),
+    ],
+)
+def test_html_to_text(markup: str, expected: str) -> None:
+    assert html_to_text(markup) == expected
