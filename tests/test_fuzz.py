@@ -1,5 +1,10 @@
 """Fuzz targets for the two parsers that read untrusted bytes: feeds and article pages.
 
+Two kinds of input: fragments shuffled into malformed documents (the parsers' own
+robustness), and well-formed feeds whose every field holds a hostile value, carried
+through the whole per-record path (record, topics and quality, linking features,
+Markdown and JSONL round trip).
+
 Hypothesis, bounded: a fixed number of examples, a per-example deadline, no shrink-phase
 explosion. The only acceptable outcomes are a result or the module's own error
 (ParseError / ExtractError); anything else is a crash, and every crash found becomes a
@@ -8,6 +13,7 @@ regression case in the REGRESSIONS lists below.
 
 from __future__ import annotations
 
+import html
 from datetime import UTC, datetime
 
 import pytest
@@ -15,9 +21,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aggregator.errors import ExtractError, ParseError
+from aggregator.export.jsonl import parse_json_line, record_to_json_line
+from aggregator.export.markdown import parse_markdown, render_markdown
 from aggregator.extract import extract_page
 from aggregator.feeds import parse_feed
 from aggregator.models import PageMetadata, ParsedFeed
+from aggregator.records import build_record
+from aggregator.settings import parse_settings
+from aggregator.tracking import Tracker, record_features
 
 URL = "https://fuzz.example/feed"
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
@@ -160,6 +171,9 @@ FEED_REGRESSIONS: list[bytes] = [
     b'{"items": [' + b"[" * 100_000 + b"]" * 100_000 + b"]}",  # deep nesting
     b"<!DOCTYPE rss [" + b"<!-- " * 10_000 + b"]><rss/>",
     b"<rss><channel>" + b"<item>" * 3000 + b"</channel></rss>",  # unclosed entries
+    # a summary that is a whole document without a body: lxml.html asserted one
+    b"<rss><channel><item><title>t</title><link>https://a.example/1</link>"
+    b"<description>&lt;html&gt;&lt;/html&gt;</description></item></channel></rss>",
 ]
 PAGE_REGRESSIONS: list[bytes] = [
     b'<script type="application/ld+json">' + b"[" * 100_000 + b"</script>",
@@ -176,3 +190,78 @@ def test_feed_regressions(content: bytes) -> None:
 @pytest.mark.parametrize("content", PAGE_REGRESSIONS, ids=lambda c: f"{len(c)}b")
 def test_page_regressions(content: bytes) -> None:
     check_page(content, None)
+
+
+HOSTILE_VALUES = [
+    "<html></html>",
+    "<!doctype html><html><head><title>x</title></head></html>",
+    "<p>para</p>",
+    "<script>alert(1)</script>",
+    "&amp;",
+    "&#0;",
+    "&#x110000;",
+    "\x00",
+    "\u202e",
+    "javascript:alert(1)",
+    "//x",
+    "http://[::1]/",
+    "https://a.example/x?utm_source=1#frag",
+    "http://xn--/",
+    "9999-99-99T99:99:99Z",
+    "2024-02-30",
+    "Mon, 32 Foo 2024",
+    "1e309",
+    "-1",
+    "99999999999999999999",
+    "\U0001f600",
+    "İſ",
+    "a" * 300,
+    "<![CDATA[",
+    "]]>",
+    "%E0%A4%A",
+]
+hostile = st.lists(st.sampled_from(HOSTILE_VALUES) | st.text(max_size=8), max_size=6).map("".join)
+
+
+@st.composite
+def hostile_rss(draw: st.DrawFn) -> bytes:
+    """A well-formed RSS feed whose fields are hostile values."""
+    tags = ("title", "link", "guid", "description", "pubDate", "category", "author")
+    items = []
+    for _ in range(draw(st.integers(1, 3))):
+        fields = "".join(f"<{tag}>{html.escape(draw(hostile))}</{tag}>" for tag in tags)
+        url, width = html.escape(draw(hostile)), html.escape(draw(hostile))
+        items.append(f'<item>{fields}<media:content url="{url}" width="{width}"/></item>')
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>'
+        '<rss version="2.0" xmlns:media="http://search.yahoo.com/mrss/"><channel>'
+        f"<title>{html.escape(draw(hostile))}</title>{''.join(items)}</channel></rss>"
+    ).encode("utf-8", "surrogatepass")
+
+
+SETTINGS = parse_settings(
+    {
+        "sources": [{"name": "fuzz", "url": URL}],
+        "topics": [{"name": "AI", "keywords": ["artificial intelligence", "AI"]}],
+    }
+)
+
+
+@FUZZ
+@given(hostile_rss())
+def test_fuzz_hostile_values_through_the_record_path(content: bytes) -> None:
+    try:
+        parsed = parse_feed(content, url=URL)
+    except ParseError:
+        return
+    tracker = Tracker(SETTINGS, None)
+    for entry in parsed.entries:
+        record = build_record(
+            entry, None, SETTINGS.sources[0], feed_url=URL, fetched_at=NOW, now=NOW
+        )
+        if record is None:
+            continue
+        (record,) = tracker.enrich([record], now=NOW)
+        record_features(record)
+        assert parse_markdown(render_markdown(record)).web_url == record.web_url
+        assert parse_json_line(record_to_json_line(record)).title == record.title
