@@ -66,10 +66,9 @@ class Page:
         if not href:
             return None
         href = href.strip()
-        if href.startswith("//"):
-            scheme = urlsplit(self.base_url).scheme or "https"
-            href = f"{scheme}:{href}"
         try:
+            if href.startswith("//"):
+                href = f"{urlsplit(self.base_url).scheme or 'https'}:{href}"
             joined = urljoin(self.base_url, href)
             parts = urlsplit(joined)
         except ValueError:

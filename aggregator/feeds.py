@@ -33,7 +33,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
 import feedparser
 
@@ -41,6 +41,7 @@ from aggregator import feeds_fast
 from aggregator.dates import parse_datetime
 from aggregator.errors import ParseError
 from aggregator.models import FeedHints, Image, ParsedFeed, RawEntry
+from aggregator.normalize import join_url
 from aggregator.text import clean_inline, html_to_text
 
 log = logging.getLogger(__name__)
@@ -316,7 +317,11 @@ def _is_image_media(media: Mapping[str, Any]) -> bool:
     medium, kind = media.get("medium"), str(media.get("type") or "")
     if medium or kind:
         return medium == "image" or kind.startswith("image/")
-    return not urlsplit(str(media.get("url") or "")).path.lower().endswith(_NOT_IMAGE_EXT)
+    try:
+        path = urlsplit(str(media.get("url") or "")).path
+    except ValueError:  # not a URL at all: not an image either
+        return False
+    return not path.lower().endswith(_NOT_IMAGE_EXT)
 
 
 def _area(media: Mapping[str, Any]) -> int:
@@ -356,8 +361,11 @@ def _safe_url(value: object, base: str) -> str:
     """An absolute http(s) URL, or "" for anything else (javascript:, data:, mailto:…)."""
     if not isinstance(value, str) or not value.strip():
         return ""
-    absolute = urljoin(base, value.strip()) if base else value.strip()
-    parts = urlsplit(absolute)
+    absolute = join_url(base, value.strip())
+    try:
+        parts = urlsplit(absolute)
+    except ValueError:
+        return ""
     return absolute if parts.scheme in ("http", "https") and parts.netloc else ""
 
 

@@ -23,7 +23,7 @@ import ipaddress
 import unicodedata
 from functools import cache
 from typing import Any
-from urllib.parse import SplitResult, unquote_plus, urlsplit, urlunsplit
+from urllib.parse import SplitResult, unquote_plus, urljoin, urlsplit, urlunsplit
 
 AMP_CACHE_DOMAIN = "cdn.ampproject.org"
 DEFAULT_EXCERPT_LIMIT = 340
@@ -96,6 +96,16 @@ def _clean_query(query: str) -> str:
     """Drop tracking parameters; kept parameters keep their order and their encoding."""
     kept = [pair for pair in query.split("&") if pair and not is_tracking_param(pair.split("=")[0])]
     return "&".join(kept)
+
+
+def join_url(base: str, href: str) -> str:
+    """`href` resolved against `base` (as is without one); "" when either cannot be parsed
+    as a URL: urllib raises ValueError on a bad bracketed host ("http://[", "https://[x]/"),
+    and one such link in a feed must not fail the feed."""
+    try:
+        return urljoin(base, href) if base else href
+    except ValueError:
+        return ""
 
 
 def canonical_url(url: str) -> str:

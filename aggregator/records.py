@@ -18,13 +18,13 @@ Scores, topics, stories and seals are filled by later steps.
 from __future__ import annotations
 
 from datetime import datetime
-from urllib.parse import urljoin
 
 from aggregator.dates import first_plausible
 from aggregator.models import Image, PageMetadata, Provenance, Provider, RawEntry, Record
 from aggregator.normalize import (
     amp_cache_url,
     canonical_url,
+    join_url,
     make_excerpt,
     provider_domain,
     provider_name_from_domain,
@@ -92,7 +92,7 @@ def choose_web_url(entry: RawEntry | None, page: PageMetadata | None) -> str:
     link = canonical_url(entry.link) if entry else ""
     page_url = canonical_url(page.url) if page else ""
     if page and page.canonical_url:
-        canonical = canonical_url(urljoin(page.url, page.canonical_url.strip()))
+        canonical = canonical_url(join_url(page.url, page.canonical_url.strip()))
         if same_site(canonical, link) or same_site(canonical, page_url):
             return canonical
     return link or page_url
@@ -130,7 +130,7 @@ def choose_amp_url(page: PageMetadata | None) -> str:
     """The page's amphtml link made absolute and canonical (the AMP query is kept), or ""."""
     if page is None or not page.amp_url:
         return ""
-    return canonical_url(urljoin(page.url, page.amp_url.strip()))
+    return canonical_url(join_url(page.url, page.amp_url.strip()))
 
 
 def choose_type(page: PageMetadata | None, source: SourceSettings) -> str:
@@ -162,7 +162,7 @@ def merge_images(
     seen: set[str] = set()
     merged: list[Image] = []
     for image in candidates:
-        url = urljoin(base, image.url.strip()) if base else image.url.strip()
+        url = join_url(base, image.url.strip())
         key = canonical_url(url)
         if not key or key in seen:
             continue

@@ -179,7 +179,11 @@ def slug_title(web_url: str) -> str:
     Stands in for the title of an item that has no text at all: news URLs usually carry
     their headline as a slug (``/rihanna-cousin-shot-dead/``).
     """
-    segments = [seg for seg in urlsplit(web_url).path.split("/") if seg.count("-") >= 2]
+    try:
+        path = urlsplit(web_url).path
+    except ValueError:  # not a URL ("http://["): no slug
+        return ""
+    segments = [seg for seg in path.split("/") if seg.count("-") >= 2]
     if not segments:
         return ""
     words = _SLUG_SPLIT.split(max(segments, key=len).rsplit(".", 1)[0])

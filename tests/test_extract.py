@@ -109,6 +109,12 @@ def test_title_from_a_page_of_many_huge_headings_is_still_the_headline() -> None
     assert got.title == "Storm hits the east coast again"  # type: ignore[attr-defined]
 
 
+def test_a_page_url_urllib_cannot_parse_gives_no_links_and_no_crash() -> None:
+    head = meta("og:title", "Storm") + meta("og:image", "//cdn.example/a.jpg")
+    got = extract(page(head + '<link rel="canonical" href="//a.example/x">'), url="//[")
+    assert (got.title, got.images, got.canonical_url) == ("Storm", (), None)  # type: ignore[attr-defined]
+
+
 def test_title_strips_the_domain_when_the_site_name_is_unknown() -> None:
     assert extract(page("<title>Storm hits coast | Example</title>")).title == "Storm hits coast"  # type: ignore[attr-defined]
 

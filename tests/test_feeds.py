@@ -445,3 +445,31 @@ def test_a_summary_that_is_a_bodiless_document_loses_nothing() -> None:
     )
     parsed = parse_feed(_rss(items), url=FEED_URL)
     assert [(e.title, e.summary) for e in parsed.entries] == [("One", ""), ("Two", "fine")]
+
+
+BAD_URLS = ["http://[", "https://[x]/", "//[", "http://]/"]
+
+
+@pytest.mark.parametrize("bad", BAD_URLS)
+def test_urls_urllib_cannot_parse_lose_only_themselves(bad: str) -> None:
+    # urllib raises ValueError on a bad bracketed host; one such URL failed the feed.
+    items = (
+        "<item><title>One</title><link>https://t.example/1</link>"
+        f'<media:content url="{bad}"/><enclosure url="{bad}" type="image/jpeg"/>'
+        f'<description>&lt;img src="{bad}"&gt;</description></item>'
+        f"<item><title>Two</title><link>{bad}</link></item>"
+    )
+    media = b' version="2.0" xmlns:media="http://search.yahoo.com/mrss/"'
+    parsed = parse_feed(_rss(items).replace(b' version="2.0"', media), url=FEED_URL)
+    assert [(e.title, e.link, e.images) for e in parsed.entries] == [
+        ("One", "https://t.example/1", ()),
+        ("Two", "", ()),
+    ]
+    document = {
+        "version": "https://jsonfeed.org/version/1.1",
+        "title": "J",
+        "feed_url": bad,
+        "items": [{"id": "1", "url": bad, "image": bad, "title": "Three"}],
+    }
+    entries = parse_feed(json.dumps(document).encode(), url=FEED_URL).entries
+    assert [(e.title, e.link, e.images) for e in entries] == [("Three", "", ())]

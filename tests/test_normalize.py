@@ -380,3 +380,17 @@ def test_excerpt_is_a_bounded_prefix(text: str) -> None:
         assert result.endswith(" ...")
         assert len(result) <= 350
         assert text.startswith(result.removesuffix(" ..."))
+
+
+@pytest.mark.parametrize(
+    ("base", "href", "expected"),
+    [
+        ("https://a.example/x/", "y", "https://a.example/x/y"),
+        ("", "https://a.example/z", "https://a.example/z"),
+        ("https://a.example/", "http://[", ""),
+        ("http://[", "y", ""),
+        ("https://a.example/", "https://[x]/", ""),
+    ],
+)
+def test_join_url(base: str, href: str, expected: str) -> None:
+    assert normalize.join_url(base, href) == expected

@@ -388,6 +388,7 @@ def test_slug_title_reads_the_headline_slug_of_a_url() -> None:
     )
     assert slug_title("https://x.test/2017/12/27/cousin-shot-dead.html") == "cousin shot dead"
     assert slug_title("https://x.test/a/b?id=3") == ""
+    assert slug_title("http://[/broken-bracketed-host-slug") == ""  # urllib cannot parse it
 
 
 def test_an_item_without_text_links_through_its_url_slug() -> None:
