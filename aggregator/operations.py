@@ -131,7 +131,7 @@ def read_records(path: Path) -> Iterator[tuple[str, Record]]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ExportError(str(path), f"cannot read: {exc}") from None
-    yield str(path), parse_markdown(text)
+    yield str(path), parse_markdown(text, str(path))
 
 
 def normalise_imported(record: Record) -> Record:

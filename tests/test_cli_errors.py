@@ -43,6 +43,13 @@ CASES: list[tuple[str, object, list[str], str]] = [
     ("not a mapping", "- just\n- a list\n", ["fetch"], "must be a mapping"),
     ("invalid yaml", "fetch: [\n", ["fetch"], "is not valid YAML"),
     ("yaml python tag", "fetch: !!python/object/apply:os.system [id]\n", ["fetch"], "YAML"),
+    (
+        "impossible date",
+        "sources:\n  - {name: a, url: 'http://x.test/', weight: 2024-13-45}\n",
+        ["fetch"],
+        "sources[0].weight: ",
+    ),
+    ("yaml value", "fetch: {retries: !!int many}\n", ["fetch"], "a value cannot be read"),
     ("missing config file", None, ["fetch"], "cannot read config file"),
     ("daemon bad config", {"scheduler": {"crawl_tick": -1}}, ["run"], "scheduler.crawl_tick"),
     ("unknown source", GOOD, ["fetch", "--source", "nope"], "--source[0]: no source named"),
@@ -125,6 +132,16 @@ def test_the_installed_entry_point_prints_one_line(tmp_path: Path) -> None:
     """The same through a real process: what a shell user sees."""
     done = run_entry(tmp_path, "fetch", "--bogus")
     check_one_line(done.returncode, done.stdout, done.stderr, "No such option: --bogus")
+
+
+def test_a_config_nested_100000_deep_is_an_error_not_a_crash(tmp_path: Path) -> None:
+    """libyaml composes nested collections by recursing in C: before the depth check, this
+    config killed the process with SIGSEGV. In a subprocess, so a regression cannot take
+    the test run down with it."""
+    config = tmp_path / "deep.yaml"
+    config.write_text("sources: " + "[" * 100_000 + "]" * 100_000 + "\n")
+    done = run_entry(tmp_path, "fetch", "--config", str(config))
+    check_one_line(done.returncode, done.stdout, done.stderr, "nest 100001 levels deep")
 
 
 def test_the_entry_points_fast_exit_keeps_the_output_and_the_status(tmp_path: Path) -> None:

@@ -227,7 +227,15 @@ def test_unknown_date_and_empty_lists_render_and_read_back() -> None:
             "---\ntitle: x\nwebUrl: u\nprovider: {name: p}\npublishedDateTime: soon\n---\n",
             "publishedDateTime: not a date",
         ),
+        # YAML reads this as a date, which cannot exist: the field is named, no ValueError.
+        (
+            "---\ntitle: x\nwebUrl: u\nprovider: {name: p}\npublishedDateTime: 2024-13-45\n---\n",
+            "publishedDateTime: not a date: '2024-13-45'",
+        ),
+        ("---\ntitle: " + "[" * 5000 + "]" * 5000 + "\n---\n", "nest 5001 levels deep"),
+        ("---\ntitle: !!float abc\n---\n", "invalid YAML front matter: a value cannot be read"),
     ],
+    ids=lambda value: value[:40],
 )
 def test_bad_front_matter_raises_export_error_naming_the_problem(text: str, message: str) -> None:
     with pytest.raises(ExportError, match=message.replace("[", r"\[").replace("]", r"\]")):

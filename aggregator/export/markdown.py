@@ -19,7 +19,8 @@ The front matter is written by hand, not by a YAML emitter, because the seed's l
 
 Nothing is stripped. Every string is escaped instead, so any text (newlines, ``---``,
 ``: ``, ``&a``, ``!!python/object``, NUL, bidi controls, U+2028) comes back exactly and
-cannot end the front matter or inject YAML. Reading uses `yaml.safe_load` only.
+cannot end the front matter or inject YAML. Reading uses safe constructors only
+(`aggregator.yaml_input`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import yaml
 from aggregator.errors import ExportError
 from aggregator.export.fields import public_to_record, record_to_public
 from aggregator.models import Record
+from aggregator.yaml_input import YamlInputError, load_yaml
 
 _FENCE = "---"
 _QUOTED_KEYS = frozenset(
@@ -187,15 +189,15 @@ def split_front_matter(text: str, source: str = "<markdown>") -> tuple[str, str]
 
 
 def parse_markdown(text: str, source: str = "<markdown>") -> Record:
-    """Read a Markdown record back into a Record (`yaml.safe_load` only).
+    """Read a Markdown record back into a Record (safe YAML constructors only).
 
     Raises ExportError(source, …) naming the field when the front matter is invalid.
     """
     front, _body = split_front_matter(text.removeprefix("\ufeff"), source)
     try:
-        data = yaml.safe_load(front)
-    except yaml.YAMLError as exc:
-        raise ExportError(source, f"invalid YAML front matter: {exc}") from exc
+        data = load_yaml(front, exact=True)
+    except YamlInputError as exc:
+        raise ExportError(source, f"invalid YAML front matter: {exc}") from None
     if not isinstance(data, dict):
         raise ExportError(source, "front matter is not a mapping")
     try:
