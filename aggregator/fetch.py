@@ -216,9 +216,9 @@ class Fetcher:
         if kind == "page" and self._settings.respect_robots:
             await self._check_robots(url)
         headers = {"Accept": _ACCEPT[kind]}
-        if etag:
+        if etag and _sendable(etag):
             headers["If-None-Match"] = etag
-        if last_modified:
+        if last_modified and _sendable(last_modified):
             headers["If-Modified-Since"] = last_modified
         started = time.monotonic()
         host = urlsplit(url).hostname or ""
@@ -423,6 +423,16 @@ class Fetcher:
         except FetchError:
             return None
         return Protego.parse(result.content.decode("utf-8", errors="replace"))
+
+
+def _sendable(validator: str) -> bool:
+    """Whether a stored ETag or Last-Modified can go back in a request header.
+
+    A server may send bytes outside ASCII (httpx reads them as Latin-1), which httpx
+    refuses to send: one such validator failed every later fetch of its feed. Without
+    it, the request is unconditional, and an unchanged body is still recognised by its
+    hash."""
+    return validator.isascii() and validator.isprintable()
 
 
 def _check_scheme(url: str, target: str) -> None:

@@ -278,6 +278,37 @@ def test_gzip_bomb_is_capped_on_decoded_size(httpserver: HTTPServer) -> None:
         fetch(httpserver.url_for("/"), make_settings(max_body_bytes=1024 * 1024))
 
 
+def test_a_validator_outside_ascii_is_not_sent_back_and_breaks_nothing() -> None:
+    """A server's ETag and Last-Modified of Latin-1 bytes: httpx reads them, then refuses
+    to send them; the next fetch must still work, unconditionally."""
+    requests: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        requests.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n"
+            b'ETag: "caf\xe9\xff"\r\nLast-Modified: Wed, 01 Jan 2025 00:00:00 GMT\xe9\r\n\r\n<rss/>'
+        )
+        await writer.drain()
+        writer.close()
+
+    async def go() -> tuple[FetchResult, FetchResult]:
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+        try:
+            async with Fetcher(make_settings()) as fetcher:
+                first = await fetcher.fetch(url)
+                validators = {"etag": first.etag, "last_modified": first.last_modified}
+                return first, await fetcher.fetch(url, **validators)
+        finally:
+            server.close()
+
+    first, second = asyncio.run(go())
+    assert first.etag == '"caf\xe9\xff"'
+    assert (second.status, second.content) == (200, b"<rss/>")
+    assert b"If-None-Match" not in requests[1] and b"If-Modified-Since" not in requests[1]
+
+
 # --- timeouts (raw asyncio servers in the test's own loop) ------------------------------------
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
