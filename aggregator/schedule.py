@@ -226,6 +226,12 @@ def sy_interval(hints: FeedHints) -> timedelta | None:
     return period / max(1, hints.update_frequency or 1)
 
 
+# A feed's or server's figures are capped here, before any timedelta: a ttl or max-age of
+# 10**20 overflowed timedelta and failed the source's every fetch. Intervals are clamped to
+# `max_interval` later anyway.
+_LONGEST_SECONDS = 10 * 365 * 86_400
+
+
 def cache_lifetime(headers: Mapping[str, str], now: datetime) -> timedelta | None:
     """Freshness from Cache-Control max-age (minus Age), else Expires − Date; None if absent."""
     lower = {key.lower(): value for key, value in headers.items()}
@@ -238,7 +244,8 @@ def cache_lifetime(headers: Mapping[str, str], now: datetime) -> timedelta | Non
     max_age = directives.get("max-age", "")
     if max_age.isdigit():
         age = lower.get("age", "").strip()
-        return timedelta(seconds=max(0, int(max_age) - (int(age) if age.isdigit() else 0)))
+        seconds = max(0, int(max_age) - (int(age) if age.isdigit() else 0))
+        return timedelta(seconds=min(seconds, _LONGEST_SECONDS))
     expires = parse_datetime(lower.get("expires"))
     if expires is None:
         return None
@@ -318,7 +325,8 @@ def _interval_candidates(
         value, label = _frequency(obs.entry_dates, now, policy)
         candidates = [(value, f"{label} →")]
     if hints.ttl_minutes:
-        candidates.append((timedelta(minutes=hints.ttl_minutes), "ttl"))
+        ttl = timedelta(seconds=min(60 * hints.ttl_minutes, _LONGEST_SECONDS))
+        candidates.append((ttl, "ttl"))
     if (sy := sy_interval(hints)) is not None:
         candidates.append((sy, "sy:updatePeriod"))
     if (fresh := cache_lifetime(obs.headers, now)) is not None:

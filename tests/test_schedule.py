@@ -114,6 +114,8 @@ BUSY = every(M, 2000)  # alone → min interval
         pytest.param(BUSY, FeedHints(ttl_minutes=60), H, id="ttl-raises"),
         pytest.param(every(6 * H, 40), FeedHints(ttl_minutes=60), 6 * H, id="ttl-never-lowers"),
         pytest.param(BUSY, FeedHints(ttl_minutes=100_000), D, id="ttl-clamped-to-max"),
+        # past what timedelta can hold: it overflowed, failing the source's every fetch
+        pytest.param(BUSY, FeedHints(ttl_minutes=10**20), D, id="ttl-beyond-timedelta"),
         pytest.param(BUSY, FeedHints(update_period="daily", update_frequency=4), 6 * H, id="sy"),
         pytest.param(BUSY, FeedHints(update_period="hourly"), H, id="sy-hourly"),
         pytest.param(BUSY, FeedHints(update_frequency=2), 12 * H, id="sy-default-daily"),
@@ -146,6 +148,7 @@ def _http_date(value: datetime) -> str:
         pytest.param({"Cache-Control": "no-cache, max-age=7200"}, 5 * M, id="no-cache"),
         pytest.param({"Expires": "0"}, 5 * M, id="invalid-expires"),
         pytest.param({"Cache-Control": "max-age=999999"}, D, id="clamped"),
+        pytest.param({"Cache-Control": "max-age=" + "9" * 20}, D, id="beyond-timedelta"),
     ],
 )
 def test_cache_headers_honoured(headers: dict[str, str], expected: timedelta) -> None:
