@@ -6,11 +6,12 @@ og:image (with its structured width/height/alt) → JSON-LD image → twitter:im
 
 from __future__ import annotations
 
+import math
 import re
 
 from aggregator.extract_doc import Page
 from aggregator.extract_jsonld import image_entries
-from aggregator.models import Image
+from aggregator.models import Image, image_side
 from aggregator.text import clean_inline
 
 _OG_URL_KEYS = frozenset({"og:image", "og:image:url"})
@@ -102,10 +103,12 @@ def to_dimension(value: object) -> int | None:
         value = value.get("value")
     if isinstance(value, bool):
         return None
-    if isinstance(value, int | float):
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, float) and math.isfinite(value):
         number = int(value)
     elif isinstance(value, str) and (match := _DIGITS.match(value)):
         number = int(match.group(1))
     else:
         return None
-    return number if number > 0 else None
+    return image_side(number)

@@ -40,7 +40,7 @@ import feedparser
 from aggregator import feeds_fast
 from aggregator.dates import parse_datetime
 from aggregator.errors import ParseError
-from aggregator.models import FeedHints, Image, ParsedFeed, RawEntry
+from aggregator.models import FeedHints, Image, ParsedFeed, RawEntry, image_side
 from aggregator.normalize import join_url
 from aggregator.text import clean_inline, html_to_text
 
@@ -328,12 +328,17 @@ def _area(media: Mapping[str, Any]) -> int:
     return (_dimension(media.get("width")) or 0) * (_dimension(media.get("height")) or 1)
 
 
-def _dimension(value: object) -> int | None:
+def _positive(value: object) -> int | None:
     try:
         number = int(str(value).strip().removesuffix("px"))
     except (TypeError, ValueError):
         return None
     return number if number > 0 else None
+
+
+def _dimension(value: object) -> int | None:
+    number = _positive(value)
+    return None if number is None else image_side(number)
 
 
 def _image(url: object, width: object, height: object, base: str) -> Image | None:
@@ -402,9 +407,9 @@ def _hints(feed: Mapping[str, Any], text: str) -> FeedHints:
                 elif value.capitalize() in _DAYS:
                     days.append(value.capitalize())
     return FeedHints(
-        ttl_minutes=_dimension(feed.get("ttl")),
+        ttl_minutes=_positive(feed.get("ttl")),
         update_period=period,
-        update_frequency=_dimension(feed.get("sy_updatefrequency")),
+        update_frequency=_positive(feed.get("sy_updatefrequency")),
         skip_hours=tuple(sorted(set(hours))),
         skip_days=tuple(dict.fromkeys(days)),
     )

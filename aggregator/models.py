@@ -48,6 +48,16 @@ def _one_tuple(get: Callable[[Any], Any]) -> Callable[[Any], tuple[Any, ...]]:
     return lambda obj: (get(obj),)
 
 
+# Larger is a typo or a trap, and would not fit the store's 64-bit integers: a width of
+# 10**25 in one media:content failed the upsert of its whole feed.
+MAX_IMAGE_SIDE = 100_000
+
+
+def image_side(number: int) -> int | None:
+    """`number` as an image's width or height: None unless 1 to `MAX_IMAGE_SIDE` pixels."""
+    return number if 0 < number <= MAX_IMAGE_SIDE else None
+
+
 @pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class Image:

@@ -87,6 +87,17 @@ def test_any_strings_round_trip(title: str, topics: list[str]) -> None:
         ('{"title": 5, "webUrl": "u", "provider": {"name": "p"}}', "line 3: title: expected str"),
         ('{"title": "t", "webUrl": "u", "provider": {"name": "p"}, "topics": "AI"}', "topics"),
         ("[" * 100_000, "line 3"),
+        (
+            '{"title": "t", "webUrl": "u", "provider": {"name": "p"}, "quality": 1'
+            + "0" * 25
+            + "}",
+            "line 3: quality: 1" + "0" * 25 + " is out of range",
+        ),
+        (
+            '{"title": "t", "webUrl": "u", "provider": {"name": "p"}, '
+            '"images": [{"url": "u", "width": -1' + "0" * 20 + "}]}",
+            r"line 3: images\[0\].width: .* is out of range",
+        ),
     ],
 )
 def test_bad_line_names_its_number(tmp_path: Path, bad: str, message: str) -> None:

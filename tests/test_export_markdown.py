@@ -51,6 +51,7 @@ datetimes = st.datetimes(
     min_value=datetime(1970, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
 ).map(lambda value: value.replace(microsecond=0))
 sizes = st.none() | st.integers(min_value=-(2**40), max_value=2**40)
+storable = st.integers(min_value=-(2**63), max_value=2**63 - 1)  # the store's integers
 providers = st.builds(Provider, name=hostile_text, domain=hostile_text)
 
 
@@ -70,7 +71,7 @@ related_records = st.builds(
     cdn_amp_web_url=hostile_text,
     type=hostile_text,
     provider=providers,
-    quality=st.integers(),
+    quality=storable,
     images=st.lists(images(False), max_size=2).map(tuple),
 )
 records = st.builds(
@@ -84,8 +85,8 @@ records = st.builds(
     amp_web_url=hostile_text,
     cdn_amp_web_url=hostile_text,
     type=hostile_text,
-    quality=st.integers(),
-    heat=st.integers(),
+    quality=storable,
+    heat=storable,
     is_published=st.booleans(),
     topics=st.lists(hostile_text, max_size=3).map(tuple),
     images=st.lists(images(True), max_size=2).map(tuple),

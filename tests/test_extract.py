@@ -238,6 +238,11 @@ def test_og_image_with_structured_properties() -> None:
             {"@type": "ImageObject", "url": "img/3.jpg", "width": 800, "height": "450"},
             [Image("https://www.example.com/news/img/3.jpg", 800, 450)],
         ),
+        # sizes no image has (and no store integer holds) are unknown sizes
+        (
+            {"@type": "ImageObject", "url": "https://e.com/4.jpg", "width": 10**25, "height": 1e30},
+            [Image("https://e.com/4.jpg")],
+        ),
     ],
 )
 def test_jsonld_image_forms(image: object, expected: list[Image]) -> None:

@@ -21,6 +21,9 @@ from aggregator.dates import format_utc, parse_datetime
 from aggregator.errors import ParseError
 from aggregator.feeds import parse_feed
 from aggregator.models import Image, ParsedFeed
+from aggregator.records import build_record
+from aggregator.settings import SourceSettings
+from aggregator.store import Store
 from aggregator.text import html_to_text
 
 DATA = Path(__file__).parent / "data" / "feeds"
@@ -473,3 +476,23 @@ def test_urls_urllib_cannot_parse_lose_only_themselves(bad: str) -> None:
     }
     entries = parse_feed(json.dumps(document).encode(), url=FEED_URL).entries
     assert [(e.title, e.link, e.images) for e in entries] == [("Three", "", ())]
+
+
+def test_an_image_size_no_image_has_is_unknown_and_the_feed_stores(tmp_path: Path) -> None:
+    # A media:content width of 10**25 went into the record, and the store's 64-bit
+    # integer column refused it: the upsert of the whole feed failed.
+    huge = "1" + "0" * 25
+    items = (
+        "<item><title>One</title><link>https://t.example/1</link>"
+        f'<media:content url="https://t.example/i.jpg" medium="image" width="{huge}" '
+        f'height="{huge}"/></item>'
+    )
+    media = b' version="2.0" xmlns:media="http://search.yahoo.com/mrss/"'
+    (entry,) = parse_feed(_rss(items).replace(b' version="2.0"', media), url=FEED_URL).entries
+    assert entry.images == (Image("https://t.example/i.jpg"),)
+    source = SourceSettings(name="s", url=FEED_URL)
+    now = datetime(2025, 6, 1, tzinfo=UTC)
+    record = build_record(entry, None, source, feed_url=FEED_URL, fetched_at=now, now=now)
+    assert record is not None
+    with Store(f"sqlite:///{tmp_path}/a.db") as store:
+        assert store.upsert_records([record]).new == 1

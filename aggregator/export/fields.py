@@ -241,8 +241,14 @@ def _opt(data: Mapping[str, Any], key: str, kind: type[_T], default: Any, where:
     return default if value is None else _check(value, kind, _path(where, key))
 
 
+_INT64 = range(-(2**63), 2**63)  # what the store's integer columns hold
+
+
 def _int_field(data: Mapping[str, Any], key: str, where: str, default: int | None) -> Any:
-    return _opt(data, key, int, default, where)
+    value = _opt(data, key, int, default, where)
+    if value is not None and value not in _INT64:
+        raise ValueError(f"{_path(where, key)}: {value} is out of range")
+    return value
 
 
 def _date_field(data: Mapping[str, Any], key: str, where: str) -> datetime | None:
