@@ -20,10 +20,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import ipaddress
+import re
 import unicodedata
 from functools import cache
 from typing import Any
-from urllib.parse import SplitResult, unquote_plus, urljoin, urlsplit, urlunsplit
+from urllib.parse import SplitResult, quote, unquote_plus, urljoin, urlsplit, urlunsplit
 
 AMP_CACHE_DOMAIN = "cdn.ampproject.org"
 DEFAULT_EXCERPT_LIMIT = 340
@@ -98,6 +99,22 @@ def _clean_query(query: str) -> str:
     return "&".join(kept)
 
 
+# What no URL should carry raw: C0 and C1 controls, space, DEL, bidi controls, the BOM,
+# noncharacters and lone surrogates (a JSON Feed's strings can hold any of them). A NUL in
+# a stored URL fails PostgreSQL's insert of the whole batch; a bidi override spoofs it.
+_URL_UNSAFE = re.compile(
+    "[\x00-\x20\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff\ufffe\uffff\ud800-\udfff]"
+)
+
+
+def escape_url_controls(url: str) -> str:
+    """`url` with each character no URL should carry raw percent-encoded (as UTF-8), as
+    browsers encode the controls in a path."""
+    if _URL_UNSAFE.search(url) is None:
+        return url
+    return _URL_UNSAFE.sub(lambda m: quote(m.group(), safe="", errors="surrogatepass"), url)
+
+
 def join_url(base: str, href: str) -> str:
     """`href` resolved against `base` (as is without one); "" when either cannot be parsed
     as a URL: urllib raises ValueError on a bad bracketed host ("http://[", "https://[x]/"),
@@ -113,13 +130,15 @@ def canonical_url(url: str) -> str:
 
     Scheme and host are lower-cased (an IDN host stays in Unicode), user info, default ports,
     the fragment and tracking parameters are dropped; the path and the order and encoding
-    of the remaining query parameters are kept as given.
+    of the remaining query parameters are kept as given, but for the characters
+    `escape_url_controls` encodes.
     """
     parts = _split_http(url)
     if parts is None:
         return ""
     scheme = parts.scheme.lower()
-    return urlunsplit((scheme, _netloc(parts), parts.path, _clean_query(parts.query), ""))
+    path, query = escape_url_controls(parts.path), escape_url_controls(_clean_query(parts.query))
+    return urlunsplit((scheme, _netloc(parts), path, query, ""))
 
 
 def _punycode_decode(host: str) -> str | None:

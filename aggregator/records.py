@@ -24,6 +24,7 @@ from aggregator.models import Image, PageMetadata, Provenance, Provider, RawEntr
 from aggregator.normalize import (
     amp_cache_url,
     canonical_url,
+    escape_url_controls,
     join_url,
     make_excerpt,
     provider_domain,
@@ -162,7 +163,7 @@ def merge_images(
     seen: set[str] = set()
     merged: list[Image] = []
     for image in candidates:
-        url = join_url(base, image.url.strip())
+        url = escape_url_controls(join_url(base, image.url.strip()))
         key = canonical_url(url)
         if not key or key in seen:
             continue

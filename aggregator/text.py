@@ -15,9 +15,11 @@ from lxml import etree
 _TAG_HINT = re.compile(r"<[A-Za-z!/?]")
 _WHOLE_DOCUMENT = re.compile(r"^\s*<(?:html|!doctype)", re.IGNORECASE)  # as lxml.html tells
 _FRAGMENT_PARSER = etree.HTMLParser()
-# C0/C1 controls (but tab/newline/CR), bidi overrides and isolates, and non-characters.
+# C0/C1 controls (but tab/newline/CR), bidi overrides and isolates, non-characters, and lone
+# surrogates (a JSON string may escape one, "\ud800"; no UTF-8 output can hold it).
 _UNSAFE_CHARS = re.compile(
-    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff\ufffe\uffff]"
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff\ufffe\uffff"
+    "\ud800-\udfff]"
 )
 _SKIP_TAGS = ("script", "style", "noscript", "template", "iframe", "svg", "head")
 _BLOCK_TAGS = frozenset(

@@ -496,3 +496,13 @@ def test_an_image_size_no_image_has_is_unknown_and_the_feed_stores(tmp_path: Pat
     assert record is not None
     with Store(f"sqlite:///{tmp_path}/a.db") as store:
         assert store.upsert_records([record]).new == 1
+
+
+def test_a_json_feed_of_lone_surrogates_and_controls_parses(tmp_path: Path) -> None:
+    # json.loads keeps an escaped lone surrogate; hashing the title raised
+    # UnicodeEncodeError and the whole JSON Feed was lost.
+    hostile = "a\x00b\u202e\ud800"
+    item = {"id": hostile, "url": "https://t.example/1", "title": "One" + hostile}
+    document = {"version": "https://jsonfeed.org/version/1.1", "title": hostile, "items": [item]}
+    (entry,) = parse_feed(json.dumps(document).encode(), url=FEED_URL).entries
+    assert (entry.title, entry.guid) == ("Oneab", "ab")

@@ -394,3 +394,13 @@ def test_excerpt_is_a_bounded_prefix(text: str) -> None:
 )
 def test_join_url(base: str, href: str, expected: str) -> None:
     assert normalize.join_url(base, href) == expected
+
+
+def test_canonical_url_encodes_what_no_url_carries_raw() -> None:
+    url = "https://a.example/x\x00b c\u202e?q=1\x01&utm_source=z"
+    assert normalize.canonical_url(url) == "https://a.example/x%00b%20c%E2%80%AE?q=1%01"
+    assert normalize.escape_url_controls("https://a.example/i\ud800") == (
+        "https://a.example/i%ED%A0%80"
+    )
+    plain = "https://a.example/ünï/path?q=é"
+    assert normalize.canonical_url(plain) == plain == normalize.escape_url_controls(plain)

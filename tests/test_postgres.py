@@ -128,3 +128,31 @@ def test_cli_fetch_and_export_work_on_postgres(pg_url: str, tmp_path: Path) -> N
     config.write_text(yaml.safe_dump({"storage": {"url": pg_url}, "data_dir": str(tmp_path)}))
     result = CliRunner().invoke(app, ["export", "--config", str(config), "--format", "jsonl"])
     assert result.exit_code == 0, result.output
+
+
+def test_a_json_feed_of_control_characters_stores_on_postgres(pg_url: str) -> None:
+    """PostgreSQL refuses a NUL in text: one in a JSON Feed's item URL failed the upsert
+    of the whole batch. Controls and lone surrogates never reach a stored field."""
+    import json
+    from datetime import UTC, datetime
+
+    from aggregator.feeds import parse_feed
+    from aggregator.records import build_record
+    from aggregator.settings import SourceSettings
+
+    hostile = "a\x00b\x01c\u202e\ud800"
+    item = {"id": hostile, "url": "https://a.example/x" + hostile, "title": hostile + " story"}
+    item |= {"summary": hostile, "image": "https://a.example/i.jpg" + hostile, "tags": [hostile]}
+    document = {"version": "https://jsonfeed.org/version/1.1", "title": "J", "items": [item]}
+    feed_url = "https://f.example/feed.json"
+    (entry,) = parse_feed(json.dumps(document).encode(), url=feed_url).entries
+    source = SourceSettings(name="j", url=feed_url)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    record = build_record(entry, None, source, feed_url=feed_url, fetched_at=now, now=now)
+    assert record is not None
+    with Store(pg_url) as store:
+        assert store.upsert_records([record]).new == 1
+        stored = store.get_record(record.web_url)
+    assert stored is not None
+    assert stored.record.web_url == "https://a.example/xa%00b%01c%E2%80%AE%ED%A0%80"
+    assert stored.record.title == "abc story"

@@ -47,3 +47,9 @@ def test_clean_inline_decodes_strips_normalises_and_collapses() -> None:
 )
 def test_html_to_text(markup: str, expected: str) -> None:
     assert html_to_text(markup) == expected
+
+
+def test_clean_inline_drops_lone_surrogates() -> None:
+    # json.loads turns "\\ud800" into one; no UTF-8 output (hash, store, export) holds it.
+    assert clean_inline("a\ud800b\udfff") == "ab"
+    assert html_to_text("<p>x\ud800</p>") == "x"
