@@ -60,7 +60,10 @@ def _parse_iso(text: str) -> datetime | None:
         )
     except ValueError:
         return None
-    return to_utc(value - _zone_offset(zone))
+    try:
+        return to_utc(value - _zone_offset(zone))
+    except OverflowError:  # "9999-12-31T23:59:59-23:59" is past year 9999 in UTC
+        return None
 
 
 def _zone_offset(zone: str | None) -> timedelta:
@@ -75,11 +78,9 @@ def _zone_offset(zone: str | None) -> timedelta:
 def _parse_rfc2822(text: str) -> datetime | None:
     try:
         value = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
+        return None if value is None else to_utc(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    if value is None:
-        return None
-    return to_utc(value)
 
 
 def is_plausible(value: datetime, now: datetime, skew: timedelta = DEFAULT_SKEW) -> bool:

@@ -115,6 +115,12 @@ def test_a_page_url_urllib_cannot_parse_gives_no_links_and_no_crash() -> None:
     assert (got.title, got.images, got.canonical_url) == ("Storm", (), None)  # type: ignore[attr-defined]
 
 
+def test_a_page_date_past_year_9999_in_utc_is_skipped() -> None:
+    head = meta("og:title", "T") + meta("article:published_time", "9999-12-31T23:59:59-23:59")
+    head += meta("date", "2024-05-01T10:00:00Z", "name")
+    assert extract(page(head)).published == datetime(2024, 5, 1, 10, tzinfo=UTC)  # type: ignore[attr-defined]
+
+
 def test_title_strips_the_domain_when_the_site_name_is_unknown() -> None:
     assert extract(page("<title>Storm hits coast | Example</title>")).title == "Storm hits coast"  # type: ignore[attr-defined]
 

@@ -506,3 +506,15 @@ def test_a_json_feed_of_lone_surrogates_and_controls_parses(tmp_path: Path) -> N
     document = {"version": "https://jsonfeed.org/version/1.1", "title": hostile, "items": [item]}
     (entry,) = parse_feed(json.dumps(document).encode(), url=FEED_URL).entries
     assert (entry.title, entry.guid) == ("Oneab", "ab")
+
+
+@pytest.mark.parametrize("text", ["9999-12-31T23:59:59-23:59", "Fri, 31 Dec 9999 23:59:59 -2359"])
+def test_a_date_past_year_9999_in_utc_is_no_date(text: str) -> None:
+    # Converting it to UTC overflowed, and the OverflowError lost the whole feed.
+    assert parse_datetime(text) is None
+    items = (
+        f"<item><title>One</title><link>https://t.example/1</link><pubDate>{text}</pubDate>"
+        "</item><item><title>Two</title><link>https://t.example/2</link></item>"
+    )
+    parsed = parse_feed(_rss(items), url=FEED_URL)
+    assert [(e.title, e.published) for e in parsed.entries] == [("One", None), ("Two", None)]

@@ -147,6 +147,8 @@ def _http_date(value: datetime) -> str:
         ),
         pytest.param({"Cache-Control": "no-cache, max-age=7200"}, 5 * M, id="no-cache"),
         pytest.param({"Expires": "0"}, 5 * M, id="invalid-expires"),
+        # past year 9999 once in UTC: parsing it raised OverflowError
+        pytest.param({"Expires": "Fri, 31 Dec 9999 23:59:59 -2359"}, 5 * M, id="beyond-9999"),
         pytest.param({"Cache-Control": "max-age=999999"}, D, id="clamped"),
         pytest.param({"Cache-Control": "max-age=" + "9" * 20}, D, id="beyond-timedelta"),
     ],
