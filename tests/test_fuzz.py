@@ -1,9 +1,9 @@
 """Fuzz targets for the two parsers that read untrusted bytes: feeds and article pages.
 
 Two kinds of input: fragments shuffled into malformed documents (the parsers' own
-robustness), and well-formed feeds whose every field holds a hostile value, carried
-through the whole per-record path (record, topics and quality, linking features,
-Markdown and JSONL round trip).
+robustness), and well-formed RSS and JSON feeds whose every field holds a hostile value,
+carried through the whole per-record path (record, topics and quality, linking features,
+Markdown and JSONL round trip, a real SQLite store).
 
 Hypothesis, bounded: a fixed number of examples, a per-example deadline, no shrink-phase
 explosion. The only acceptable outcomes are a result or the module's own error
@@ -14,6 +14,8 @@ regression case in the REGRESSIONS lists below.
 from __future__ import annotations
 
 import html
+import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -28,6 +30,7 @@ from aggregator.feeds import parse_feed
 from aggregator.models import PageMetadata, ParsedFeed
 from aggregator.records import build_record
 from aggregator.settings import parse_settings
+from aggregator.store import Store
 from aggregator.tracking import Tracker, record_features
 
 URL = "https://fuzz.example/feed"
@@ -222,6 +225,10 @@ HOSTILE_VALUES = [
     "<![CDATA[",
     "]]>",
     "%E0%A4%A",
+    "9999-12-31T23:59:59-23:59",  # past year 9999 in UTC
+    "Fri, 31 Dec 9999 23:59:59 -2359",
+    "1" + "0" * 25,  # past what the store's integers hold
+    "\ud800",  # a JSON string can escape a lone surrogate
 ]
 hostile = st.lists(st.sampled_from(HOSTILE_VALUES) | st.text(max_size=8), max_size=6).map("".join)
 
@@ -242,6 +249,26 @@ def hostile_rss(draw: st.DrawFn) -> bytes:
     ).encode("utf-8", "surrogatepass")
 
 
+@st.composite
+def hostile_json_feed(draw: st.DrawFn) -> bytes:
+    """A JSON Feed whose strings are hostile values (lone surrogates included)."""
+    keys = ("id", "url", "external_url", "title", "summary", "content_html", "image")
+    items = [
+        {key: draw(hostile) for key in keys}
+        | {"date_published": draw(hostile), "tags": [draw(hostile)], "authors": [{}]}
+        for _ in range(draw(st.integers(1, 3)))
+    ]
+    document = {"version": "https://jsonfeed.org/version/1.1", "title": draw(hostile)}
+    return json.dumps(document | {"items": items}).encode()
+
+
+@pytest.fixture(scope="module")
+def fuzz_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    """One SQLite store for every example: each record must be storable."""
+    with Store(f"sqlite:///{tmp_path_factory.mktemp('fuzz')}/a.db") as store:
+        yield store
+
+
 SETTINGS = parse_settings(
     {
         "sources": [{"name": "fuzz", "url": URL}],
@@ -251,8 +278,8 @@ SETTINGS = parse_settings(
 
 
 @FUZZ
-@given(hostile_rss())
-def test_fuzz_hostile_values_through_the_record_path(content: bytes) -> None:
+@given(content=hostile_rss() | hostile_json_feed())
+def test_fuzz_hostile_values_through_the_record_path(content: bytes, fuzz_store: Store) -> None:
     try:
         parsed = parse_feed(content, url=URL)
     except ParseError:
@@ -268,3 +295,5 @@ def test_fuzz_hostile_values_through_the_record_path(content: bytes) -> None:
         record_features(record)
         assert parse_markdown(render_markdown(record)).web_url == record.web_url
         assert parse_json_line(record_to_json_line(record)).title == record.title
+        fuzz_store.upsert_records([record])
+        assert fuzz_store.get_record(record.web_url) is not None
