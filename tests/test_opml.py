@@ -79,6 +79,19 @@ def test_invalid_outlines_are_reported_not_fatal() -> None:
     assert all("line " in p for p in problems)
 
 
+def test_names_and_urls_lose_controls_and_bidi_overrides() -> None:
+    # XML allows DEL, C1 controls and bidi overrides: an imported source's name or
+    # category carried them into the tables; its URL keeps them, percent-encoded.
+    outline = (
+        '<outline text="Ev&#x202e;il&#x7f;" xmlUrl="https://a.example/f&#x202e;d x" '
+        'category="Wo&#x85;rld"/>'
+    )
+    data = f'<opml version="2.0"><body>{outline}</body></opml>'.encode()
+    (feed,) = parse_opml(data).feeds
+    assert (feed.name, feed.category) == ("Evil", "Wo rld")
+    assert feed.url == "https://a.example/f%E2%80%AEd%20x"
+
+
 @pytest.mark.parametrize(
     "data",
     [b"not xml at all", b"<rss version='2.0'><channel/></rss>", b"<opml version='2.0'/>"],

@@ -26,6 +26,8 @@ from urllib.parse import urlsplit
 from lxml import etree
 
 from aggregator.errors import ParseError
+from aggregator.normalize import escape_url_controls
+from aggregator.text import strip_unsafe_chars
 
 NS = "https://github.com/aggregator/aggregator/opml"
 DEFAULT_CATEGORY = "news"
@@ -98,8 +100,10 @@ def _is(element: etree._Element, name: str) -> bool:
 
 
 def clean_text(value: str | None) -> str:
-    """`value` with XML-illegal characters dropped and whitespace collapsed."""
-    return _SPACES.sub(" ", _NOT_XML.sub("", value or "")).strip()
+    """`value` with XML-illegal characters dropped, whitespace collapsed, and the
+    characters `strip_unsafe_chars` drops (C1 controls, bidi overrides: an imported
+    source's name or category could spoof what the tables show) dropped too."""
+    return strip_unsafe_chars(_SPACES.sub(" ", _NOT_XML.sub("", value or ""))).strip()
 
 
 def is_http_url(value: str) -> bool:
@@ -135,7 +139,7 @@ class _Reader:
             if len(outline) == 0 and (_attr(outline, "htmlUrl") or _attr(outline, "type")):
                 self.problems.append(OpmlProblem(where, "no xmlUrl; skipped"))
             return
-        url = clean_text(raw_url)
+        url = escape_url_controls(_NOT_XML.sub("", raw_url).strip())
         if not is_http_url(url):
             message = f"xmlUrl {url[:200]!r} is not an http(s) URL; skipped"
             self.problems.append(OpmlProblem(where, message))
