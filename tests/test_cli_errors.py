@@ -141,7 +141,8 @@ def test_a_config_nested_100000_deep_is_an_error_not_a_crash(tmp_path: Path) -> 
     config = tmp_path / "deep.yaml"
     config.write_text("sources: " + "[" * 100_000 + "]" * 100_000 + "\n")
     done = run_entry(tmp_path, "fetch", "--config", str(config))
-    check_one_line(done.returncode, done.stdout, done.stderr, "nest 100001 levels deep")
+    check_one_line(done.returncode, done.stdout, done.stderr, "is not valid YAML")
+    assert "nest" in done.stderr  # ours, or a libyaml built with a nesting limit
 
 
 def test_the_entry_points_fast_exit_keeps_the_output_and_the_status(tmp_path: Path) -> None:
