@@ -30,6 +30,7 @@ _BRACKETED_TAIL = re.compile(r"^(.*\S)\s*[(\[][^()\[\]]{1,40}[)\]]$")
 _WORD = re.compile(r"\w{2,}")
 MIN_HEADLINE_WORDS = 5
 MAX_TITLE_CHARS = 1000  # longer than this, a title or an <h1> is not a headline
+_MAX_SEGMENTS = 16  # separator-delimited segments of a title that `prefer_reference` weighs
 _MAX_SITE_WORDS = 6
 _MIN_HEADLINE_CHARS = 8
 
@@ -45,8 +46,8 @@ def strip_site_name(title: str, site_name: str | None, domain: str | None = None
     """
     cleaned = clean_inline(title)
     keys = _site_keys(site_name, domain)
-    if not cleaned or not keys:
-        return cleaned
+    if not cleaned or not keys or len(cleaned) > MAX_TITLE_CHARS:
+        return cleaned  # past that length not a decorated headline, and the search is quadratic
     for strip in (_strip_suffixes, _strip_loose_suffix, _strip_prefix):
         stripped = strip(cleaned, keys)
         if stripped != cleaned:
@@ -62,12 +63,14 @@ def prefer_reference(title: str, references: Iterable[str | None]) -> str:
     separator-delimited segments, longer than what it leaves out, or all but a short
     bracketed tail.
     """
+    if len(title) > MAX_TITLE_CHARS:
+        return title
     wanted = {_key(ref): clean_inline(ref) for ref in references if ref and _key(ref)}
     bracketed = _BRACKETED_TAIL.match(title)
     if bracketed and _key(bracketed.group(1)) in wanted:
         return wanted[_key(bracketed.group(1))]
     parts = _REFERENCE_SPLIT.split(title)
-    if len(parts) < 3:
+    if len(parts) < 3 or len(parts) > 2 * _MAX_SEGMENTS:  # every span is tried: cubic
         return title
     segments = parts[::2]
     for start in range(len(segments)):

@@ -130,3 +130,14 @@ def test_prefer_visible_headline(h1: str | None, metadata: list[str | None], exp
 )
 def test_confirmed_h1(h1s: list[str], preferred: str | None, expected: str | None) -> None:
     assert confirmed_h1(h1s, preferred, [SOCIAL, None], "Example News", "example.com") == expected
+
+
+def test_the_decoration_searches_leave_a_title_past_their_bounds_alone() -> None:
+    # Both searches are quadratic or worse: a 64 kB og:title of "a - a - … |" took 20 s
+    # in strip_site_name, and 2,500 segments would take prefer_reference minutes.
+    long_title = "word " * 300 + "| Example"
+    assert strip_site_name(long_title, "Example", None) == long_title.strip()
+    assert strip_site_name("Storm hits | Example", "Example", None) == "Storm hits"
+    many = " | ".join(f"part {index}" for index in range(20))
+    assert prefer_reference(many, ["part 3 | part 4"]) == many
+    assert prefer_reference("part 1 | part 2 | part 3", ["part 2 | part 3"]) == "part 2 | part 3"
