@@ -41,7 +41,7 @@ from aggregator import feeds_fast
 from aggregator.dates import parse_datetime
 from aggregator.errors import ParseError
 from aggregator.models import FeedHints, Image, ParsedFeed, RawEntry, image_side
-from aggregator.normalize import join_url
+from aggregator.normalize import escape_url_controls, join_url
 from aggregator.text import clean_inline, html_to_text
 
 log = logging.getLogger(__name__)
@@ -363,7 +363,10 @@ def _unique_images(images: Iterable[Image | None]) -> tuple[Image, ...]:
 
 
 def _safe_url(value: object, base: str) -> str:
-    """An absolute http(s) URL, or "" for anything else (javascript:, data:, mailto:…)."""
+    """An absolute http(s) URL, or "" for anything else (javascript:, data:, mailto:…).
+
+    Characters no URL should carry raw (controls, lone surrogates…) come out
+    percent-encoded: the link also stands in for a missing guid, which is stored as is."""
     if not isinstance(value, str) or not value.strip():
         return ""
     absolute = join_url(base, value.strip())
@@ -371,7 +374,9 @@ def _safe_url(value: object, base: str) -> str:
         parts = urlsplit(absolute)
     except ValueError:
         return ""
-    return absolute if parts.scheme in ("http", "https") and parts.netloc else ""
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return ""
+    return escape_url_controls(absolute)
 
 
 def _clean_summary(markup: str) -> tuple[str, bool]:

@@ -280,6 +280,24 @@ SETTINGS = parse_settings(
 @FUZZ
 @given(content=hostile_rss() | hostile_json_feed())
 def test_fuzz_hostile_values_through_the_record_path(content: bytes, fuzz_store: Store) -> None:
+    check_record_path(content, fuzz_store)
+
+
+RECORD_REGRESSIONS: list[bytes] = [
+    # an item without an id whose only URL is a lone surrogate: the guid fell back to the
+    # raw link, and SQLite could not encode it (found by the fuzz test above in CI)
+    b'{"version": "https://jsonfeed.org/version/1.1", "items": [{"id": "", "url": "",'
+    b' "external_url": "\\ud800", "title": "<p>para</p>"}]}',
+]
+
+
+@pytest.mark.parametrize("content", RECORD_REGRESSIONS, ids=lambda c: f"{len(c)}b")
+def test_record_path_regressions(content: bytes, fuzz_store: Store) -> None:
+    check_record_path(content, fuzz_store)
+
+
+def check_record_path(content: bytes, fuzz_store: Store) -> None:
+    """Parse, build, enrich, export, re-import and store each entry of `content`."""
     try:
         parsed = parse_feed(content, url=URL)
     except ParseError:
