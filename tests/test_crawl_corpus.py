@@ -385,7 +385,9 @@ def test_a_cancelled_crawl_stops_every_source_crawl_and_loses_nothing(
 
     with Store(settings.storage.url) as store:
         asyncio.run(cancelled_after_first_report(store))
-        assert len(seen) == 1 and left == []
+        # The cancel lands at the crawl's next suspension: a report that was already
+        # waiting (two sources done in one loop iteration) is still handed over first.
+        assert seen and left == []
         assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
         reports = asyncio.run(crawl(settings, store))
         assert {r.status for r in reports} <= {"ok", "not modified"}
