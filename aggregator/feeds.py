@@ -55,8 +55,11 @@ _BOMS = (
 )
 _XML_ENCODING = re.compile(rb"^\s*<\?xml[^>]*?encoding\s*=\s*[\"']([A-Za-z0-9._:-]+)[\"']")
 _CHARSET = re.compile(r"charset\s*=\s*[\"']?([A-Za-z0-9._:-]+)", re.IGNORECASE)
+# A comment's body cannot hold "-->": with ".*?" a comment could also end at any later
+# "-->", and a feed opening with 30 comments took minutes to tell from an HTML page.
 _HTML_START = re.compile(
-    r"^\s*(?:<\?xml[^>]*>\s*)?(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html)\b", re.I | re.S
+    r"^\s*(?:<\?xml[^>]*>\s*)?(?:<!--(?:[^-]|-(?!->))*-->\s*)*<(?:!doctype\s+html|html)\b",
+    re.I,
 )
 _HTML_TAG = re.compile(r"<(?:html|head|body)\b", re.I)
 _PROLOG_ITEM = re.compile(
@@ -69,10 +72,11 @@ _DOCTYPE_NAME = re.compile(r"<!DOCTYPE\s+([\w:.-]+)")
 # Only short literal values (or one character reference) survive: no nesting, no SYSTEM.
 _SAFE_ENTITY = re.compile(r"<!ENTITY\s+(\w+)\s+\"(&#\w+;|[^\"&%<]{0,16})\"\s*>")
 _ENTITY_DECL = re.compile(r"<!ENTITY", re.I)
-_SKIP_BLOCK = re.compile(r"<skip(Hours|Days)\b[^>]*>(.*?)</skip\1\s*>", re.S)
-_SKIP_VALUE = re.compile(r"<(?:hour|day)\b[^>]*>\s*([^<\s]+)\s*</(?:hour|day)\s*>")
-_IMG_TAG = re.compile(r"<img\b[^>]*>", re.I)
-_ATTR = re.compile(r"([\w:-]+)\s*=\s*(\"[^\"]*\"|'[^']*'|[^\s>]+)")
+_SKIP_VALUE = re.compile(r"<(?:hour|day)\b[^<>]{0,200}>\s*([^<\s]+)\s*</(?:hour|day)\s*>")
+# Neither may rescan what an earlier start already read: a tag ends at the next "<" too,
+# and a name starts where no name character precedes it (linear on hostile markup).
+_IMG_TAG = re.compile(r"<img\b[^<>]*>", re.I)
+_ATTR = re.compile(r"(?<![\w:-])([\w:-]+)\s*=\s*(\"[^\"]*\"|'[^']*'|[^\s>]+)")
 _TRUNCATION_TAIL = re.compile(
     r"(?:\s*(?:\[\s*(?:…|\.{3})\s*\]|…|\.{3}"
     r"|(?:continue|keep)\s+reading\b[^.!?]{0,150}?[\s.…»→›>]*"
@@ -404,13 +408,12 @@ def _hints(feed: Mapping[str, Any], text: str) -> FeedHints:
     period = str(feed.get("sy_updateperiod") or "").strip().lower() or None
     hours: list[int] = []
     days: list[str] = []
-    if "<skipHours" in text or "<skipDays" in text:
-        for block in _SKIP_BLOCK.finditer(text):
-            for value in _SKIP_VALUE.findall(block.group(2)):
-                if block.group(1) == "Hours" and value.isdigit() and int(value) < 24:
-                    hours.append(int(value))
-                elif value.capitalize() in _DAYS:
-                    days.append(value.capitalize())
+    for kind, block in _skip_blocks(text):
+        for value in _SKIP_VALUE.findall(block):
+            if kind == "Hours" and value.isdigit() and int(value) < 24:
+                hours.append(int(value))
+            elif value.capitalize() in _DAYS:
+                days.append(value.capitalize())
     return FeedHints(
         ttl_minutes=_positive(feed.get("ttl")),
         update_period=period,
@@ -418,6 +421,38 @@ def _hints(feed: Mapping[str, Any], text: str) -> FeedHints:
         skip_hours=tuple(sorted(set(hours))),
         skip_days=tuple(dict.fromkeys(days)),
     )
+
+
+def _skip_blocks(text: str) -> Iterator[tuple[str, str]]:
+    """The kind ("Hours" or "Days") and text of each skipHours/skipDays element.
+
+    Found with `str.find`, each character read once: a lazy regex rescanned the rest of
+    the document from every unclosed opening tag (quadratic on a hostile feed)."""
+    for kind in ("Hours", "Days"):
+        opening, closing = f"<skip{kind}", f"</skip{kind}"
+        position = 0
+        while (start := text.find(opening, position)) >= 0:
+            after = start + len(opening)
+            if text[after : after + 1].isalnum() or text[after : after + 1] == "_":
+                position = after  # another element's name, such as <skipHoursLocal>
+                continue
+            end = _closing_tag(text, closing, after)
+            if end < 0:
+                break
+            yield kind, text[after:end]
+            position = end + len(closing)
+
+
+def _closing_tag(text: str, closing: str, start: int) -> int:
+    """Where the first `closing` tag ("</name", then optional spaces and ">") begins, or -1."""
+    while (end := text.find(closing, start)) >= 0:
+        rest = end + len(closing)
+        while rest < len(text) and text[rest].isspace():
+            rest += 1
+        if text[rest : rest + 1] == ">":
+            return end
+        start = rest
+    return -1
 
 
 def _parse_json_feed(content: bytes, url: str, max_entries: int = MAX_ENTRIES) -> ParsedFeed:
