@@ -230,6 +230,33 @@ def _run_feedparser(text: str, url: str) -> Any:
         raise ParseError(url, f"feed parser failed: {exc!r}") from exc
 
 
+_FEEDPARSER_SYNC_AUTHOR = feedparser.mixin._FeedParserMixin._sync_author_detail
+
+
+def _sync_author_detail(self: Any, key: str = "author") -> None:
+    """feedparser's `_sync_author_detail` with a linear email search (`split_author_email`).
+
+    Its own regex rescans each run of address characters from every position: one long
+    author string held a parse for minutes. Where a detail already exists or there is no
+    author, feedparser's method runs as it is."""
+    context = self._get_context()
+    detail = context.get(f"{key}s", [feedparser.FeedParserDict()])[-1]
+    author = context.get(key)
+    if detail or not author:
+        _FEEDPARSER_SYNC_AUTHOR(self, key)
+        return
+    name, email = feeds_fast.split_author_email(author)
+    if name or email:
+        context.setdefault(f"{key}_detail", detail)
+    if name:
+        detail["name"] = name
+    if email:
+        detail["email"] = email
+
+
+feedparser.mixin._FeedParserMixin._sync_author_detail = _sync_author_detail
+
+
 def _bozo(result: Any) -> str | None:
     if not result.get("bozo"):
         return None
