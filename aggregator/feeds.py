@@ -77,12 +77,16 @@ _SKIP_VALUE = re.compile(r"<(?:hour|day)\b[^<>]{0,200}>\s*([^<\s]+)\s*</(?:hour|
 # and a name starts where no name character precedes it (linear on hostile markup).
 _IMG_TAG = re.compile(r"<img\b[^<>]*>", re.I)
 _ATTR = re.compile(r"(?<![\w:-])([\w:-]+)\s*=\s*(\"[^\"]*\"|'[^']*'|[^\s>]+)")
-_TRUNCATION_TAIL = re.compile(
-    r"(?:\s*(?:\[\s*(?:…|\.{3})\s*\]|…|\.{3}"
+# One marker of a truncated summary, at the end of the text. A summary may end in several;
+# one regex repeating the markers backtracked exponentially ("read more " 25 times: 43 s),
+# since a space between two markers could end the one or begin the next.
+_TRUNCATION_MARKER = re.compile(
+    r"(?:\[\s*(?:…|\.{3})\s*\]|…|\.{3}"
     r"|(?:continue|keep)\s+reading\b[^.!?]{0,150}?[\s.…»→›>]*"
-    r"|read\s+more\s*[.…»→›>]*|more\s*[»→›]+))+\s*$",
+    r"|read\s+more\s*[.…»→›>]*|more\s*[»→›]+)\s*$",
     re.I,
 )
+_TRUNCATION_TAIL_CHARS = 400
 _NOT_IMAGE_EXT = (".mp3", ".mp4", ".m4a", ".m4v", ".mov", ".webm", ".ogg", ".wav", ".m3u8")
 _DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _JSONFEED_VERSION = "https://jsonfeed.org/version/"
@@ -413,11 +417,13 @@ def _safe_url(value: object, base: str) -> str:
 def _clean_summary(markup: str) -> tuple[str, bool]:
     """Plain text of a summary, and whether it ended in a "…" / "Continue reading" tail."""
     text = html_to_text(markup)
-    tail_start = max(0, len(text) - 400)
-    match = _TRUNCATION_TAIL.search(text, tail_start)
-    if not match:
+    tail_start = max(0, len(text) - _TRUNCATION_TAIL_CHARS)
+    end = len(text)
+    while match := _TRUNCATION_MARKER.search(text, tail_start, end):
+        end = match.start()  # the leftmost marker that reaches the end, then the one before
+    if end == len(text):
         return text, False
-    return text[: match.start()].rstrip(), True
+    return text[:end].rstrip(), True
 
 
 def _guid(value: object, link: str, title: str, summary: str) -> str:
