@@ -259,6 +259,16 @@ def _sync_author_detail(self: Any, key: str = "author") -> None:
 
 
 feedparser.mixin._FeedParserMixin._sync_author_detail = _sync_author_detail
+_FEEDPARSER_ADD_TAG = feedparser.mixin._FeedParserMixin._add_tag
+
+
+def _add_tag(self: Any, term: object, scheme: object, label: object) -> None:
+    """feedparser's `_add_tag`, keeping at most `feeds_fast.MAX_TAGS` tags per context."""
+    if len(self._get_context().get("tags", ())) < feeds_fast.MAX_TAGS:
+        _FEEDPARSER_ADD_TAG(self, term, scheme, label)
+
+
+feedparser.mixin._FeedParserMixin._add_tag = _add_tag
 
 
 def _bozo(result: Any) -> str | None:
@@ -542,7 +552,7 @@ def _json_entry(item: Mapping[str, Any], base: str) -> RawEntry:
         published=parse_datetime(_text(item.get("date_published")) or None),
         updated=parse_datetime(_text(item.get("date_modified")) or None),
         authors=_unique(a.get("name") for a in authors if isinstance(a, dict)),
-        categories=_unique(tag for tag in tags if isinstance(tag, str)),
+        categories=_unique(tag for tag in tags if isinstance(tag, str))[: feeds_fast.MAX_TAGS],
         images=_unique_images([*images, _first_img(content_html, base)]),
         summary_truncated=truncated,
     )

@@ -207,6 +207,10 @@ _FIRST_ELEMENT = re.compile(r"<\w")
 _DTD = re.compile(r"<!DOCTYPE|<!ENTITY", re.I)
 _XMLNS = re.compile(r"\sxmlns(?::([^\s=/>]+))?\s*=\s*(?:\"([^\"]*)\"|'([^']*)')")
 _LINK_REF = re.compile("&([A-Za-z0-9_]+);")
+# Tags kept per entry (and per feed), here and in feedparser (`aggregator.feeds` caps its
+# `_add_tag` too): each new tag is compared with every kept one, so 100,000 categories
+# took minutes, and every one would be stored with the record.
+MAX_TAGS = 100
 # feedparser's email regex, but a match may only start where no local-part character
 # precedes it: feedparser's own rescans a run of them from each of its positions (a 40,000
 # character author took 5.6 s). A later start in the same run reaches the same "@" and the
@@ -799,7 +803,7 @@ class _Replica:
 
     def _add_tag(self, term: object, scheme: object, label: object) -> None:
         tags = self.entry.setdefault("tags", [])
-        if not term and not scheme and not label:
+        if (not term and not scheme and not label) or len(tags) >= MAX_TAGS:
             return
         tag = {"term": term, "scheme": scheme, "label": label}
         if tag not in tags:
