@@ -118,7 +118,15 @@ class WorkPool:
             self.workers = 0
             return fn(*args)
         try:
-            return await asyncio.wrap_future(executor.submit(_call, fn, args))
+            future = executor.submit(_call, fn, args)
+        except (BrokenProcessPool, OSError):
+            # Broken by another task's worker. CPython 3.11's submit can also fail with
+            # OSError("handle is closed"), writing to the wake-up pipe of a broken executor
+            # whose manager thread is closing it.
+            self._discard(executor)
+            return await self._run_alone(fn, args)
+        try:
+            return await asyncio.wrap_future(future)
         except BrokenProcessPool:
             self._discard(executor)
             return await self._run_alone(fn, args)

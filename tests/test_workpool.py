@@ -11,8 +11,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -105,6 +107,36 @@ def test_a_dying_worker_fails_only_its_own_task(pool: WorkPool) -> None:
     assert "died" in str(crashed)
     assert others == [2**n for n in range(6)]
     assert asyncio.run(pool.run(pow, 2, 5)) == 32  # replaced, and working
+
+
+class PoolWithARacingSubmit(WorkPool):
+    """Its worker pool's first task submission fails as CPython 3.11's can while the pool
+    breaks: the manager thread closes the wake-up pipe that `submit` writes to."""
+
+    failed = False
+
+    def _new_executor(self, workers: int) -> ProcessPoolExecutor:
+        executor = super()._new_executor(workers)
+        if workers > 1:
+            submit = executor.submit
+
+            def racing_submit(fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+                if fn is not len and not self.failed:  # len: the warm-up task
+                    self.failed = True
+                    raise OSError("handle is closed")
+                return submit(fn, *args, **kwargs)
+
+            executor.submit = racing_submit  # type: ignore[method-assign]
+        return executor
+
+
+def test_a_task_that_cannot_be_submitted_to_a_breaking_pool_still_runs() -> None:
+    # Seen in CI: a task beside one that killed its worker failed with this OSError.
+    with PoolWithARacingSubmit(2, preload=WORKER_MODULES) as pool:
+        assert asyncio.run(pool.run(pow, 2, 5)) == 32
+        assert not pool.started  # the pool was discarded
+        assert asyncio.run(pool.run(pow, 2, 6)) == 64  # and a fresh one started
+        assert pool.started
 
 
 def note_interval(log: str, seconds: float) -> None:
