@@ -227,6 +227,12 @@ class Fetcher:
         except FetchError:
             metrics.record_fetch(host, "error", time.monotonic() - started)
             raise
+        if result.not_modified and not {"If-None-Match", "If-Modified-Since"} & headers.keys():
+            # nothing of ours to keep: "not modified" would leave the source without entries
+            metrics.record_fetch(host, "error", time.monotonic() - started)
+            raise FetchError(
+                url, "HTTP 304 Not Modified to a request that was not conditional", 304
+            )
         outcome = "not_modified" if result.not_modified else "ok"
         metrics.record_fetch(host, outcome, time.monotonic() - started)
         if result.not_modified:  # servers may omit validators on a 304: keep the ones we sent

@@ -22,6 +22,7 @@ import gzip
 import socket
 import struct
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -150,6 +151,22 @@ def gzip_bomb(decoded_size: int) -> Handler:
     """A small gzip body that inflates to `decoded_size` bytes of zeros."""
     bomb = gzip.compress(b"\0" * decoded_size, compresslevel=9)
     return respond(200, bomb, {"Content-Type": "application/rss+xml", "Content-Encoding": "gzip"})
+
+
+def raw(head: bytes, repeat: bytes = b"", interval: float = 0.0) -> Handler:
+    """Send `head` as it is (no status line or headers added), then `repeat` over and over,
+    every `interval` seconds, until `HANG_SECONDS` pass: a server that breaks HTTP itself."""
+
+    async def handler(_request: Request, writer: asyncio.StreamWriter) -> None:
+        writer.write(head)
+        await writer.drain()
+        deadline = time.monotonic() + HANG_SECONDS
+        while repeat and time.monotonic() < deadline:
+            writer.write(repeat)
+            await writer.drain()
+            await asyncio.sleep(interval)
+
+    return handler
 
 
 def redirect(location: str, status: int = 302) -> Handler:

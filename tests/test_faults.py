@@ -39,6 +39,7 @@ from tests.faults import (
     gzip_bomb,
     hang,
     item,
+    raw,
     redirect,
     reset_mid_body,
     respond,
@@ -52,6 +53,7 @@ FAULT_HOST = "127.0.0.7"  # "public" for the guard in this module
 CANARY_HOST = "127.0.0.1"  # a real loopback address: nothing may ever reach it
 CAP = 15 * 1024 * 1024  # the default max_body_bytes
 RSS = {"Content-Type": "application/rss+xml"}
+CHUNKED = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
 SECRET = "TOP-SECRET-MARKER-9f2c"
 
 FETCH = {
@@ -184,6 +186,21 @@ def build_routes(server: FaultServer, canary: FaultServer, secret_file: Path) ->
         "redirect to localhost name": redirect(f"http://localhost:{canary.port}/secret"),
         "redirect to mapped ipv4": redirect(f"http://[::ffff:127.0.0.1]:{canary.port}/"),
         "redirect to ipv6 ula": redirect("http://[fd00::1]/feed"),
+        "header lines dripping": raw(b"HTTP/1.1 200 OK\r\n", b"X-A: b\r\n", 0.3),
+        "a 20 MB header line": raw(b"HTTP/1.1 200 OK\r\nX-A: " + b"a" * (20 << 20) + b"\r\n\r\n"),
+        "300,000 headers": raw(b"HTTP/1.1 200 OK\r\n" + b"X-A: b\r\n" * 300_000 + b"\r\n"),
+        "not http": raw(b"\x00\xff garbage \r\n\r\n" * 1000),
+        "no status line": raw(rss([item("Bare", f"{art}bare")])),
+        "chunk size past 64 bits": raw(CHUNKED + b"fffffffffffffffffffffff\r\n" + b"a" * 1000),
+        "conflicting content-length": raw(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 50\r\n\r\nhello"
+        ),
+        "100 continue forever": raw(b"", b"HTTP/1.1 100 Continue\r\n\r\n", 0.05),
+        "trailer flood": raw(CHUNKED + b"5\r\nhello\r\n0\r\n", b"X-T: y\r\n" * 100),
+        "status 999": respond(999, rss([item("Odd", f"{art}odd")]), RSS),
+        "redirect without location": respond(302, b""),
+        "redirect to javascript": redirect("javascript:alert(1)"),
+        "304 never asked for": respond(304, b""),
         "entry edge cases": respond(200, rss(edge_items), RSS),
         "entry links to private addresses": respond(
             200, rss([item(f"Private {n}", link) for n, link in enumerate(ssrf_links)]), RSS
@@ -291,6 +308,19 @@ ERRORS: dict[str, tuple[str, int | None]] = {
         r"^HTTP 429 Too Many Requests; server asks to retry after 3\d\d\d",
         429,
     ),
+    "header lines dripping": (r"^timed out after 2\.5 s \(total deadline\)", None),
+    "a 20 MB header line": (r"^network error: Receive buffer too long", None),
+    "300,000 headers": (r"^network error: Receive buffer too long", None),
+    "not http": (r"^network error: illegal status line", None),
+    "no status line": (r"^network error: Server disconnected without sending a response", None),
+    "chunk size past 64 bits": (r"^network error: illegal chunk header", None),
+    "conflicting content-length": (r"^network error: conflicting Content-Length headers", None),
+    "100 continue forever": (r"^timed out after 2\.5 s \(total deadline\)", None),
+    "trailer flood": (r"^network error: Receive buffer too long", None),
+    "status 999": (r"^HTTP 999", 999),
+    "redirect without location": (r"^HTTP 302 redirect without a Location header", 302),
+    "redirect to javascript": (r"^refusing non-http\(s\) URL 'javascript:alert\(1\)'", None),
+    "304 never asked for": (r"^HTTP 304 Not Modified to a request that was not conditional", 304),
     "404": (r"^HTTP 404 Not Found", 404),
     "410": (r"^HTTP 410 Gone", 410),
     "redirect loop": (

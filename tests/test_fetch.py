@@ -94,6 +94,15 @@ def test_etag_then_conditional_get_returns_not_modified(httpserver: HTTPServer) 
     assert sent["If-Modified-Since"] == lm
 
 
+def test_a_304_to_a_request_that_was_not_conditional_is_an_error(httpserver: HTTPServer) -> None:
+    # "Not modified" since nothing: a source that never had a body would stay without entries,
+    # reported as fine, poll after poll.
+    httpserver.expect_request("/feed").respond_with_data("", status=304)
+    with pytest.raises(FetchError, match="304 Not Modified to a request that was not conditional"):
+        fetch(httpserver.url_for("/feed"))
+    assert fetch(httpserver.url_for("/feed"), etag='"v1"').not_modified
+
+
 def test_sends_user_agent_and_accept_encoding(httpserver: HTTPServer) -> None:
     httpserver.expect_request("/").respond_with_data("ok")
     fetch(httpserver.url_for("/"))
