@@ -28,6 +28,8 @@ _REFERENCE_SPLIT = re.compile(rf"(\s+(?:{_SEPARATORS}|：)\s+|[:：]\s+)")
 _NON_WORD = re.compile(r"[\W_]+")
 _BRACKETED_TAIL = re.compile(r"^(.*\S)\s*[(\[][^()\[\]]{1,40}[)\]]$")
 _WORD = re.compile(r"\w{2,}")
+_TIGHT_SEPARATORS = frozenset("|｜-—–·•/~_:：")
+_MIN_TIGHT_REFERENCE = 8
 MIN_HEADLINE_WORDS = 5
 MAX_TITLE_CHARS = 1000  # longer than this, a title or an <h1> is not a headline
 _MAX_SEGMENTS = 16  # separator-delimited segments of a title that `prefer_reference` weighs
@@ -69,6 +71,9 @@ def prefer_reference(title: str, references: Iterable[str | None]) -> str:
     bracketed = _BRACKETED_TAIL.match(title)
     if bracketed and _key(bracketed.group(1)) in wanted:
         return wanted[_key(bracketed.group(1))]
+    tight = _tightly_decorated(clean_inline(title), wanted.values())
+    if tight is not None:
+        return tight
     parts = _REFERENCE_SPLIT.split(title)
     if len(parts) < 3 or len(parts) > 2 * _MAX_SEGMENTS:  # every span is tried: cubic
         return title
@@ -83,6 +88,34 @@ def prefer_reference(title: str, references: Iterable[str | None]) -> str:
             if found and len(span) > len(rest.strip()):
                 return found
     return title
+
+
+def _tightly_decorated(title: str, references: Iterable[str]) -> str | None:
+    """The reference that `title` is, but for a short tail or head set off by a separator
+    without spaces (``Headline-Site``, ``Site|Headline``), as CJK titles often are.
+
+    The cut must fall where a reference of at least `_MIN_TIGHT_REFERENCE` characters ends,
+    twice as long as what it drops: a hyphenated word (``COVID-19``) is never a reference."""
+    for reference in references:
+        size = len(reference)
+        if not _MIN_TIGHT_REFERENCE <= size < len(title):
+            continue
+        key = reference.casefold()
+        if title[:size].casefold() == key:
+            tail = title[size:].strip()
+            marker, decoration = tail[:1], tail[1:].strip()
+        elif title[-size:].casefold() == key:
+            head = title[:-size].strip()
+            marker, decoration = head[-1:], head[:-1].strip()
+        else:
+            continue
+        if (
+            marker in _TIGHT_SEPARATORS
+            and 0 < 2 * len(decoration) <= size
+            and len(decoration) <= 40
+        ):
+            return reference
+    return None
 
 
 def prefer_visible_headline(

@@ -141,3 +141,30 @@ def test_the_decoration_searches_leave_a_title_past_their_bounds_alone() -> None
     many = " | ".join(f"part {index}" for index in range(20))
     assert prefer_reference(many, ["part 3 | part 4"]) == many
     assert prefer_reference("part 1 | part 2 | part 3", ["part 2 | part 3"]) == "part 2 | part 3"
+
+
+HEADLINE = "短缺药品保供稳价 全力保障临床用药需求"
+
+
+LONG_TAIL = "Storm closes the coast-A very long and winding site name"
+
+
+@pytest.mark.parametrize(
+    ("title", "reference", "expected"),
+    [
+        (f"{HEADLINE}-新华网", HEADLINE, HEADLINE),
+        (f"新华网｜{HEADLINE}", HEADLINE, HEADLINE),
+        (
+            "Storm closes the coast road-Daily Post",
+            "Storm closes the coast road",
+            "Storm closes the coast road",
+        ),
+        # the reference must be at least 8 characters and twice as long as what it drops
+        ("COVID-19", "COVID", "COVID-19"),
+        (LONG_TAIL, "Storm closes the coast", LONG_TAIL),
+    ],
+)
+def test_a_tight_separator_is_cut_where_a_reference_ends(
+    title: str, reference: str, expected: str
+) -> None:
+    assert prefer_reference(title, [reference, None]) == expected
