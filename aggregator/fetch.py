@@ -428,7 +428,19 @@ class Fetcher:
             )
         except FetchError:
             return None
-        return Protego.parse(result.content.decode("utf-8", errors="replace"))
+        return Protego.parse(_robots_text(result.content))
+
+
+ROBOTS_MAX_BYTES = 512 * 1024
+"""What of a robots.txt is read: RFC 9309 asks for at least 500 KiB, as Google reads. A
+15 MB file of rules took ~5 s to parse on the event loop and ~140 ms per page checked."""
+
+
+def _robots_text(content: bytes) -> str:
+    """The first `ROBOTS_MAX_BYTES` of a robots.txt, cut after its last whole line."""
+    if len(content) > ROBOTS_MAX_BYTES:
+        content = content[:ROBOTS_MAX_BYTES].rpartition(b"\n")[0]
+    return content.decode("utf-8", errors="replace")
 
 
 def _sendable(validator: str) -> bool:

@@ -507,6 +507,22 @@ def test_robots_ignored_when_not_respected(httpserver: HTTPServer) -> None:
     assert hits(httpserver, "/robots.txt") == 0
 
 
+def test_only_the_first_512_kib_of_a_robots_txt_are_read(httpserver: HTTPServer) -> None:
+    # 15 MB of rules took ~5 s to parse on the event loop and ~140 ms a page to check.
+    padding = "".join(f"Disallow: /padding/{n}/\n" for n in range(30_000))  # ~700 KiB
+    rules = f"User-agent: *\nDisallow: /early\n{padding}Disallow: /late\n"
+    assert len(rules.encode()) > 512 * 1024
+    httpserver.expect_request("/robots.txt").respond_with_data(rules)
+    for path in ("/early", "/late"):
+        httpserver.expect_request(path).respond_with_data("<html/>")
+    early, late = fetch_many(
+        [(httpserver.url_for("/early"), "page"), (httpserver.url_for("/late"), "page")],
+        make_settings(),
+    )
+    assert isinstance(early, RobotsDisallowedError)
+    assert isinstance(late, FetchResult) and late.content == b"<html/>"
+
+
 @pytest.mark.parametrize("status", [404, 500])
 def test_unavailable_robots_allows_all(httpserver: HTTPServer, status: int) -> None:
     httpserver.expect_request("/robots.txt").respond_with_data("", status=status)
