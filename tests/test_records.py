@@ -186,6 +186,17 @@ def test_long_excerpt_is_shortened() -> None:
     assert len(excerpt) <= 350
 
 
+def test_a_title_past_300_characters_is_cut_like_an_excerpt() -> None:
+    # A 1 MB title was stored whole, and copied into every related list that named it.
+    headline = "Storm closes the coast road for a week " * 30_000
+    title = build(entry(title=headline), None).title
+    assert title.endswith(" ...") and len(title) <= 310
+    assert headline.startswith(title.removesuffix(" ..."))
+    assert build(entry(title="Storm closes the coast road"), None).title == (
+        "Storm closes the coast road"
+    )
+
+
 # --- published -----------------------------------------------------------------------------
 
 FUTURE = NOW + timedelta(days=2)
