@@ -68,8 +68,14 @@ def is_tracking_param(name: str) -> bool:
     return lowered.startswith(_TRACKING_PREFIXES) or lowered in _TRACKING_PARAMS
 
 
+MAX_URL_LENGTH = 8192
+"""Longer is no usable URL: nginx and most servers refuse a request line past 8 KiB."""
+
+
 def _split_http(url: str) -> SplitResult | None:
-    """Split an absolute http(s) URL with a sane host, or None."""
+    """Split an absolute http(s) URL with a sane host and length, or None."""
+    if len(url) > MAX_URL_LENGTH:
+        return None
     try:
         parts = urlsplit(url.strip())
         _ = parts.port  # raises ValueError on a bad port

@@ -37,8 +37,9 @@ from aggregator.titles import strip_site_name
 
 MAX_IMAGES = 5
 MAX_TITLE_LENGTH = 300
-"""A longer title is cut like an excerpt: the longest labelled headline of the eval sets
-has 165 characters, and every related list and export carries a copy of each title."""
+"""A longer title (or image title) is cut like an excerpt: the longest labelled headline
+of the eval sets has 165 characters, and every related list carries a copy of each."""
+MAX_PROVIDER_NAME_LENGTH = 100
 # A feed summary shorter than this share of the page description counts as a teaser.
 SHORT_SUMMARY_RATIO = 0.5
 _TRUNCATION_MARKS = ("…", "...")
@@ -150,10 +151,18 @@ def choose_type(page: PageMetadata | None, source: SourceSettings) -> str:
 
 
 def choose_provider_name(page: PageMetadata | None, source: SourceSettings, domain: str) -> str:
-    """og:site_name, else the source's configured provider, else a name made from the domain."""
+    """og:site_name, else the source's configured provider, else a name made from the domain.
+
+    An og:site_name past `MAX_PROVIDER_NAME_LENGTH` characters is no site's name."""
     site_name = clean_inline(page.site_name or "") if page else ""
+    if len(site_name) > MAX_PROVIDER_NAME_LENGTH:
+        site_name = ""
     configured = clean_inline(source.provider or "")
     return site_name or configured or provider_name_from_domain(domain)
+
+
+def _image_title(title: str | None) -> str:
+    return make_excerpt(clean_inline(title or ""), MAX_TITLE_LENGTH)
 
 
 def merge_images(
@@ -173,9 +182,7 @@ def merge_images(
         if not key or key in seen:
             continue
         seen.add(key)
-        merged.append(
-            Image(url, image.width, image.height, clean_inline(image.title or "") or title)
-        )
+        merged.append(Image(url, image.width, image.height, _image_title(image.title) or title))
         if len(merged) == MAX_IMAGES:
             break
     return tuple(merged)

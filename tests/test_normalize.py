@@ -404,3 +404,8 @@ def test_canonical_url_encodes_what_no_url_carries_raw() -> None:
     )
     plain = "https://a.example/ünï/path?q=é"
     assert normalize.canonical_url(plain) == plain == normalize.escape_url_controls(plain)
+
+
+def test_a_url_past_8_kib_is_no_url() -> None:
+    assert canonical_url("https://example.com/" + "a" * 8000) != ""
+    assert canonical_url("https://example.com/" + "a" * 9000) == ""

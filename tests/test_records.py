@@ -197,6 +197,21 @@ def test_a_title_past_300_characters_is_cut_like_an_excerpt() -> None:
     )
 
 
+def test_hostile_lengths_in_page_metadata_are_bounded() -> None:
+    long_words = "word " * 100_000
+    meta = page(
+        site_name=long_words, images=(Image("https://example.com/a.jpg", None, None, long_words),)
+    )
+    record = build(entry(), meta)
+    assert record.provider.name == build(entry(), None).provider.name  # not a 500 kB name
+    (image,) = record.images
+    assert image.title.endswith(" ...") and len(image.title) <= 310
+    too_long = entry(link="https://example.com/" + "a" * 9000)
+    assert (
+        build_record(too_long, None, SOURCE, feed_url=FEED_URL, fetched_at=FETCHED, now=NOW) is None
+    )
+
+
 # --- published -----------------------------------------------------------------------------
 
 FUTURE = NOW + timedelta(days=2)
