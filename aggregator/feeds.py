@@ -90,6 +90,7 @@ _TRUNCATION_TAIL_CHARS = 400
 _NOT_IMAGE_EXT = (".mp3", ".mp4", ".m4a", ".m4v", ".mov", ".webm", ".ogg", ".wav", ".m3u8")
 _DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _JSONFEED_VERSION = "https://jsonfeed.org/version/"
+MAX_CATEGORY_LENGTH = 200
 MAX_ENTRIES = 1000  # entries read per feed document; the rest are dropped with a warning
 _ENTRY_START = re.compile(r"<(?:[\w.-]+:)?(?:item|entry)[\s>/]")
 _ENTRY_END = re.compile(r"</(?:[\w.-]+:)?(?:item|entry)\s*>")
@@ -296,7 +297,7 @@ def _xml_entries(entries: Iterable[Any], url: str, version: str) -> Iterator[Raw
             published=published,
             updated=updated,
             authors=_unique(_author_names(entry)),
-            categories=_unique(t.get("label") or t.get("term") for t in entry.get("tags", [])),
+            categories=_categories(t.get("label") or t.get("term") for t in entry.get("tags", [])),
             # Without xml:base, markup copied from the article resolves against the article.
             images=_xml_images(
                 entry, link if base == url and link else base, summary_html, content
@@ -447,6 +448,13 @@ def _unique(values: Iterable[object]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(value for value in cleaned if value))
 
 
+def _categories(values: Iterable[object]) -> tuple[str, ...]:
+    """An entry's distinct categories: the first `feeds_fast.MAX_TAGS`, each at most
+    `MAX_CATEGORY_LENGTH` characters (a longer one is not a category; all are stored)."""
+    kept = (value for value in _unique(values) if len(value) <= MAX_CATEGORY_LENGTH)
+    return tuple(islice(kept, feeds_fast.MAX_TAGS))
+
+
 def _hints(feed: Mapping[str, Any], text: str) -> FeedHints:
     period = str(feed.get("sy_updateperiod") or "").strip().lower() or None
     hours: list[int] = []
@@ -552,7 +560,7 @@ def _json_entry(item: Mapping[str, Any], base: str) -> RawEntry:
         published=parse_datetime(_text(item.get("date_published")) or None),
         updated=parse_datetime(_text(item.get("date_modified")) or None),
         authors=_unique(a.get("name") for a in authors if isinstance(a, dict)),
-        categories=_unique(tag for tag in tags if isinstance(tag, str))[: feeds_fast.MAX_TAGS],
+        categories=_categories(tag for tag in tags if isinstance(tag, str)),
         images=_unique_images([*images, _first_img(content_html, base)]),
         summary_truncated=truncated,
     )

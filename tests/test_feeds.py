@@ -599,3 +599,10 @@ def test_a_summary_ending_in_many_markers_is_cleaned_at_once() -> None:
             False,
         )
         assert _clean_summary("The story so far. " + tail) == ("The story so far.", True)
+
+
+def test_a_category_past_200_characters_is_dropped() -> None:
+    # Every category is stored with the record: one of 1 MB was, whole.
+    item = ONE_ITEM.format(f"<category>{'x' * 1_000_000}</category><category>Storms</category>")
+    (entry,) = parse_feed(_rss(item), url=FEED_URL).entries
+    assert entry.categories == ("Storms",)
