@@ -239,7 +239,7 @@ _FEEDPARSER_SYNC_AUTHOR = feedparser.mixin._FeedParserMixin._sync_author_detail
 
 
 def _sync_author_detail(self: Any, key: str = "author") -> None:
-    """feedparser's `_sync_author_detail` with a linear email search (`split_author_email`).
+    """feedparser's `_sync_author_detail` with a linear email search (`store_author_string`).
 
     Its own regex rescans each run of address characters from every position: one long
     author string held a parse for minutes. Where a detail already exists or there is no
@@ -249,14 +249,8 @@ def _sync_author_detail(self: Any, key: str = "author") -> None:
     author = context.get(key)
     if detail or not author:
         _FEEDPARSER_SYNC_AUTHOR(self, key)
-        return
-    name, email = feeds_fast.split_author_email(author)
-    if name or email:
-        context.setdefault(f"{key}_detail", detail)
-    if name:
-        detail["name"] = name
-    if email:
-        detail["email"] = email
+    else:
+        feeds_fast.store_author_string(context, key, detail, author)
 
 
 feedparser.mixin._FeedParserMixin._sync_author_detail = _sync_author_detail
@@ -484,7 +478,8 @@ def _skip_blocks(text: str) -> Iterator[tuple[str, str]]:
         position = 0
         while (start := text.find(opening, position)) >= 0:
             after = start + len(opening)
-            if text[after : after + 1].isalnum() or text[after : after + 1] == "_":
+            next_char = text[after : after + 1]
+            if next_char.isalnum() or next_char == "_":
                 position = after  # another element's name, such as <skipHoursLocal>
                 continue
             end = _closing_tag(text, closing, after)

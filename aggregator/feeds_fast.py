@@ -434,6 +434,18 @@ def _check_namespaces(text: str) -> None:
             raise Unsupported(f"prefix {prefix} names another namespace")
 
 
+def store_author_string(context: Dict, key: str, detail: Dict, author: str) -> None:
+    """feedparser's handling of a bare author string: its name and email go into `detail`,
+    which becomes `context[key + "_detail"]` unless that is already set."""
+    name, email = split_author_email(author)
+    if name or email:
+        context.setdefault(f"{key}_detail", detail)
+    if name:
+        detail["name"] = name
+    if email:
+        detail["email"] = email
+
+
 def split_author_email(author: str) -> tuple[str, str | None]:
     """feedparser's split of an author string into a name and the email address in it."""
     match = _EMAIL.search(author)
@@ -777,15 +789,8 @@ class _Replica:
                 context["author"] = name or email
             return
         author = context.get("author")
-        if not author:
-            return
-        author, email = split_author_email(author)
-        if author or email:
-            context.setdefault("author_detail", detail)
         if author:
-            detail["name"] = author
-        if email:
-            detail["email"] = email
+            store_author_string(context, "author", detail, author)
 
     def _category(self, element: Any, key: str, attrs: Dict, depth: int) -> None:
         if key == "media:category":
