@@ -10,7 +10,7 @@ import pytest
 
 from aggregator.models import Image, PageMetadata, RawEntry, Record
 from aggregator.normalize import amp_cache_url
-from aggregator.records import MAX_IMAGES, build_record
+from aggregator.records import MAX_IMAGES, MAX_TEXT_LENGTH, build_record
 from aggregator.settings import SourceSettings
 
 NOW = datetime(2020, 2, 6, 12, 0, tzinfo=UTC)
@@ -209,6 +209,19 @@ def test_hostile_lengths_in_page_metadata_are_bounded() -> None:
     too_long = entry(link="https://example.com/" + "a" * 9000)
     assert (
         build_record(too_long, None, SOURCE, feed_url=FEED_URL, fetched_at=FETCHED, now=NOW) is None
+    )
+
+
+def test_the_text_kept_for_linking_ends_at_a_word_before_100_000_characters() -> None:
+    # A 12 MB summary was kept whole: pickled twice, fingerprinted, stored and linked.
+    text = build(entry(summary="word " * 2_400_000), None).text
+    assert 50_000 < len(text) <= MAX_TEXT_LENGTH
+    assert text.endswith("word") and set(text.split(" ")) == {"word"}
+    long_page = "The coast road stays shut. " * 5_000  # 135,000 characters
+    text = build(entry(), page(text=long_page)).text
+    assert len(text) <= MAX_TEXT_LENGTH and long_page.startswith(text)
+    assert build(entry(), page(text="The coast road stays shut.")).text == (
+        "The coast road stays shut."
     )
 
 
