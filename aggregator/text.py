@@ -58,7 +58,7 @@ def html_to_text(markup: str) -> str:
     if not _TAG_HINT.search(markup):
         return clean_inline(markup)
     try:
-        body = _fragment_body(strip_unsafe_chars(markup))
+        body = _fragment_body(strip_unsafe_chars(_cut_markup(markup)))
     except (etree.LxmlError, ValueError):
         return clean_inline(re.sub(r"<[^>]*>", " ", markup))
     if body is None:
@@ -66,6 +66,25 @@ def html_to_text(markup: str) -> str:
     parts: list[str] = []
     _collect_text(body, parts)
     return clean_inline(" ".join(parts).replace("\u00a0", " "))
+
+
+MAX_MARKUP_LENGTH = 1_000_000
+"""Markup past this many characters is not parsed: libxml2 drops a text node over 10 MB
+(without `huge_tree`), which made a 12 MB summary give no text at all, and no record keeps
+more than `records.MAX_TEXT_LENGTH` characters of text anyway."""
+
+
+def _cut_markup(markup: str) -> str:
+    """`markup` up to `MAX_MARKUP_LENGTH` characters, ending before the tag or word that
+    the limit cuts in half."""
+    if len(markup) <= MAX_MARKUP_LENGTH:
+        return markup
+    cut = markup[:MAX_MARKUP_LENGTH]
+    open_tag = cut.rfind("<")
+    if open_tag > cut.rfind(">"):
+        return cut[:open_tag]
+    space = max(cut.rfind(" "), cut.rfind("\n"), cut.rfind(">") + 1)
+    return cut[:space] if space > MAX_MARKUP_LENGTH // 2 else cut
 
 
 def _fragment_body(markup: str) -> etree._Element | None:

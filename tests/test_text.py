@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from aggregator.text import clean_inline, collapse_whitespace, html_to_text
+from aggregator.text import MAX_MARKUP_LENGTH, clean_inline, collapse_whitespace, html_to_text
 
 EVERY_CHARACTER = "".join(
     chr(code) for code in range(sys.maxunicode + 1) if not 0xD800 <= code <= 0xDFFF
@@ -53,3 +53,16 @@ def test_clean_inline_drops_lone_surrogates() -> None:
     # json.loads turns "\\ud800" into one; no UTF-8 output (hash, store, export) holds it.
     assert clean_inline("a\ud800b\udfff") == "ab"
     assert html_to_text("<p>x\ud800</p>") == "x"
+
+
+def test_a_huge_fragment_still_gives_its_text() -> None:
+    # libxml2 drops a text node over 10 MB: this gave "" before, and lost the excerpt.
+    text = html_to_text("<p>" + "word " * 2_400_000 + "</p>")
+    assert 500_000 < len(text) <= MAX_MARKUP_LENGTH
+    assert set(text.split(" ")) == {"word"}
+
+
+def test_a_fragment_cut_inside_a_tag_leaves_no_piece_of_it() -> None:
+    filler = "<p>" + "a" * (MAX_MARKUP_LENGTH - 10)
+    text = html_to_text(filler + ' <a href="https://example.com/x">link</a> tail')
+    assert text == "a" * (MAX_MARKUP_LENGTH - 10)
