@@ -14,7 +14,7 @@ import re
 from lxml import etree
 
 from aggregator.extract_doc import text_of
-from aggregator.text import clean_inline
+from aggregator.text import clean_inline, cut_at_word
 
 TEXT_LIMIT = 2000
 MAX_H1S = 16  # a page's headings weighed as its headline; the rest are not
@@ -114,12 +114,7 @@ def main_paragraphs(root: etree._Element) -> list[str]:
 
 def body_text(paragraphs: list[str], limit: int = TEXT_LIMIT) -> str:
     """The first `limit` characters of the paragraphs, cut at a word boundary."""
-    text = " ".join(paragraphs)
-    if len(text) <= limit:
-        return text
-    cut = text[:limit]
-    space = cut.rfind(" ")
-    return cut[:space] if space > limit // 2 else cut
+    return cut_at_word(" ".join(paragraphs), limit)
 
 
 def first_real_paragraph(paragraphs: list[str]) -> str | None:

@@ -32,7 +32,7 @@ from aggregator.normalize import (
     same_site,
 )
 from aggregator.settings import SourceSettings
-from aggregator.text import clean_inline, html_to_text
+from aggregator.text import clean_inline, cut_at_word, html_to_text
 from aggregator.titles import strip_site_name
 
 MAX_IMAGES = 5
@@ -43,8 +43,8 @@ MAX_PROVIDER_NAME_LENGTH = 100
 MAX_TEXT_LENGTH = 100_000
 """The plain text kept with a record (for topics, linking and deduplication) ends at the
 last space before this many characters: about 15,000 words, longer than any article of
-the eval sets, while a 12 MB feed summary would otherwise be copied, pickled and stored
-whole, several times over (~360 MB of the crawling process's peak for one such entry)."""
+the eval sets, while a 12 MB feed summary would otherwise be pickled, fingerprinted,
+scanned for topics and stored whole."""
 # A feed summary shorter than this share of the page description counts as a teaser.
 SHORT_SUMMARY_RATIO = 0.5
 _TRUNCATION_MARKS = ("…", "...")
@@ -93,19 +93,11 @@ def build_record(
             fetched_at=fetched_at,
             categories=entry.categories if entry else (),
         ),
-        text=bounded_text(
-            (page.text if page else "") or (html_to_text(entry.summary) if entry else "")
+        text=cut_at_word(
+            (page.text if page else "") or (html_to_text(entry.summary) if entry else ""),
+            MAX_TEXT_LENGTH,
         ),
     )
-
-
-def bounded_text(text: str) -> str:
-    """`text`, cut at its last space before `MAX_TEXT_LENGTH` characters when longer."""
-    if len(text) <= MAX_TEXT_LENGTH:
-        return text
-    cut = text[:MAX_TEXT_LENGTH]
-    space = cut.rfind(" ")
-    return cut[:space] if space > MAX_TEXT_LENGTH // 2 else cut
 
 
 def choose_web_url(entry: RawEntry | None, page: PageMetadata | None) -> str:

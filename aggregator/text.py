@@ -41,6 +41,15 @@ def collapse_whitespace(text: str) -> str:
     return " ".join(text.split())
 
 
+def cut_at_word(text: str, limit: int) -> str:
+    """`text` up to `limit` characters, ending at its last space when that keeps over half."""
+    if len(text) <= limit:
+        return text
+    cut = text[:limit]
+    space = cut.rfind(" ")
+    return cut[:space] if space > limit // 2 else cut
+
+
 def clean_inline(text: str) -> str:
     """Decode entities, drop unsafe characters, normalise to NFC and collapse whitespace."""
     decoded = html.unescape(text)
