@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import tracemalloc
 import unicodedata
 from pathlib import Path
 from typing import Any
@@ -380,6 +381,49 @@ def test_excerpt_is_a_bounded_prefix(text: str) -> None:
         assert result.endswith(" ...")
         assert len(result) <= 350
         assert text.startswith(result.removesuffix(" ..."))
+
+
+def _excerpt_scanning_everything(text: str, limit: int) -> str:
+    """make_excerpt as it was written first: every word end of the whole text listed."""
+    if len(text) <= limit:
+        return text
+    ends = [
+        i
+        for i in range(1, len(text))
+        if text[i].isspace() and not text[i - 1].isspace() and limit // 2 <= i <= limit + 6
+    ]
+    if ends:
+        cut = min(ends, key=lambda i: (abs(i - limit), i))
+    else:
+        cut = limit
+        while cut > 1 and (normalize._joins_previous(text[cut]) or text[cut - 1] == "\u200d"):
+            cut -= 1
+    head = text[:cut].rstrip().rstrip(normalize._TRAILING_PUNCTUATION)
+    return f"{head} ..." if head else ""
+
+
+@given(
+    st.text(alphabet=st.sampled_from("ab é,;\u0301\n\t-"), max_size=400),
+    st.integers(min_value=2, max_value=120),
+)
+def test_excerpt_reads_only_around_the_limit_yet_cuts_where_a_full_scan_does(
+    text: str, limit: int
+) -> None:
+    assert make_excerpt(text, limit) == _excerpt_scanning_everything(text, limit)
+
+
+def test_excerpt_of_a_huge_text_allocates_next_to_nothing() -> None:
+    """A 12 MB one-line feed summary once built a list of its 2.4 million word ends
+    (~85 MB) to pick the one nearest the limit."""
+    text = "word " * 400_000
+    tracemalloc.start()
+    try:
+        excerpt = make_excerpt(text)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert excerpt == _excerpt_scanning_everything(text[:2_000], 340)
+    assert peak < 100_000, f"{peak} bytes allocated"
 
 
 @pytest.mark.parametrize(
