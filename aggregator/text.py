@@ -65,7 +65,7 @@ def html_to_text(markup: str) -> str:
     if not markup:
         return ""
     if not _TAG_HINT.search(markup):
-        return clean_inline(markup)
+        return clean_inline(_cut_markup(markup))
     try:
         body = _fragment_body(strip_unsafe_chars(_cut_markup(markup)))
     except (etree.LxmlError, ValueError):
@@ -78,9 +78,10 @@ def html_to_text(markup: str) -> str:
 
 
 MAX_MARKUP_LENGTH = 1_000_000
-"""Markup past this many characters is not parsed: libxml2 drops a text node over 10 MB
-(without `huge_tree`), which made a 12 MB summary give no text at all, and no record keeps
-more than `records.MAX_TEXT_LENGTH` characters of text anyway."""
+"""Markup (or plain text) past this many characters is not read: libxml2 drops a text node
+over 10 MB (without `huge_tree`), which made a 12 MB summary give no text at all; cleaning
+a 12 MB plain-text summary whole split it into 2.4 million words at once; and no record
+keeps more than `records.MAX_TEXT_LENGTH` characters of text anyway."""
 
 
 def _cut_markup(markup: str) -> str:

@@ -62,6 +62,13 @@ def test_a_huge_fragment_still_gives_its_text() -> None:
     assert set(text.split(" ")) == {"word"}
 
 
+def test_huge_plain_text_is_cut_at_a_word_like_markup() -> None:
+    # cleaned whole, a 12 MB plain-text summary was split into 2.4 million words at once
+    text = html_to_text("word " * 400_000 + "end")
+    assert 500_000 < len(text) <= MAX_MARKUP_LENGTH
+    assert set(text.split(" ")) == {"word"}
+
+
 def test_a_fragment_cut_inside_a_tag_leaves_no_piece_of_it() -> None:
     filler = "<p>" + "a" * (MAX_MARKUP_LENGTH - 10)
     text = html_to_text(filler + ' <a href="https://example.com/x">link</a> tail')
