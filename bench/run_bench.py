@@ -151,13 +151,21 @@ class Runner:
             proc.wait(timeout=10)
 
 
+SAMPLE_EVERY_S = 1.0
+"""How often `SessionMemory` reads PSS. A sample of an aggregator run costs ~15 ms of this
+process's CPU (a scan of /proc, then smaps_rollup of five or six processes, each a walk
+of its page tables): 4 a second took 1.7 s of CPU in a 30 s run, from the two cores that
+run's processes fill, while a one-process contender loses nothing to it (it runs on the
+idle core). Once a second still sees the crawl's plateau, where the peak is."""
+
+
 class SessionMemory:
-    """Samples, 4 times a second, the summed PSS of every process in session `sid` (the
+    """Samples, once a second, the summed PSS of every process in session `sid` (the
     child and everything it forked: parse workers, the linker, the forkserver). PSS splits
     shared pages between the processes sharing them, so the sum is the memory the run
     really holds; one process's peak RSS (GNU time's figure) leaves its helpers out."""
 
-    def __init__(self, sid: int, every_s: float = 0.25) -> None:
+    def __init__(self, sid: int, every_s: float = SAMPLE_EVERY_S) -> None:
         self.sid, self.every_s, self.peak_mb = sid, every_s, 0.0
         self.peak_at_s: float | None = None  # seconds after the start
         self.peak_parts: list[float] = []  # each process's PSS then, largest first
@@ -834,7 +842,7 @@ this file.
   contender a fresh process; rates are items ÷ process wall time (imports included);
   peak RSS from `/usr/bin/time -v` (the main process alone); "all processes" is the
   peak of the summed PSS of the run's whole session (parse workers, linker, forkserver),
-  sampled 4 times a second (each run's log line says which processes held the peak,
+  sampled once a second (each run's log line says which processes held the peak,
   and when); "CPU s" is the user + system time of every process of the
   run, its forked helpers included (this process is their child subreaper and reaps
   them all), so it counts the work whatever the number of cores it ran on; "web server
