@@ -65,7 +65,7 @@ def html_to_text(markup: str) -> str:
     if not markup:
         return ""
     if not _TAG_HINT.search(markup):
-        return clean_inline(_cut_markup(markup))
+        return clean_inline(cut_at_word(markup, MAX_MARKUP_LENGTH))
     try:
         body = _fragment_body(strip_unsafe_chars(_cut_markup(markup)))
     except (etree.LxmlError, ValueError):
