@@ -154,9 +154,9 @@ class Runner:
 SAMPLE_EVERY_S = 1.0
 """How often `SessionMemory` reads PSS. A sample of an aggregator run costs ~15 ms of this
 process's CPU (a scan of /proc, then smaps_rollup of five or six processes, each a walk
-of its page tables): 4 a second took 1.7 s of CPU in a 30 s run, from the two cores that
-run's processes fill, while a one-process contender loses nothing to it (it runs on the
-idle core). Once a second still sees the crawl's plateau, where the peak is."""
+of its page tables): 4 a second took 2.6–3.0 s of CPU in a with-pages run, from the two
+cores that run's processes fill, while a one-process contender loses nothing to it (it
+runs on the idle core). Once a second still sees the crawl's plateau, where the peak is."""
 
 
 class SessionMemory:

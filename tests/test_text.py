@@ -64,7 +64,7 @@ def test_a_huge_fragment_still_gives_its_text() -> None:
 
 def test_huge_plain_text_is_cut_at_a_word() -> None:
     # cleaned whole, a 12 MB plain-text summary was split into 2.4 million words at once;
-    # a stray "<" is no tag to cut before (markup's rule would have kept 5 characters)
+    # a stray "<" is no tag to cut before (markup's rule kept only "x")
     text = html_to_text("x < y " + "word " * 400_000 + "end")
     assert 500_000 < len(text) <= MAX_MARKUP_LENGTH
     assert text.startswith("x < y word")
