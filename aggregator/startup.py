@@ -10,8 +10,13 @@ importing and 150 ms at exit, out of 1.1 s.
 So the console script (`aggregator.entry`) imports with the collector off, then freezes
 what survived (`gc.freeze`: never scanned again, and its pages stay shared with forked
 worker processes), and skips the interpreter's teardown when the command is done. The
-collector is on while a command works. Library use (tests, `import aggregator`) is left
-alone.
+collector is on while a command works, but collects the youngest generation every 20,000
+net new objects instead of Python's 700 (`collect_less_often`; worker processes do the
+same). A crawl builds and drops millions of short-lived dicts and lists, almost none of
+them in a cycle: at 700 the crawling process of a cold 200-feed fetch with pages ran
+~1,800 collections, 13 of them full, for ~1.1 CPU s; at 20,000, ~20 and none full, for
+~0.2 s. Garbage caught in a cycle waits longer for the collection that frees it; the
+main process's peak RSS on a cold feeds-only fetch went from 157 to 160 MB. Library use (tests, `import aggregator`) is left alone.
 
 `import httpx` also imports httpx's own command-line client when click, rich and pygments
 are installed (they are: typer and rich bring them), which costs 18 ms and 4 MB in every
@@ -32,6 +37,7 @@ import types
 from collections.abc import Iterator
 
 _console_process = False
+YOUNG_COLLECTION_THRESHOLD = 20_000  # net new container objects between young collections
 
 
 def mark_console_process() -> None:
@@ -77,5 +83,14 @@ def settling() -> Iterator[None]:
         yield
     finally:
         gc.freeze()
+        collect_less_often()
         if enabled:
             gc.enable()
+
+
+def collect_less_often() -> None:
+    """Run the youngest-generation collection every `YOUNG_COLLECTION_THRESHOLD` net new
+    objects (never more often than now); the older generations keep their ratios."""
+    young, middle, old = gc.get_threshold()
+    if young != 0:  # 0: automatic collection is off; keep it so
+        gc.set_threshold(max(young, YOUNG_COLLECTION_THRESHOLD), middle, old)

@@ -40,6 +40,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from aggregator.errors import AggregatorError, ExtractError, ParseError
+from aggregator.startup import collect_less_often
 
 log = logging.getLogger(__name__)
 
@@ -265,8 +266,10 @@ def keep_inherited_pages_shared() -> None:
     """Freeze the objects this process inherited from the forkserver (call first thing in
     a forked child). A full collection writes into the header of every object it scans, so
     each child ended up with a private copy of every page of the modules the forkserver had
-    imported for it; frozen objects are never scanned. Splicing the lists is O(1)."""
+    imported for it; frozen objects are never scanned. Splicing the lists is O(1). The
+    collector then runs less often, as in the console script (`startup.collect_less_often`)."""
     gc.freeze()
+    collect_less_often()
 
 
 def exit_with(owner: int) -> None:

@@ -221,6 +221,24 @@ def test_the_console_script_leaves_trio_unimported(tmp_path: Path) -> None:
         assert runs["plain"] == "True locked"
 
 
+def test_the_console_script_collects_the_young_generation_less_often(tmp_path: Path) -> None:
+    """After its imports, the console script runs young collections every
+    `YOUNG_COLLECTION_THRESHOLD` new objects; library use keeps Python's default."""
+    import gc
+
+    from aggregator.startup import YOUNG_COLLECTION_THRESHOLD
+
+    script = (
+        "import gc; from aggregator import startup; {setup}\n"
+        "with startup.settling(): import aggregator.pipeline\n"
+        "print(gc.get_threshold()[0], gc.isenabled())"
+    )
+    runs = plain_and_console(script, tmp_path)
+    assert runs["console"] == f"{YOUNG_COLLECTION_THRESHOLD} True"
+    assert runs["plain"] == f"{gc.get_threshold()[0]} True"
+    assert gc.get_threshold()[0] < YOUNG_COLLECTION_THRESHOLD
+
+
 def test_the_fast_exit_never_waits_for_a_child_process_still_running(tmp_path: Path) -> None:
     """A child left running (a worker a failure did not stop) is not joined on the way out:
     it would never end while its parent waits. The exit is prompt, its status kept."""

@@ -190,6 +190,22 @@ def test_the_crawl_pool_runs_its_workers_at_a_lower_priority() -> None:
         assert asyncio.run(plain.run(own_niceness)) == here
 
 
+def young_collection_threshold() -> int:
+    import gc
+
+    return gc.get_threshold()[0]
+
+
+def test_workers_collect_the_young_generation_less_often(pool: WorkPool) -> None:
+    """A worker builds and drops many short-lived objects: it raises the threshold of its
+    young collections, as the console script does, whatever this process runs with."""
+    from aggregator.startup import YOUNG_COLLECTION_THRESHOLD
+
+    assert young_collection_threshold() < YOUNG_COLLECTION_THRESHOLD  # pytest: left alone
+    found = asyncio.run(pool.run(young_collection_threshold))
+    assert found == YOUNG_COLLECTION_THRESHOLD
+
+
 def test_pool_size_comes_from_parse_workers() -> None:
     assert crawl_pool(parse_settings({"fetch": {"parse_workers": 0}})).in_process
     assert crawl_pool(parse_settings({"fetch": {"parse_workers": 3}})).workers == 3
