@@ -16,7 +16,8 @@ same). A crawl builds and drops millions of short-lived dicts and lists, almost 
 them in a cycle: at 700 the crawling process of a cold 200-feed fetch with pages ran
 ~1,800 collections, 13 of them full, for ~1.1 CPU s; at 20,000, ~20 and none full, for
 ~0.2 s. Garbage caught in a cycle waits longer for the collection that frees it; the
-main process's peak RSS on a cold feeds-only fetch went from 157 to 160 MB. Library use (tests, `import aggregator`) is left alone.
+main process's peak RSS on a cold feeds-only fetch went from 157 to 160 MB. Library use
+(tests, `import aggregator`) is left alone.
 
 `import httpx` also imports httpx's own command-line client when click, rich and pygments
 are installed (they are: typer and rich bring them), which costs 18 ms and 4 MB in every
