@@ -129,12 +129,13 @@ def fetch(
     """
     with startup.settling():
         from aggregator.export.manifest import export_fingerprint, export_is_stale
-        from aggregator.pipeline import CrawlOptions, crawl
+        from aggregator.pipeline import CrawlOptions, crawl, start_workers_for_new_store
         from aggregator.progress import CrawlProgress, print_summary
 
         settings = settings_or_exit(config)
     options = CrawlOptions(source_names=tuple(source or ()), fetch_pages=not no_pages)
     try:
+        start_workers_for_new_store(settings, options.source_names)
         with open_store(settings) as store:
             with CrawlProgress(
                 console, total=len(options.source_names or settings.sources)

@@ -26,6 +26,7 @@ import copyreg
 import gc
 import logging
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import pickle
 import signal
@@ -84,6 +85,16 @@ def forkserver_context(preload: Sequence[str]) -> BaseContext:
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(list(dict.fromkeys(["__main__", *preload])))
     return context
+
+
+def start_forkserver(preload: Sequence[str]) -> None:
+    """Start the forkserver of `forkserver_context(preload)` now, if it is not running:
+    its imports then run in the background, and the first worker forks sooner. Cannot
+    start processes here (limits, a sandbox): nothing happens, and the first pool to
+    start reports it."""
+    forkserver_context(preload)
+    with contextlib.suppress(OSError):
+        multiprocessing.forkserver.ensure_running()
 
 
 class WorkPool:

@@ -268,3 +268,50 @@ def test_start_soon_starts_the_workers_in_the_background() -> None:
 async def _start_soon(pool: WorkPool) -> None:
     pool.start_soon()
     await asyncio.sleep(0.05)
+
+
+_NEW_STORE_SCRIPT = """
+import os, sys
+from aggregator.pipeline import start_workers_for_new_store
+from aggregator.settings import parse_settings
+settings = parse_settings({
+    "storage": {"url": "sqlite:///" + sys.argv[1]},
+    "fetch": {"parse_workers": int(sys.argv[2])},
+    "sources": [{"name": "one", "url": "http://127.0.0.1:9/feed.xml"}],
+})
+start_workers_for_new_store(settings)
+children = []
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        with open(f"/proc/{pid}/stat") as stat, open(f"/proc/{pid}/cmdline", "rb") as cmd:
+            if int(stat.read().rpartition(")")[2].split()[1]) == os.getpid():
+                children.append(cmd.read().decode(errors="replace"))
+    except OSError:
+        pass
+print(sum("forkserver" in command for command in children))
+"""
+
+
+@pytest.mark.parametrize(
+    ("store_exists", "parse_workers", "forkservers"),
+    [(False, 1, 1), (True, 1, 0), (False, 0, 0)],
+)
+def test_the_first_crawl_of_a_new_store_starts_the_forkserver_before_the_store(
+    tmp_path: Path, store_exists: bool, parse_workers: int, forkservers: int
+) -> None:
+    """A crawl into a store not created yet will parse every feed in workers: their
+    forkserver starts before the store opens. An existing store, or a crawl without
+    worker processes, starts nothing until a feed has changed."""
+    database = tmp_path / "aggregator.db"
+    if store_exists:
+        database.write_bytes(b"")
+    done = subprocess.run(
+        [sys.executable, "-c", _NEW_STORE_SCRIPT, str(database), str(parse_workers)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert done.stdout.split() == [str(forkservers)]
+    assert database.exists() == store_exists  # starting workers creates no store
