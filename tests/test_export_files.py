@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
+import errno
 import json
+import os
 import re
+import sys
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 from aggregator.errors import ExportError
+from aggregator.export import atomic
 from aggregator.export.files import (
     MANIFEST,
     ExportStats,
@@ -19,6 +24,7 @@ from aggregator.export.files import (
     create_new_file,
     safe_filename,
     slugify,
+    sync_directory,
 )
 from aggregator.export.jsonl import iter_jsonl
 from aggregator.export.markdown import parse_markdown
@@ -163,3 +169,45 @@ def test_write_jsonl_is_atomic_and_skips_unchanged(tmp_path: Path) -> None:
 def test_write_jsonl_refuses_unsafe_names(tmp_path: Path, name: str) -> None:
     with pytest.raises(ExportError, match="plain file name"):
         ExportWriter(tmp_path).write_jsonl([], name=name)
+
+
+def _no_global_sync() -> None:
+    raise AssertionError("os.sync flushes every filesystem; syncfs was expected")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="syncfs(2) is Linux's")
+def test_a_batch_is_flushed_on_its_own_filesystem_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a bulk export, one flush of the export's filesystem (syncfs), not `sync` of
+    every disk on the machine."""
+    assert atomic._syncfs() is not None  # glibc has had it since 2.14
+    monkeypatch.setattr(os, "sync", _no_global_sync)
+    atomic_write(tmp_path / "a.md", "text", durable=False)
+    sync_directory(tmp_path)
+    assert (tmp_path / "a.md").read_text() == "text"
+
+
+def test_without_syncfs_a_batch_is_flushed_with_sync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[bool] = []
+    monkeypatch.setattr(atomic, "_syncfs", lambda: None)
+    monkeypatch.setattr(os, "sync", lambda: synced.append(True))
+    sync_directory(tmp_path)
+    assert synced == [True]
+
+
+def test_a_failed_flush_is_an_export_error_naming_the_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def failing_syncfs(fd: int) -> int:
+        ctypes.set_errno(errno.EIO)
+        return -1
+
+    monkeypatch.setattr(atomic, "_syncfs", lambda: failing_syncfs)
+    with pytest.raises(
+        ExportError, match="cannot flush to disk: syncfs: Input/output error"
+    ) as raised:
+        sync_directory(tmp_path)
+    assert str(tmp_path) in str(raised.value)
