@@ -256,7 +256,7 @@ def start_workers_for_new_store(settings: Settings, source_names: Sequence[str] 
     Every source of that crawl is new, so its feeds will be parsed and linked in worker
     processes whenever the crawl runs any (`uses_worker_processes`). Started here, before
     the store, the forkserver's imports (~0.5 s) run beside the store's creation
-    (SQLAlchemy's imports and the schema, ~0.35 s) instead of after it. Any other crawl
+    (SQLAlchemy's imports and the schema, 0.3-0.45 s) instead of after it. Any other crawl
     starts its workers as before, at its first changed feed: an unchanged re-poll starts
     no process. Raises ConfigError for an unknown source name, as the crawl would."""
     path = sqlite_path(settings.storage.url)
