@@ -160,10 +160,11 @@ runs on the idle core). Once a second still sees the crawl's plateau, where the 
 
 
 class SessionMemory:
-    """Samples, once a second, the summed PSS of every process in session `sid` (the
-    child and everything it forked: parse workers, the linker, the forkserver). PSS splits
-    shared pages between the processes sharing them, so the sum is the memory the run
-    really holds; one process's peak RSS (GNU time's figure) leaves its helpers out."""
+    """Samples, once a second (the first after half a second), the summed PSS of every
+    process in session `sid` (the child and everything it forked: parse workers, the
+    linker, the forkserver). PSS splits shared pages between the processes sharing them,
+    so the sum is the memory the run really holds; one process's peak RSS (GNU time's
+    figure) leaves its helpers out."""
 
     def __init__(self, sid: int, every_s: float = SAMPLE_EVERY_S) -> None:
         self.sid, self.every_s, self.peak_mb = sid, every_s, 0.0
@@ -175,7 +176,9 @@ class SessionMemory:
         self._thread.start()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.every_s):
+        delay = self.every_s / 2  # the first sample sooner: a re-poll lasts under a second
+        while not self._stop.wait(delay):
+            delay = self.every_s
             parts = session_pss_parts_mb(self.sid)
             total = sum(parts)
             if total > self.peak_mb:
@@ -842,8 +845,8 @@ this file.
   contender a fresh process; rates are items ÷ process wall time (imports included);
   peak RSS from `/usr/bin/time -v` (the main process alone); "all processes" is the
   peak of the summed PSS of the run's whole session (parse workers, linker, forkserver),
-  sampled once a second (each run's log line says which processes held the peak,
-  and when); "CPU s" is the user + system time of every process of the
+  sampled once a second, the first after 0.5 s (each run's log line says which
+  processes held the peak, and when); "CPU s" is the user + system time of every process of the
   run, its forked helpers included (this process is their child subreaper and reaps
   them all), so it counts the work whatever the number of cores it ran on; "web server
   CPU s" is what the server (nginx's master and worker) used meanwhile, on the same
