@@ -129,8 +129,9 @@ class _Context:
     link_thread: ThreadPoolExecutor  # the one thread that links, so batches wait in its
     # queue rather than each in a thread of the loop's default executor, which the
     # resolver (getaddrinfo) needs for every new connection
-    store_thread: ThreadPoolExecutor  # the one thread that stores a source's records: an
-    # upsert holds ~10 ms of database work the sockets would otherwise wait for
+    store_thread: ThreadPoolExecutor  # the one thread that stores a source's records and
+    # state: an upsert holds ~10 ms of database work, and a write may wait for the lock,
+    # both of which the sockets would otherwise wait for
     webhooks: WebhookDispatcher | None = None
     rng: random.Random = field(default_factory=random.Random)
     _tracking: TrackingConfig | None = None
@@ -392,11 +393,11 @@ async def _crawl_guarded(context: _Context, source: SourceSettings, lease: Lease
     try:
         return await crawl_source(context, source, lease)
     except AggregatorError as exc:
-        _record_failure(context, source, lease, exc)
+        await _record_failure(context, source, lease, exc)
         return SourceReport(source=source.name, status="error", error=str(exc))
     except Exception as exc:  # a bug: keep the batch alive, but say so loudly
         log.exception("bug while crawling %s", source.name)
-        _record_failure(context, source, lease, exc)
+        await _record_failure(context, source, lease, exc)
         return SourceReport(source=source.name, status="error", error=f"internal error: {exc!r}")
 
 
@@ -411,7 +412,7 @@ async def crawl_source(context: _Context, source: SourceSettings, lease: Lease) 
     body_hash = hashlib.sha256(result.content).hexdigest() if not result.not_modified else ""
     if result.not_modified or body_hash == state.body_hash:
         saved_hash = body_hash or state.body_hash or ""
-        _save_success(context, lease, state, source, result, now, saved_hash)
+        await _save_success(context, lease, state, source, result, now, saved_hash)
         return SourceReport(source=source.name, status="not modified", not_modified=True)
     from aggregator.worktasks import SourceBatch, SourceWork, build_source_batch, parse_feed_task
 
@@ -430,7 +431,7 @@ async def crawl_source(context: _Context, source: SourceSettings, lease: Lease) 
     metrics.record_records(counts.new, counts.updated)
     await context.link_batcher.link(records, now=now, features=batch.features)
     _offer_new(context, records, new_guids)
-    _save_success(context, lease, state, source, result, now, body_hash, feed)
+    await _save_success(context, lease, state, source, result, now, body_hash, feed)
     return SourceReport(
         source=source.name,
         status="ok",
@@ -498,7 +499,7 @@ async def _page(context: _Context, url: str, now: datetime) -> PageOutcome:
     return log_skipped(body)
 
 
-def _save_success(
+async def _save_success(
     context: _Context,
     lease: Lease,
     state: SourceState,
@@ -530,15 +531,19 @@ def _save_success(
         entry_dates=dates,
     )
     scheduled = apply_schedule(updated, observation, context.policy, now=now, rng=context.rng)
-    _save_and_release(context, lease, scheduled)
+    await _save_and_release(context, lease, scheduled)
 
 
-def _save_and_release(context: _Context, lease: Lease, state: SourceState) -> None:
-    context.store.save_source_state(state, release_owner=lease.owner)
+async def _save_and_release(context: _Context, lease: Lease, state: SourceState) -> None:
+    """Save `state` and end the lease, on the store thread: the write may wait for the
+    database's write lock (held by the linker, or by another crawl), and the event loop,
+    which every socket and every source's next step waits for, must not wait with it."""
+    save = functools.partial(context.store.save_source_state, state, release_owner=lease.owner)
+    await asyncio.get_running_loop().run_in_executor(context.store_thread, save)
     lease.released = True
 
 
-def _record_failure(
+async def _record_failure(
     context: _Context, source: SourceSettings, lease: Lease, exc: BaseException
 ) -> None:
     """Store a failed crawl and its next check (backoff, Retry-After, dead, 410 retired)."""
@@ -556,6 +561,6 @@ def _record_failure(
         )
         policy = context.policy
         scheduled = apply_schedule(updated, observation, policy, now=now, rng=context.rng)
-        _save_and_release(context, lease, scheduled)
+        await _save_and_release(context, lease, scheduled)
     except AggregatorError:
         log.exception("could not record the failure of %s", source.name)

@@ -217,3 +217,35 @@ def test_sources_in_flight_are_bounded_by_the_fetch_concurrency(
         assert [report.status for report in reports] == ["ok"] * 20
         assert len(store.find_by_urls(f"https://news.example/s{n}/1" for n in range(20))) == 20
     assert peak == limit
+
+
+def test_source_states_are_saved_off_the_event_loop(
+    httpserver: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Saving a source's state may wait for the database's write lock (the linker's):
+    the save runs on the store thread, never on the thread of the event loop that every
+    socket waits for, whether the fetch succeeded, was not modified or failed."""
+    serve(httpserver, "/ok", [feed_reply()])
+    serve(httpserver, "/gone", [Response("gone", status=500)])
+    settings = settings_for(
+        tmp_path, {"ok": httpserver.url_for("/ok"), "gone": httpserver.url_for("/gone")}
+    )
+    saved_on: list[tuple[str, bool]] = []
+    original = Store.save_source_state
+
+    def recording(self: Store, state: SourceState, **kwargs: Any) -> None:
+        try:
+            asyncio.get_running_loop()
+            on_loop = True
+        except RuntimeError:
+            on_loop = False
+        saved_on.append((state.name, on_loop))
+        original(self, state, **kwargs)
+
+    monkeypatch.setattr(Store, "save_source_state", recording)
+    with Store(settings.storage.url) as store:
+        crawl_at(settings, store, T0)
+        crawl_at(settings, store, T0 + timedelta(days=1))  # the same body: not modified
+        assert state_of(store, "ok").fetch_count == 2
+        assert state_of(store, "gone").error_count == 2
+    assert sorted(saved_on) == [("gone", False)] * 2 + [("ok", False)] * 2
