@@ -531,15 +531,26 @@ async def _save_success(
         entry_dates=dates,
     )
     scheduled = apply_schedule(updated, observation, context.policy, now=now, rng=context.rng)
-    await _save_and_release(context, lease, scheduled)
+    # a changed feed's records were just stored on the store thread: its state follows
+    await _save_and_release(context, lease, scheduled, on_store_thread=feed is not None)
 
 
-async def _save_and_release(context: _Context, lease: Lease, state: SourceState) -> None:
-    """Save `state` and end the lease, on the store thread: the write may wait for the
-    database's write lock (held by the linker, or by another crawl), and the event loop,
-    which every socket and every source's next step waits for, must not wait with it."""
+async def _save_and_release(
+    context: _Context, lease: Lease, state: SourceState, *, on_store_thread: bool = True
+) -> None:
+    """Save `state` and end the lease.
+
+    On the store thread by default: the write may wait for the database's write lock,
+    held while the linker or the store thread writes, and the event loop, which every
+    socket and every source's next step waits for, must not wait with it (a cold 200-feed
+    fetch: 0.99 s in all). An unchanged feed's state is saved on the loop: in a re-poll
+    nothing else writes, and a hop to the thread for each of 200 feeds made it ~0.1 s
+    slower (0.70-0.79 s against 0.78-0.92 s)."""
     save = functools.partial(context.store.save_source_state, state, release_owner=lease.owner)
-    await asyncio.get_running_loop().run_in_executor(context.store_thread, save)
+    if on_store_thread:
+        await asyncio.get_running_loop().run_in_executor(context.store_thread, save)
+    else:
+        save()
     lease.released = True
 
 
