@@ -89,27 +89,27 @@ def sync_directory(directory: Path) -> None:
     filesystem where the C library has ``syncfs`` (Linux), else of every filesystem
     (``sync``), which also waits for other programs' unwritten data on other disks.
     Raises ExportError when the flush fails."""
+    if os.name != "posix":
+        return
     try:
-        if not _sync_filesystem_of(directory) and hasattr(os, "sync"):
-            os.sync()
-        fsync_directory(directory)
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            _flush_filesystem_of(fd)
+            os.fsync(fd)  # the directory's own entries
+        finally:
+            os.close(fd)
     except OSError as exc:
         raise ExportError(str(directory), f"cannot flush to disk: {exc.strerror or exc}") from exc
 
 
-def _sync_filesystem_of(directory: Path) -> bool:
-    """``syncfs(2)`` on the filesystem holding `directory`; False where there is none."""
+def _flush_filesystem_of(fd: int) -> None:
+    """``syncfs(2)`` on the filesystem holding `fd`, else ``sync`` (every filesystem)."""
     syncfs = _syncfs()
     if syncfs is None:
-        return False
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        if syncfs(fd) != 0:
-            error = ctypes.get_errno()
-            raise OSError(error, f"syncfs: {os.strerror(error)}", str(directory))
-    finally:
-        os.close(fd)
-    return True
+        os.sync()
+    elif syncfs(fd) != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, f"syncfs: {os.strerror(error)}")
 
 
 @functools.cache
