@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 
 from aggregator.extract_body import body_text, find_h1, first_real_paragraph, main_paragraphs
 from aggregator.extract_dates import find_published
-from aggregator.extract_doc import Page, decode_html, parse_page
+from aggregator.extract_doc import Page, decode_html_with_utf8, parse_page
 from aggregator.extract_images import find_images
 from aggregator.extract_jsonld import article_objects, first_string, publisher_name
 from aggregator.models import PageMetadata
@@ -55,7 +55,8 @@ def extract_page(
     Fields the page does not carry are None. Raises `ExtractError` only when the document
     is not HTML at all (empty, binary, JSON, a feed, plain text).
     """
-    page = parse_page(decode_html(html, headers), url, now or datetime.now(UTC))
+    text, utf8 = decode_html_with_utf8(html, headers)
+    page = parse_page(text, url, now or datetime.now(UTC), utf8)
     paragraphs = main_paragraphs(page.root)
     site_name = _find_site_name(page)
     return PageMetadata(

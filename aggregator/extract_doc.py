@@ -37,6 +37,10 @@ _INDEXED_TAGS = ("meta", "link", "script", "base", "title")
 # etree's parser, not lxml.html's: the same libxml2 parse, without looking up a Python
 # element class for every element touched (~6% of an extraction).
 _PARSER = etree.HTMLParser(huge_tree=True, remove_comments=True, remove_pis=True)
+# The same for UTF-8 bytes; a declared encoding wins over the document's <meta charset>.
+_UTF8_PARSER = etree.HTMLParser(
+    encoding="utf-8", huge_tree=True, remove_comments=True, remove_pis=True
+)
 
 
 @dataclass(slots=True)
@@ -89,13 +93,33 @@ def decode_html(html: bytes | str, headers: Mapping[str, str] | None) -> str:
     Bytes that are valid UTF-8 and not plain ASCII are read as UTF-8 whatever the labels
     say: mislabelled pages are common, while legacy-encoded text is almost never valid UTF-8.
     """
+    return decode_html_with_utf8(html, headers)[0]
+
+
+def decode_html_with_utf8(
+    html: bytes | str, headers: Mapping[str, str] | None
+) -> tuple[str, bytes | None]:
+    """`decode_html`, and the same text as UTF-8 bytes when those are `html` itself (its
+    leading byte order marks cut off), else None: bytes `parse_page` need not encode."""
     if isinstance(html, str):
-        return html
+        return html, None
     if not html.isascii():
         try:
-            return html.decode("utf-8").lstrip("\ufeff")
+            text = html.decode("utf-8")
         except UnicodeDecodeError:
             pass
+        else:
+            while html.startswith(codecs.BOM_UTF8):
+                html = html[len(codecs.BOM_UTF8) :]
+            return text.lstrip("\ufeff"), html
+        return _decode_labelled(html, headers), None
+    text = _decode_labelled(html, headers)
+    # a label may name a codec that reads ASCII bytes as other characters (EBCDIC, UTF-7)
+    return text, html if text.isascii() and text == html.decode("ascii") else None
+
+
+def _decode_labelled(html: bytes, headers: Mapping[str, str] | None) -> str:
+    """Bytes that are not UTF-8 (or plain ASCII), decoded by their BOM or labels."""
     for bom, name in ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16")):
         if html.startswith(bom):
             return html.decode(name, errors="replace").lstrip("\ufeff")
@@ -137,13 +161,20 @@ def _usable_codec(name: str | None) -> str | None:
         return None
 
 
-def parse_page(text: str, url: str, now: datetime) -> Page:
-    """Parse decoded HTML into an indexed `Page`; `ExtractError` when it is not HTML."""
+def parse_page(text: str, url: str, now: datetime, utf8: bytes | None = None) -> Page:
+    """Parse decoded HTML into an indexed `Page`; `ExtractError` when it is not HTML.
+
+    libxml2 reads the document as UTF-8 bytes, in three quarters of the time it takes on
+    a str: `utf8`, when given, is `text` already encoded (`decode_html_with_utf8`)."""
     if not _looks_like_html(text):
         raise ExtractError(url, "document is not HTML")
-    text = _XML_DECL.sub("", text, count=1)
+    markup = _utf8_markup(text, utf8)
     try:
-        root = etree.fromstring(text.replace("\x00", ""), parser=_PARSER)
+        if markup is None:
+            text = _XML_DECL.sub("", text, count=1)
+            root = etree.fromstring(text.replace("\x00", ""), parser=_PARSER)
+        else:
+            root = etree.fromstring(markup.replace(b"\x00", b""), parser=_UTF8_PARSER)
     except (etree.LxmlError, ValueError) as exc:
         raise ExtractError(url, f"unparseable HTML: {exc}") from exc
     if root is None:
@@ -151,6 +182,20 @@ def parse_page(text: str, url: str, now: datetime) -> Page:
     page = Page(root=root, url=url, base_url=url, now=now)
     _index(page)
     return page
+
+
+def _utf8_markup(text: str, utf8: bytes | None) -> bytes | None:
+    """`text` as UTF-8 bytes (`utf8` when given) without the XML declaration it may start
+    with; None when it has no UTF-8 form (a lone surrogate in a str handed in)."""
+    if utf8 is None:
+        try:
+            utf8 = text.encode("utf-8")
+        except UnicodeEncodeError:
+            return None
+    declaration = _XML_DECL.match(text)
+    if declaration is None:
+        return utf8
+    return utf8[len(declaration.group().encode("utf-8")) :]
 
 
 def _looks_like_html(text: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import importlib.util
 import json
 import sys
@@ -9,9 +10,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from lxml import etree
 
 from aggregator.errors import ExtractError
 from aggregator.extract import extract_page
+from aggregator.extract_doc import _PARSER, _XML_DECL, decode_html_with_utf8, parse_page
 from aggregator.models import Image
 from aggregator.text import MAX_MARKUP_LENGTH
 
@@ -359,6 +362,40 @@ def test_valid_utf8_wins_over_a_wrong_label() -> None:
 def test_undeclared_bytes_are_utf8_with_replacement() -> None:
     html = page("<title>caf\xe9 ok</title>").encode("latin-1")
     assert extract(html).title == "caf\ufffd ok"  # type: ignore[attr-defined]
+
+
+_TRICKY_PAGES = [
+    page("<title>Café “déjà” — ж</title>", "<p>naïve\x00 text</p>").encode(),
+    codecs.BOM_UTF8 * 2 + page("<title>Two BOMs é</title>").encode(),
+    ('<?xml version="1.0" encoding="utf-8"?>\n' + page("<title>Déclaré</title>")).encode(),
+    page('<meta charset="iso-8859-1"><title>Mislabelled “utf-8”</title>').encode(),
+    page('<meta charset="windows-1251"><title>Новости дня</title>').encode("windows-1251"),
+    page("<title>Plain ASCII &amp; entities &eacute;</title>").encode(),
+    codecs.BOM_UTF16_LE + page("<title>UTF-16 ☃</title>").encode("utf-16-le"),
+]
+
+
+@pytest.mark.parametrize("raw", _TRICKY_PAGES)
+def test_page_parsed_from_bytes_as_libxml2_parses_the_decoded_str(raw: bytes) -> None:
+    """The bytes handed to libxml2 (the page's own, or the text encoded) give the tree
+    a parse of the decoded str gives, whatever the page's encoding, BOMs and labels."""
+    text, utf8 = decode_html_with_utf8(raw, None)
+    if utf8 is not None:
+        assert utf8.decode("utf-8") == text
+    page_root = parse_page(text, URL, NOW, utf8).root
+    reference = etree.fromstring(
+        _XML_DECL.sub("", text, count=1).replace("\x00", ""), parser=_PARSER
+    )
+    assert etree.tostring(page_root, encoding=str) == etree.tostring(reference, encoding=str)
+
+
+def test_decoded_text_comes_with_the_page_bytes_only_when_they_are_its_utf8() -> None:
+    utf8_page = codecs.BOM_UTF8 + page("<title>é</title>").encode()
+    assert decode_html_with_utf8(utf8_page, None)[1] == utf8_page[len(codecs.BOM_UTF8) :]
+    latin = page('<meta charset="windows-1252"><title>caf\xe9</title>').encode("cp1252")
+    assert decode_html_with_utf8(latin, None) == (latin.decode("cp1252"), None)
+    ebcdic = page('<meta charset="cp037"><title>x</title>').encode()
+    assert decode_html_with_utf8(ebcdic, None)[1] is None
 
 
 @pytest.mark.parametrize(
