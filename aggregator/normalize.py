@@ -22,6 +22,7 @@ import hashlib
 import ipaddress
 import re
 import unicodedata
+from collections.abc import Callable
 from functools import cache, lru_cache
 from typing import Any
 from urllib.parse import SplitResult, quote, unquote_plus, urljoin, urlsplit, urlunsplit
@@ -208,16 +209,21 @@ def amp_cache_url(amp_url: str) -> str:
     return f"https://{subdomain}.{AMP_CACHE_DOMAIN}/c/{secure}{host}{parts.path}{query}"
 
 
+class _PerHost:
+    """`compute(host)`, its answers kept for the last `_HOST_CACHE_SIZE` hosts asked about
+    (none longer than DNS allows, so hostile names do not pile up)."""
+
+    def __init__(self, compute: Callable[[str], str]) -> None:
+        self._compute = compute
+        self.cache = lru_cache(maxsize=_HOST_CACHE_SIZE)(compute)
+
+    def __call__(self, host: str) -> str:
+        return self.cache(host) if len(host) <= _MAX_CACHED_HOST else self._compute(host)
+
+
 def _to_ascii(host: str) -> str:
     """The punycode (IDNA) form of a host, or the host itself when it cannot be encoded."""
-    if len(host) <= _MAX_CACHED_HOST:
-        return _cached_to_ascii(host)
-    return _encode_idna(host)
-
-
-@lru_cache(maxsize=_HOST_CACHE_SIZE)
-def _cached_to_ascii(host: str) -> str:
-    return _encode_idna(host)
+    return _ASCII_HOSTS(host)
 
 
 def _encode_idna(host: str) -> str:
@@ -237,14 +243,7 @@ def _is_ip(host: str) -> bool:
 
 def registrable_domain(host: str) -> str:
     """The eTLD+1 of a host; the host itself for IPs, localhost and unknown suffixes."""
-    if len(host) <= _MAX_CACHED_HOST:
-        return _cached_registrable_domain(host)
-    return _registrable_domain(host)
-
-
-@lru_cache(maxsize=_HOST_CACHE_SIZE)
-def _cached_registrable_domain(host: str) -> str:
-    return _registrable_domain(host)
+    return _REGISTRABLE_DOMAINS(host)
 
 
 def _registrable_domain(host: str) -> str:
@@ -255,6 +254,10 @@ def _registrable_domain(host: str) -> str:
     if parts.domain and parts.suffix:
         return f"{parts.domain}.{parts.suffix}"
     return host
+
+
+_ASCII_HOSTS = _PerHost(_encode_idna)
+_REGISTRABLE_DOMAINS = _PerHost(_registrable_domain)
 
 
 def provider_domain(url: str) -> str:

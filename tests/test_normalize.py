@@ -279,17 +279,18 @@ def test_same_site(url_a: str, url_b: str, expected: bool) -> None:
 def test_host_answers_are_remembered_for_hosts_dns_allows_only() -> None:
     """Hosts repeat for every link of a crawl, so their answers are kept; but a hostile
     feed's megabyte-long host names must not pile up in the cache."""
-    normalize._cached_registrable_domain.cache_clear()
-    normalize._cached_to_ascii.cache_clear()
+    domains, ascii_hosts = normalize._REGISTRABLE_DOMAINS.cache, normalize._ASCII_HOSTS.cache
+    domains.cache_clear()
+    ascii_hosts.cache_clear()
     for _ in range(3):
         assert same_site("https://www.bbc.co.uk/a", "https://news.bbc.co.uk/b")
-    assert normalize._cached_registrable_domain.cache_info().currsize == 2
-    assert normalize._cached_to_ascii.cache_info().hits >= 4
+    assert domains.cache_info().currsize == 2
+    assert ascii_hosts.cache_info().hits >= 4
     long_host = "a" * 300 + ".example.com"
     assert normalize.registrable_domain(long_host) == "example.com"
     assert normalize._to_ascii(long_host.upper()) == long_host
-    assert normalize._cached_registrable_domain.cache_info().currsize == 2
-    assert normalize._cached_to_ascii.cache_info().currsize == 1
+    assert domains.cache_info().currsize == 2
+    assert ascii_hosts.cache_info().currsize == 1
 
 
 def test_suffix_list_is_offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
