@@ -35,12 +35,9 @@ _SNIFF_BYTES = 200_000
 _MAX_NULS = 8
 _INDEXED_TAGS = ("meta", "link", "script", "base", "title")
 # etree's parser, not lxml.html's: the same libxml2 parse, without looking up a Python
-# element class for every element touched (~6% of an extraction).
-_PARSER = etree.HTMLParser(huge_tree=True, remove_comments=True, remove_pis=True)
-# The same for UTF-8 bytes; a declared encoding wins over the document's <meta charset>.
-_UTF8_PARSER = etree.HTMLParser(
-    encoding="utf-8", huge_tree=True, remove_comments=True, remove_pis=True
-)
+# element class for every element touched (~6% of an extraction). It reads UTF-8 bytes;
+# the declared encoding wins over the document's <meta charset>.
+_PARSER = etree.HTMLParser(encoding="utf-8", huge_tree=True, remove_comments=True, remove_pis=True)
 
 
 @dataclass(slots=True)
@@ -170,11 +167,7 @@ def parse_page(text: str, url: str, now: datetime, utf8: bytes | None = None) ->
         raise ExtractError(url, "document is not HTML")
     markup = _utf8_markup(text, utf8)
     try:
-        if markup is None:
-            text = _XML_DECL.sub("", text, count=1)
-            root = etree.fromstring(text.replace("\x00", ""), parser=_PARSER)
-        else:
-            root = etree.fromstring(markup.replace(b"\x00", b""), parser=_UTF8_PARSER)
+        root = etree.fromstring(markup.replace(b"\x00", b""), parser=_PARSER)
     except (etree.LxmlError, ValueError) as exc:
         raise ExtractError(url, f"unparseable HTML: {exc}") from exc
     if root is None:
@@ -184,18 +177,15 @@ def parse_page(text: str, url: str, now: datetime, utf8: bytes | None = None) ->
     return page
 
 
-def _utf8_markup(text: str, utf8: bytes | None) -> bytes | None:
+def _utf8_markup(text: str, utf8: bytes | None) -> bytes:
     """`text` as UTF-8 bytes (`utf8` when given) without the XML declaration it may start
-    with; None when it has no UTF-8 form (a lone surrogate in a str handed in)."""
+    with. A lone surrogate, which only a str handed in can hold, becomes "?"."""
     if utf8 is None:
-        try:
-            utf8 = text.encode("utf-8")
-        except UnicodeEncodeError:
-            return None
+        utf8 = text.encode("utf-8", errors="replace")
     declaration = _XML_DECL.match(text)
     if declaration is None:
         return utf8
-    return utf8[len(declaration.group().encode("utf-8")) :]
+    return utf8[len(declaration.group().encode("utf-8", errors="replace")) :]
 
 
 def _looks_like_html(text: str) -> bool:

@@ -14,7 +14,7 @@ from lxml import etree
 
 from aggregator.errors import ExtractError
 from aggregator.extract import extract_page
-from aggregator.extract_doc import _PARSER, _XML_DECL, decode_html_with_utf8, parse_page
+from aggregator.extract_doc import _XML_DECL, decode_html_with_utf8, parse_page
 from aggregator.models import Image
 from aggregator.text import MAX_MARKUP_LENGTH
 
@@ -383,10 +383,16 @@ def test_page_parsed_from_bytes_as_libxml2_parses_the_decoded_str(raw: bytes) ->
     if utf8 is not None:
         assert utf8.decode("utf-8") == text
     page_root = parse_page(text, URL, NOW, utf8).root
+    str_parser = etree.HTMLParser(huge_tree=True, remove_comments=True, remove_pis=True)
     reference = etree.fromstring(
-        _XML_DECL.sub("", text, count=1).replace("\x00", ""), parser=_PARSER
+        _XML_DECL.sub("", text, count=1).replace("\x00", ""), parser=str_parser
     )
     assert etree.tostring(page_root, encoding=str) == etree.tostring(reference, encoding=str)
+
+
+def test_a_lone_surrogate_in_a_str_becomes_a_question_mark() -> None:
+    got = extract(page("<title>Lone \ud800 surrogate</title>"))
+    assert got.title == "Lone ? surrogate"  # type: ignore[attr-defined]
 
 
 def test_decoded_text_comes_with_the_page_bytes_only_when_they_are_its_utf8() -> None:
