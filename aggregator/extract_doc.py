@@ -13,13 +13,14 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
 from bs4.dammit import EncodingDetector
 from lxml import etree
 
 from aggregator.errors import ExtractError
 from aggregator.extract_jsonld import parse_jsonld_blocks
+from aggregator.normalize import urljoin_fast
 
 _CHARSET = re.compile(r"charset\s*=\s*[\"']?([\w.:-]+)", re.IGNORECASE)
 _HTML_HINT = re.compile(
@@ -70,7 +71,7 @@ class Page:
         try:
             if href.startswith("//"):
                 href = f"{urlsplit(self.base_url).scheme or 'https'}:{href}"
-            joined = urljoin(self.base_url, href)
+            joined = urljoin_fast(self.base_url, href)
             parts = urlsplit(joined)
         except ValueError:
             return None

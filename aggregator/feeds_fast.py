@@ -29,6 +29,8 @@ from typing import Any
 
 from lxml import etree
 
+from aggregator.normalize import urljoin_fast
+
 Dict = dict[str, Any]
 
 # feedparser's namespace table (mixin._FeedParserMixin.namespaces), keys lower-cased.
@@ -340,7 +342,7 @@ def _fp_text(value: str) -> str:
 def _urljoin(base: str, uri: str) -> str:
     uri = _URI_FIXER.sub(r"\1\3", uri)
     try:
-        return urllib.parse.urljoin(base, uri)
+        return urljoin_fast(base, uri)
     except ValueError:
         return ""
 

@@ -133,9 +133,30 @@ def join_url(base: str, href: str) -> str:
     as a URL: urllib raises ValueError on a bad bracketed host ("http://[", "https://[x]/"),
     and one such link in a feed must not fail the feed."""
     try:
-        return urljoin(base, href) if base else href
+        return urljoin_fast(base, href) if base else href
     except ValueError:
         return ""
+
+
+# An absolute http(s) URL that `urljoin` gives back unchanged: a lower-case scheme, a
+# non-empty host, printable ASCII only (urllib drops tabs and newlines, and checks
+# non-ASCII hosts), no ";" (an empty ";" parameter is dropped), no "[" or "]" (a bad
+# bracketed host raises), and no empty "?" or "#" (both are dropped).
+_PLAIN_ABSOLUTE = re.compile(
+    r"https?://[\x21\x22\x24-\x2e\x30-\x3a\x3c-\x3e\x40-\x5a\x5c\x5e-\x7e]"  # host: not "/"
+    r"[\x21\x22\x24-\x3a\x3c-\x3e\x40-\x5a\x5c\x5e-\x7e]*"  # host, path: not "#;?[]"
+    r"(?:\?[\x21\x22\x24-\x7e]+)?"  # a query: not "#"
+    r"(?:#[\x21-\x7e]+)?"
+)
+
+
+def urljoin_fast(base: str, href: str) -> str:
+    """`urllib.parse.urljoin(base, href)`, without parsing either when both are plain
+    absolute http(s) URLs (most links in feeds and pages): `href` itself, as urljoin
+    would return it. Raises ValueError where urljoin does."""
+    if _PLAIN_ABSOLUTE.fullmatch(href) and _PLAIN_ABSOLUTE.fullmatch(base):
+        return href
+    return urljoin(base, href)
 
 
 def canonical_url(url: str) -> str:

@@ -7,6 +7,7 @@ import tracemalloc
 import unicodedata
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
 import pytest
 import yaml
@@ -274,6 +275,58 @@ def test_provider_name_from_domain(domain: str, expected: str) -> None:
 )
 def test_same_site(url_a: str, url_b: str, expected: bool) -> None:
     assert same_site(url_a, url_b) is expected
+
+
+def _urljoin_outcome(base: str, href: str, join: Any) -> str:
+    try:
+        return str(join(base, href))
+    except ValueError as exc:
+        return f"ValueError: {exc}"
+
+
+_PLAIN = st.from_regex(normalize._PLAIN_ABSOLUTE, fullmatch=True)
+_PIECE = st.text(alphabet="ab/.;?#[]:@%\\ \t\n\x7f\x00é-_~!$&'()*+,=1", max_size=10)
+_ABSOLUTE_ISH = st.builds(
+    "{}://{}{}".format, st.sampled_from(["http", "https", "HTTP", "ftp"]), _PIECE, _PIECE
+)
+_URLISH = st.one_of(_PLAIN, _ABSOLUTE_ISH, _PIECE)
+_EDGES = [
+    "http://a/b;",
+    "http://a/b;?q",
+    "http://a?#f",
+    "http://a/b?",
+    "http://a/b#",
+    "HTTP://a/",
+    "http:///x",
+    "http://a/b\tc",
+    "http://[::1]/",
+    "http://[",
+    "https://[x]/",
+    "http://a/./b/../c",
+    "//a/b",
+    "",
+]
+
+
+@given(_PLAIN, _PLAIN)
+def test_urljoin_fast_takes_a_plain_absolute_url_as_urljoin_does(base: str, href: str) -> None:
+    assert normalize.urljoin_fast(base, href) == urljoin(base, href) == href
+
+
+@pytest.mark.parametrize("edge", _EDGES)
+@pytest.mark.parametrize("other", ["http://x.org/p/q", "https://x.org", "http://[", ""])
+def test_urljoin_fast_is_urljoin_on_the_edges(edge: str, other: str) -> None:
+    for base, href in ((other, edge), (edge, other)):
+        assert _urljoin_outcome(base, href, normalize.urljoin_fast) == _urljoin_outcome(
+            base, href, urljoin
+        )
+
+
+@given(_URLISH, _URLISH)
+def test_urljoin_fast_is_urljoin(base: str, href: str) -> None:
+    assert _urljoin_outcome(base, href, normalize.urljoin_fast) == _urljoin_outcome(
+        base, href, urljoin
+    )
 
 
 def test_host_answers_are_remembered_for_hosts_dns_allows_only() -> None:
