@@ -321,6 +321,32 @@ class _CompiledTopic:
         )
 
 
+class _AnchorIndex:
+    """Which topics' keywords can start on which word token, so that a text is searched
+    only for the topics one of whose first words it holds (a topic is bit i of a mask)."""
+
+    def __init__(self, topics: Sequence[_CompiledTopic]) -> None:
+        self._always = 0  # regex rules, and keywords without anchors: always searched
+        self._by_token: dict[str, int] = {}
+        for index, topic in enumerate(topics):
+            bit = 1 << index
+            if topic.regexes or (topic.keywords is not None and topic.anchors is None):
+                self._always |= bit
+            elif topic.anchors is not None:
+                for token in topic.anchors:
+                    self._by_token[token] = self._by_token.get(token, 0) | bit
+        self._tokens = frozenset(self._by_token)
+
+    def topics_in(self, scanned: ScannedText | None) -> int:
+        """The mask of topics that may have a hit in the scanned text (all without one)."""
+        if scanned is None:
+            return -1
+        mask = self._always
+        for token in self._tokens & scanned.tokens:
+            mask |= self._by_token[token]
+        return mask
+
+
 class TopicMatcher:
     """Topic rules compiled once from settings; cheap to apply to each record."""
 
@@ -329,6 +355,7 @@ class TopicMatcher:
         self._tokenize = any(  # texts are split into tokens only when a topic can use them
             t.anchors is not None or t.exclude_anchors is not None for t in self._topics
         )
+        self._anchor_index = _AnchorIndex(self._topics)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -348,6 +375,7 @@ class TopicMatcher:
         texts = {"title": title, "excerpt": excerpt, "body": body[:BODY_LIMIT]}
         scans = {field: scan_text(t) if self._tokenize else None for field, t in texts.items()}
         pairs = [(text, scans[field]) for field, text in texts.items()]
+        searched = {field: self._anchor_index.topics_in(scan) for field, scan in scans.items()}
         folded = {c.strip().casefold() for c in categories}
         ranked: list[tuple[float, int, TopicMatch]] = []
         for index, topic in enumerate(self._topics):
@@ -355,7 +383,8 @@ class TopicMatcher:
                 continue
             if topic.excluded(pairs):
                 continue
-            result = _score_topic(topic, texts, scans, folded)
+            fields = [field for field in _FIELDS if searched[field] >> index & 1]
+            result = _score_topic(topic, texts, scans, folded, fields)
             if result.hits and result.score >= topic.settings.threshold:
                 ranked.append((-result.score, index, result))
         return [m for _, _, m in sorted(ranked, key=lambda r: (r[0], r[1]))]
@@ -366,10 +395,13 @@ def _score_topic(
     texts: dict[str, str],
     scans: dict[str, ScannedText | None],
     categories: set[str],
+    fields: Sequence[str] = _FIELDS,
 ) -> TopicMatch:
+    """The topic's score over `fields` (the others hold none of its keywords) and the feed
+    categories."""
     score = 0.0
     hits: list[str] = []
-    for field in _FIELDS:
+    for field in fields:
         counts = topic.counts(texts[field], scans[field])
         weight = topic.field_weights[field]
         for label in sorted(counts, key=_longest_first):
