@@ -335,14 +335,13 @@ class _AnchorIndex:
             elif topic.anchors is not None:
                 for token in topic.anchors:
                     self._by_token[token] = self._by_token.get(token, 0) | bit
-        self._tokens = frozenset(self._by_token)
 
     def topics_in(self, scanned: ScannedText | None) -> int:
         """The mask of topics that may have a hit in the scanned text (all without one)."""
         if scanned is None:
             return -1
         mask = self._always
-        for token in self._tokens & scanned.tokens:
+        for token in self._by_token.keys() & scanned.tokens:
             mask |= self._by_token[token]
         return mask
 
@@ -395,7 +394,7 @@ def _score_topic(
     texts: dict[str, str],
     scans: dict[str, ScannedText | None],
     categories: set[str],
-    fields: Sequence[str] = _FIELDS,
+    fields: Sequence[str],
 ) -> TopicMatch:
     """The topic's score over `fields` (the others hold none of its keywords) and the feed
     categories."""
