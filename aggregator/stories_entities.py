@@ -33,7 +33,21 @@ MONTHS = frozenset(
 )
 _NOT_ENTITIES = STOPWORDS | MONTHS | frozenset("file photo video watch live update".split())
 
-_SENTENCES = re.compile(r"(?<=[.!?])[\"'”’)]*\s+(?=[\"'“‘(]?[A-Z0-9£$€])|\n+|\s[—–|]\s")
+# Sentence breaks: after [.!?], closing quotes or brackets and whitespace before what may
+# open a sentence; a run of newlines; a spaced dash or bar. Every break starts with
+# whitespace or a closing mark, so the pattern consumes that character first and then
+# checks which break it opens: a leading character class lets the regex engine skip
+# the rest of the text without trying each alternative at every position (2x faster
+# than the plain form, `(?<=[.!?])["'”’)]*\s+(?=…)|\n+|\s[—–|]\s`, with the same splits;
+# tests/test_link_features_reference.py holds it as the oracle).
+_OPENS = r"(?=[\"'“‘(]?[A-Z0-9£$€])"
+_SENTENCES = re.compile(
+    r"[\s\"'”’)](?:"
+    + rf"(?<=[.!?][\"'”’)])[\"'”’)]*\s+{_OPENS}"  # a closing mark after the stop
+    + rf"|(?<=[.!?]\s)\s*{_OPENS}"  # whitespace right after the stop
+    + r"|(?<=\n)\n*"  # newlines
+    + r"|(?<=\s)[—–|]\s)"  # a spaced dash or bar
+)
 # A token is a number (with its unit or currency) or a word; splitting on the one group
 # leaves what lies between tokens at even positions. A number starts with a currency sign or
 # a decimal digit (\d, category Nd), a word never does: the two alternatives never compete.

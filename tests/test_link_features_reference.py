@@ -27,6 +27,13 @@ _TOKEN = re.compile(
 )
 
 
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?])[\"'”’)]*\s+(?=[\"'“‘(]?[A-Z0-9£$€])|\n+|\s[—–|]\s")
+
+
+def reference_sentences(text: str) -> list[str]:
+    return [s for s in _SENTENCE_BREAK.split(text) if s and s.strip()]
+
+
 def reference_tokens(sentence: str) -> ents.Tokens:
     out: ents.Tokens = []
     end = 0
@@ -91,7 +98,7 @@ def reference_entities(title: str, excerpt: str, text: str) -> dict[str, float]:
     if excerpt and body.startswith(excerpt[:80]):
         body = body[len(excerpt) :]
     fields = [(title, ents.TITLE_WEIGHT), (excerpt, ents.EXCERPT_WEIGHT), (body, ents.BODY_WEIGHT)]
-    split = [([reference_tokens(s) for s in ents._sentences(f)], w) for f, w in fields]
+    split = [([reference_tokens(s) for s in reference_sentences(f)], w) for f, w in fields]
     lexicon = _lexicon([tokens for sentences, _ in split[1:] for tokens in sentences])
     out: dict[str, float] = {}
     for sentences, weight in split:
@@ -230,6 +237,16 @@ _WORDY = st.text(alphabet=st.sampled_from(list("aZéßſİ½²_-'’“”.,;:!?
 @given(st.one_of(_WORDY, st.text(max_size=60)))
 def test_tokens_without_digits_equal_the_reference(sentence: str) -> None:
     assert ents._tokens(sentence) == reference_tokens(sentence)
+
+
+_BREAKY = st.text(alphabet=st.sampled_from(list("aZ1£.!?\"'”’“‘() \t\n\r\u00a0\u2028—–|")))
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.one_of(_BREAKY, _TEXTS, st.text(max_size=80)))
+def test_sentence_breaks_split_as_the_plain_pattern(text: str) -> None:
+    assert ents._SENTENCES.split(text) == _SENTENCE_BREAK.split(text)
+    assert ents._sentences(text) == reference_sentences(text)
 
 
 @settings(max_examples=500, deadline=None)
