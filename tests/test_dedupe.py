@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from aggregator.dedupe import richer, text_fingerprint, title_key
+from aggregator.dedupe import normalise_words, richer, text_fingerprint, title_key
 from aggregator.models import Image, Provenance, Provider, Record
 from aggregator.store import Store
 
@@ -150,3 +154,31 @@ def test_one_wire_lead_under_two_headlines_is_two_articles(store: Store, text: s
         provenance=replace(other.provenance, guid="mirror-guid"),
     )
     assert store.upsert_records([mirror]).new == 0
+
+
+_NON_WORD = re.compile(r"[\W_]+")
+
+
+def plain_normalise_words(text: str) -> str:
+    """The plain form `normalise_words` replaced: one substitution over the whole text."""
+    return _NON_WORD.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
+
+
+_AWKWARD = st.text(
+    alphabet=st.sampled_from(
+        list("aZ9_ -.,'’“”—\t\n\r\x0b\x0c\x1c\x1f\x85\u00a0\u1680\u2028\u3000")
+        + list("ßﬁ½²Ⅻ٣İſ\u0301é\u00b4㎏ⅰ\ufeff\u200b")
+    )
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.one_of(_AWKWARD, st.text(max_size=80)))
+def test_normalise_words_equals_one_substitution(text: str) -> None:
+    assert normalise_words(text) == plain_normalise_words(text)
+
+
+def test_normalise_words_drops_punctuation_case_and_underscores() -> None:
+    assert normalise_words("  Fed Raises_Rates — AGAIN!\n(2024) ﬁnal  ") == (
+        "fed raises rates again 2024 final"
+    )
