@@ -29,8 +29,13 @@ _BLOCK_TAGS = frozenset(
 
 
 def strip_unsafe_chars(text: str) -> str:
-    """Remove control, bidi-override and non-characters that break or spoof outputs."""
-    return _UNSAFE_CHARS.sub("", text)
+    """Remove control, bidi-override and non-characters that break or spoof outputs.
+
+    Each of them is a control, format, surrogate or unassigned code point, which
+    `str.isprintable` refuses, so a printable text (most titles, names and links) is
+    returned without running the pattern: 0.2 against 0.6 us a call, some fifty calls a
+    record."""
+    return text if text.isprintable() else _UNSAFE_CHARS.sub("", text)
 
 
 def collapse_whitespace(text: str) -> str:

@@ -7,7 +7,14 @@ import sys
 
 import pytest
 
-from aggregator.text import MAX_MARKUP_LENGTH, clean_inline, collapse_whitespace, html_to_text
+from aggregator.text import (
+    _UNSAFE_CHARS,
+    MAX_MARKUP_LENGTH,
+    clean_inline,
+    collapse_whitespace,
+    html_to_text,
+    strip_unsafe_chars,
+)
 
 EVERY_CHARACTER = "".join(
     chr(code) for code in range(sys.maxunicode + 1) if not 0xD800 <= code <= 0xDFFF
@@ -20,6 +27,17 @@ def test_whitespace_is_what_the_regex_calls_whitespace_for_every_character() -> 
     for space in sorted(by_regex):
         text = f"{space}one{space}{space}two\u00a0 three{space}"
         assert collapse_whitespace(text) == re.sub(r"\s+", " ", text).strip() == "one two three"
+
+
+def test_every_unsafe_character_is_unprintable_so_printable_text_is_kept_whole() -> None:
+    removed = _UNSAFE_CHARS.findall(EVERY_CHARACTER + "\ud800\udfff")
+    # C0 but tab, LF and CR; DEL and C1; bidi marks; BOM; two non-characters; 2 surrogates
+    assert len(removed) == 78
+    assert not any(char.isprintable() for char in removed)
+    for char in removed:
+        assert strip_unsafe_chars(f"a{char}b") == "ab"
+    assert strip_unsafe_chars("Café “quoted” 東京") == "Café “quoted” 東京"
+    assert strip_unsafe_chars("line\nbreak\tand\u202egone") == "line\nbreak\tandgone"
 
 
 def test_collapse_keeps_words_and_drops_runs_and_ends() -> None:
