@@ -182,3 +182,76 @@ def test_normalise_words_drops_punctuation_case_and_underscores() -> None:
     assert normalise_words("  Fed Raises_Rates — AGAIN!\n(2024) ﬁnal  ") == (
         "fed raises rates again 2024 final"
     )
+
+
+def test_the_identity_query_reads_the_rows_of_the_plain_or_of_in_terms(tmp_path: Path) -> None:
+    from sqlalchemy import create_engine, or_, select
+
+    from aggregator.store.identity import _RECORDS, IdentityIndex
+
+    path = tmp_path / "identity.db"
+    stored = [
+        make("https://example.com/g1"),
+        make(
+            "https://example.com/g2",
+            amp_web_url="https://example.com/g2/amp",
+            title="Tram line two closes for a month of works",
+            text="",
+        ),
+        make("https://example.com/g3", title="Ferry timetable changes for the winter", text=""),
+        make(
+            "https://example.com/g4",
+            text="",
+            title="Council approves the new cycle lanes downtown",
+            provenance=Provenance(source_name="other", guid="x-4", feed_url="https://e/f"),
+        ),
+    ]
+    stored.append(
+        make("https://example.com/g5", title="Library extends its opening hours", text="")
+    )
+    Store(f"sqlite:///{path}").upsert_records(stored)
+    batch = [
+        make("https://mirror.example.org/g1", provider=Provider("Mirror", "example.org")),
+        make("https://example.com/g2/amp", text="", excerpt="Short."),
+        make("https://example.com/g3b", title="Ferry Timetable Changes for the Winter!", text=""),
+        make(
+            "https://example.com/g4b",
+            text="",
+            title="Unrelated",
+            provenance=Provenance(source_name="other", guid="x-4", feed_url="https://e/f"),
+        ),
+        make("https://example.com/new", title="Something else entirely happened", text=""),
+        make(  # the stored g5 under a new URL, by its guid
+            "https://example.com/g5-moved",
+            title="Library hours",
+            text="",
+            provenance=Provenance(
+                source_name="feed", guid="https://example.com/g5", feed_url="https://e/f"
+            ),
+        ),
+    ]
+    columns = _RECORDS.c
+    urls = sorted({r.web_url for r in batch} | {r.amp_web_url for r in batch if r.amp_web_url})
+    texts = sorted({text_fingerprint(r.title, r.excerpt, r.text) for r in batch} - {""})
+    titles = sorted({title_key(r.title) for r in batch} - {""})
+    plain = select(_RECORDS).where(
+        or_(
+            (columns.source_name == "feed")
+            & columns.guid.in_(
+                sorted(r.provenance.guid for r in batch if r.provenance.guid != "x-4")
+            ),
+            (columns.source_name == "other") & columns.guid.in_(["x-4"]),
+            columns.web_url.in_(urls),
+            columns.amp_web_url.in_(urls),
+            columns.text_hash.in_(texts),
+            columns.title_key.in_(titles),
+        )
+    )
+    engine = create_engine(f"sqlite:///{path}")
+    with engine.connect() as connection:
+        expected = [dict(row._mapping) for row in connection.execute(plain)]
+        index = IdentityIndex.load(connection, batch)
+    engine.dispose()
+    assert len(expected) == 5  # g1 by text, g2 by AMP URL, g3 by title, g4 and g5 by guid
+    assert list(index.rows.values()) == expected
+    assert [index.match_rule(record)[1] for record in batch] == [4, 3, 5, 1, 0, 1]
