@@ -153,24 +153,17 @@ class Store:
 
     def known_guids(self, source_name: str, guids: Iterable[str]) -> set[str]:
         """The subset of `guids` already stored for `source_name`."""
-        found: set[str] = set()
-        with transaction(self._engine, "known_guids") as session:
-            for part in chunked({g for g in guids if g}):
-                statement = select(RecordRow.guid).where(
-                    col(RecordRow.source_name) == source_name, col(RecordRow.guid).in_(part)
-                )
-                found.update(g for g in session.exec(statement) if g is not None)
-        return found
+        return set(self.entry_hashes(source_name, guids))
 
     def entry_hashes(self, source_name: str, guids: Iterable[str]) -> dict[str, str]:
         """guid → stored feed-entry fingerprint, for the `guids` stored for `source_name`."""
         found: dict[str, str] = {}
-        with transaction(self._engine, "entry_hashes") as session:
+        with core_transaction(self._engine, "entry_hashes") as connection:
             for part in chunked({g for g in guids if g}):
-                statement = select(RecordRow.guid, RecordRow.entry_hash).where(
-                    col(RecordRow.source_name) == source_name, col(RecordRow.guid).in_(part)
+                params = {"source": source_name, "guids": part}
+                found.update(
+                    (guid, hashed) for guid, hashed in connection.execute(_ENTRY_HASHES, params)
                 )
-                found.update((g, h) for g, h in session.exec(statement) if g is not None)
         return found
 
     def find_by_urls(self, urls: Iterable[str]) -> dict[str, int]:
@@ -178,13 +171,10 @@ class Store:
         wanted = {u for u in urls if u}
         by_web: dict[str, int] = {}
         by_amp: dict[str, int] = {}
-        with transaction(self._engine, "find_by_urls") as session:
+        with core_transaction(self._engine, "find_by_urls") as connection:
             for part in chunked(wanted):
-                statement = select(RecordRow.id, RecordRow.web_url, RecordRow.amp_web_url).where(
-                    or_(col(RecordRow.web_url).in_(part), col(RecordRow.amp_web_url).in_(part))
-                )
-                for row_id, web_url, amp_url in session.exec(statement.order_by(col(RecordRow.id))):
-                    assert row_id is not None
+                rows = connection.execute(_IDS_BY_URL, {"urls": part})
+                for row_id, web_url, amp_url in rows:
                     by_web[web_url] = row_id
                     by_amp.setdefault(amp_url, row_id)
         return {
@@ -520,6 +510,23 @@ def _source_state(connection: Connection, name: str) -> SourceState | None:
 
 
 _SOURCE_TABLE = SourceRow.__table__  # type: ignore[attr-defined]
+_RECORDS_TABLE = RecordRow.__table__  # type: ignore[attr-defined]
+# Per-batch look-ups, built once: the values are expanding parameters, so SQLAlchemy
+# neither turns each one into an expression nor builds a new statement for each call.
+_ENTRY_HASHES = core_select(_RECORDS_TABLE.c.guid, _RECORDS_TABLE.c.entry_hash).where(
+    _RECORDS_TABLE.c.source_name == bindparam("source"),
+    _RECORDS_TABLE.c.guid.in_(bindparam("guids", expanding=True)),
+)
+_IDS_BY_URL = (
+    core_select(_RECORDS_TABLE.c.id, _RECORDS_TABLE.c.web_url, _RECORDS_TABLE.c.amp_web_url)
+    .where(
+        or_(
+            _RECORDS_TABLE.c.web_url.in_(bindparam("urls", expanding=True)),
+            _RECORDS_TABLE.c.amp_web_url.in_(bindparam("urls", expanding=True)),
+        )
+    )
+    .order_by(_RECORDS_TABLE.c.id)
+)
 _SOURCE_BY_NAME = core_select(_SOURCE_TABLE).where(_SOURCE_TABLE.c.name == bindparam("name"))
 _SOURCES_BY_NAME = core_select(_SOURCE_TABLE).where(
     _SOURCE_TABLE.c.name.in_(bindparam("names", expanding=True))
