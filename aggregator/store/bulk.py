@@ -4,6 +4,7 @@
                                          one executemany per run of same-shaped updates, in order
     set_secured_by_url(connection, seals)    many records' seals by web_url, one executemany
     delete_children(connection, model, ids)   a child table's rows of many records, chunked
+    in_param(column, name)               ``column IN (…)`` over a list given at execute time
     PendingChildren                      images, topics and related snapshots of a batch,
                                          inserted once at the end under the rows' final ids
 
@@ -12,11 +13,12 @@ Nothing here goes through the ORM unit of work: no identity map, no per-row flus
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from itertools import groupby
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, delete, insert, update
+from sqlalchemy import ColumnElement, Connection, Delete, Table, bindparam, delete, insert, update
 
 from aggregator.models import Image, Record, RelatedRecord
 from aggregator.store.chunks import chunked
@@ -27,6 +29,14 @@ RECORDS: Table = RecordRow.__table__  # type: ignore[attr-defined]
 IMAGES: Table = ImageRow.__table__  # type: ignore[attr-defined]
 TOPICS: Table = TopicRow.__table__  # type: ignore[attr-defined]
 RELATED: Table = RelatedRow.__table__  # type: ignore[attr-defined]
+
+
+def in_param(column: ColumnElement[Any], name: str = "ids") -> ColumnElement[bool]:
+    """``column IN (…)`` over the expanding parameter `name`, whose list is given at execute
+    time: a statement built once serves every call. The literal ``column.in_(values)``
+    makes SQLAlchemy build an expression of each value and a new statement each call."""
+    return column.in_(bindparam(name, expanding=True))
+
 
 _ROW_ID = "row_id"  # the bound id of `update_rows` (not a column name, so SET leaves it out)
 
@@ -52,8 +62,14 @@ def set_secured_by_url(connection: Connection, seals: Sequence[tuple[str, str]])
 
 def delete_children(connection: Connection, table: Table, record_ids: Iterable[int]) -> None:
     """Delete the rows of child `table` that belong to `record_ids`."""
+    statement = _delete_children_of(table)
     for part in chunked(sorted(set(record_ids))):
-        connection.execute(delete(table).where(table.c.record_id.in_(part)))
+        connection.execute(statement, {"ids": part})
+
+
+@functools.cache
+def _delete_children_of(table: Table) -> Delete:
+    return delete(table).where(in_param(table.c.record_id))
 
 
 def insert_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:

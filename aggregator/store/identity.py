@@ -23,6 +23,7 @@ from sqlalchemy import ColumnElement, Connection, Select, Table, and_, bindparam
 
 from aggregator.dedupe import DUPLICATE_WINDOW, text_fingerprint, title_key
 from aggregator.models import Record
+from aggregator.store.bulk import in_param
 from aggregator.store.chunks import chunked
 from aggregator.store.convert import RowValues
 from aggregator.store.source_rows import utc
@@ -173,7 +174,7 @@ def _identity_statement(sources: int, keyed: tuple[str, ...], given: frozenset[s
     terms: list[ColumnElement[bool]] = [
         and_(
             columns.source_name == bindparam(f"source_{number}"),
-            columns.guid.in_(bindparam(f"guids_{number}", expanding=True)),
+            in_param(columns.guid, f"guids_{number}"),
         )
         for number in range(sources)
     ]
@@ -183,7 +184,5 @@ def _identity_statement(sources: int, keyed: tuple[str, ...], given: frozenset[s
         "texts": columns.text_hash,
         "titles": columns.title_key,
     }
-    terms += [
-        keyed_columns[name].in_(bindparam(name, expanding=True)) for name in keyed if name in given
-    ]
+    terms += [in_param(keyed_columns[name], name) for name in keyed if name in given]
     return select(_RECORDS).where(or_(*terms))

@@ -16,12 +16,14 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, Table, delete, select
 
+from aggregator.store.bulk import in_param
 from aggregator.store.chunks import chunked
 from aggregator.store.native import dialect_insert
 from aggregator.store.source_rows import utc
 from aggregator.store.tables import RefreshQueueRow
 
 QUEUE: Table = RefreshQueueRow.__table__  # type: ignore[attr-defined]
+_DEQUEUE = delete(QUEUE).where(in_param(QUEUE.c.record_id))
 
 
 def enqueue(connection: Connection, waiting: Mapping[int, datetime]) -> None:
@@ -38,7 +40,7 @@ def enqueue(connection: Connection, waiting: Mapping[int, datetime]) -> None:
 def dequeue(connection: Connection, record_ids: Iterable[int]) -> None:
     """Take the given record ids off the queue (ids not queued are ignored)."""
     for part in chunked(sorted(set(record_ids))):
-        connection.execute(delete(QUEUE).where(QUEUE.c.record_id.in_(part)))
+        connection.execute(_DEQUEUE, {"ids": part})
 
 
 def queued(connection: Connection) -> dict[int, datetime]:

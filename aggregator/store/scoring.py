@@ -12,11 +12,17 @@ from collections.abc import Iterable
 from sqlalchemy import Connection, select
 
 from aggregator.models import Image, Record
-from aggregator.store.bulk import IMAGES, RECORDS
+from aggregator.store.bulk import IMAGES, RECORDS, in_param
 from aggregator.store.chunks import chunked
 from aggregator.store.convert import record_from_values
 
 _COLUMNS = [column for column in RECORDS.c if column.name != "text"]
+_SCORED = select(*_COLUMNS).where(in_param(RECORDS.c.id))
+_IMAGES = (
+    select(IMAGES.c.record_id, IMAGES.c.url, IMAGES.c.width, IMAGES.c.height, IMAGES.c.title)
+    .where(in_param(IMAGES.c.record_id))
+    .order_by(IMAGES.c.record_id, IMAGES.c.position)
+)
 
 
 def scoring_records(connection: Connection, record_ids: Iterable[int]) -> dict[int, Record]:
@@ -25,22 +31,16 @@ def scoring_records(connection: Connection, record_ids: Iterable[int]) -> dict[i
     images = _images(connection, ids)
     found: dict[int, Record] = {}
     for part in chunked(ids):
-        for row in connection.execute(select(*_COLUMNS).where(RECORDS.c.id.in_(part))):
+        for row in connection.execute(_SCORED, {"ids": part}):
             values = {**row._mapping, "text": ""}
             found[row.id] = record_from_values(values, images.get(row.id, ()))
     return found
 
 
 def _images(connection: Connection, record_ids: list[int]) -> dict[int, tuple[Image, ...]]:
-    columns = IMAGES.c
     grouped: dict[int, list[Image]] = {}
     for part in chunked(record_ids):
-        statement = (
-            select(columns.record_id, columns.url, columns.width, columns.height, columns.title)
-            .where(columns.record_id.in_(part))
-            .order_by(columns.record_id, columns.position)
-        )
-        for record_id, url, width, height, title in connection.execute(statement):
+        for record_id, url, width, height, title in connection.execute(_IMAGES, {"ids": part}):
             image = Image(url=url, width=width, height=height, title=title)
             grouped.setdefault(record_id, []).append(image)
     return {record_id: tuple(found) for record_id, found in grouped.items()}

@@ -21,7 +21,7 @@ from sqlmodel import Session, col, func, or_, select
 from aggregator.errors import StorageError
 from aggregator.models import QualityReason, Record
 from aggregator.store import claims, export_read, imported, link_log, refresh_queue, retention
-from aggregator.store.bulk import set_secured_by_url
+from aggregator.store.bulk import in_param, set_secured_by_url
 from aggregator.store.chunks import chunked
 from aggregator.store.claims import SourceClaim
 from aggregator.store.convert import source_from_row
@@ -515,19 +515,17 @@ _RECORDS_TABLE = RecordRow.__table__  # type: ignore[attr-defined]
 # neither turns each one into an expression nor builds a new statement for each call.
 _ENTRY_HASHES = core_select(_RECORDS_TABLE.c.guid, _RECORDS_TABLE.c.entry_hash).where(
     _RECORDS_TABLE.c.source_name == bindparam("source"),
-    _RECORDS_TABLE.c.guid.in_(bindparam("guids", expanding=True)),
+    in_param(_RECORDS_TABLE.c.guid, "guids"),
 )
 _IDS_BY_URL = (
     core_select(_RECORDS_TABLE.c.id, _RECORDS_TABLE.c.web_url, _RECORDS_TABLE.c.amp_web_url)
     .where(
         or_(
-            _RECORDS_TABLE.c.web_url.in_(bindparam("urls", expanding=True)),
-            _RECORDS_TABLE.c.amp_web_url.in_(bindparam("urls", expanding=True)),
+            in_param(_RECORDS_TABLE.c.web_url, "urls"),
+            in_param(_RECORDS_TABLE.c.amp_web_url, "urls"),
         )
     )
     .order_by(_RECORDS_TABLE.c.id)
 )
 _SOURCE_BY_NAME = core_select(_SOURCE_TABLE).where(_SOURCE_TABLE.c.name == bindparam("name"))
-_SOURCES_BY_NAME = core_select(_SOURCE_TABLE).where(
-    _SOURCE_TABLE.c.name.in_(bindparam("names", expanding=True))
-)
+_SOURCES_BY_NAME = core_select(_SOURCE_TABLE).where(in_param(_SOURCE_TABLE.c.name, "names"))

@@ -9,7 +9,14 @@ from typing import Any
 from sqlalchemy import Connection, select
 from sqlmodel import Session
 
-from aggregator.store.bulk import RECORDS, RELATED, delete_children, insert_rows, update_rows
+from aggregator.store.bulk import (
+    RECORDS,
+    RELATED,
+    delete_children,
+    in_param,
+    insert_rows,
+    update_rows,
+)
 from aggregator.store.chunks import chunked
 from aggregator.store.convert import RowValues, reasons_to_json
 from aggregator.store.tables import RecordRow
@@ -52,12 +59,21 @@ def apply_updates(
     return len(writes)
 
 
+_TRACKED_ROWS = select(RECORDS.c.id, *(RECORDS.c[name] for name in _TRACKED)).where(
+    in_param(RECORDS.c.id)
+)
+_RELATED_ENTRIES = (
+    select(RELATED.c.record_id, RELATED.c.related_record_id, RELATED.c.snapshot.is_not(None))
+    .where(in_param(RELATED.c.record_id))
+    .order_by(RELATED.c.record_id, RELATED.c.position)
+)
+
+
 def _tracked_rows(connection: Connection, record_ids: Iterable[int]) -> dict[int, RowValues]:
     """The tracked columns of each stored record among `record_ids`."""
-    columns = [RECORDS.c.id, *(RECORDS.c[name] for name in _TRACKED)]
     found: dict[int, RowValues] = {}
     for part in chunked(sorted(record_ids)):
-        for row in connection.execute(select(*columns).where(RECORDS.c.id.in_(part))):
+        for row in connection.execute(_TRACKED_ROWS, {"ids": part}):
             values = dict(row._mapping)
             found[values.pop("id")] = values
     return found
@@ -92,16 +108,9 @@ def _related_entries(
     connection: Connection, record_ids: Iterable[int]
 ) -> dict[int, list[tuple[int | None, bool]]]:
     """(linked record id, has a snapshot) of each related entry of `record_ids`, in order."""
-    columns = RELATED.c
-    has_snapshot = columns.snapshot.is_not(None)
     grouped: dict[int, list[tuple[int | None, bool]]] = {}
     for part in chunked(sorted(set(record_ids))):
-        statement = (
-            select(columns.record_id, columns.related_record_id, has_snapshot)
-            .where(columns.record_id.in_(part))
-            .order_by(columns.record_id, columns.position)
-        )
-        for record_id, related_id, snapshot in connection.execute(statement):
+        for record_id, related_id, snapshot in connection.execute(_RELATED_ENTRIES, {"ids": part}):
             grouped.setdefault(record_id, []).append((related_id, bool(snapshot)))
     return grouped
 
