@@ -190,45 +190,27 @@ def test_the_identity_query_reads_the_rows_of_the_plain_or_of_in_terms(tmp_path:
     from aggregator.store.identity import _RECORDS, IdentityIndex
 
     path = tmp_path / "identity.db"
-    stored = [
-        make("https://example.com/g1"),
-        make(
-            "https://example.com/g2",
-            amp_web_url="https://example.com/g2/amp",
-            title="Tram line two closes for a month of works",
-            text="",
-        ),
-        make("https://example.com/g3", title="Ferry timetable changes for the winter", text=""),
-        make(
-            "https://example.com/g4",
-            text="",
-            title="Council approves the new cycle lanes downtown",
-            provenance=Provenance(source_name="other", guid="x-4", feed_url="https://e/f"),
-        ),
+    x4 = Provenance(source_name="other", guid="x-4", feed_url="https://e/f")
+    g5 = Provenance(source_name="feed", guid="https://example.com/g5", feed_url="https://e/f")
+    untexted = [  # (web_url, title, provenance or None for make's own)
+        ("https://example.com/g2", "Tram line two closes for a month of works", None),
+        ("https://example.com/g3", "Ferry timetable changes for the winter", None),
+        ("https://example.com/g4", "Council approves the new cycle lanes downtown", x4),
+        ("https://example.com/g5", "Library extends its opening hours", None),
     ]
-    stored.append(
-        make("https://example.com/g5", title="Library extends its opening hours", text="")
-    )
+    stored = [make("https://example.com/g1")] + [
+        make(url, title=title, text="", **({"provenance": p} if p else {}))
+        for url, title, p in untexted
+    ]
+    stored[1] = replace(stored[1], amp_web_url="https://example.com/g2/amp")
     Store(f"sqlite:///{path}").upsert_records(stored)
     batch = [
         make("https://mirror.example.org/g1", provider=Provider("Mirror", "example.org")),
-        make("https://example.com/g2/amp", text="", excerpt="Short."),
+        make("https://example.com/g2/amp", text="", excerpt="Short."),  # the AMP URL of g2
         make("https://example.com/g3b", title="Ferry Timetable Changes for the Winter!", text=""),
-        make(
-            "https://example.com/g4b",
-            text="",
-            title="Unrelated",
-            provenance=Provenance(source_name="other", guid="x-4", feed_url="https://e/f"),
-        ),
+        make("https://example.com/g4b", title="Unrelated", text="", provenance=x4),  # g4's guid
         make("https://example.com/new", title="Something else entirely happened", text=""),
-        make(  # the stored g5 under a new URL, by its guid
-            "https://example.com/g5-moved",
-            title="Library hours",
-            text="",
-            provenance=Provenance(
-                source_name="feed", guid="https://example.com/g5", feed_url="https://e/f"
-            ),
-        ),
+        make("https://example.com/g5-moved", title="Library hours", text="", provenance=g5),
     ]
     columns = _RECORDS.c
     urls = sorted({r.web_url for r in batch} | {r.amp_web_url for r in batch if r.amp_web_url})
