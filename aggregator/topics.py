@@ -48,7 +48,7 @@ _ACRONYM = re.compile(r"^[A-Z0-9&]{2,5}$")
 _ASCII_WORD = re.compile(r"[A-Za-z0-9_]+")
 _PHRASE_PIECES = re.compile(r"(\s+|-)")
 _WORD = re.compile(r"\w+")
-_CASE_TRAPS = re.compile("[\u0130\u0131\u017f]")
+_CASE_TRAPS = ("\u0130", "\u0131", "\u017f")  # "İ", "ı", "ſ": see `scan_text`
 
 
 @dataclass(frozen=True)
@@ -185,7 +185,8 @@ def scan_text(text: str) -> ScannedText | None:
     character `re.IGNORECASE` matches to an ASCII letter or digit onto it, except three
     (checked over all of Unicode): "İ", "ı" and "ſ". A text holding one is searched for
     every keyword."""
-    if _CASE_TRAPS.search(text):
+    dotted, dotless, long_s = _CASE_TRAPS  # three substring searches: 0.1 us, the regex 7
+    if dotted in text or dotless in text or long_s in text:
         return None
     lowered = text.lower()
     return ScannedText(lowered, frozenset(_WORD.findall(lowered)))

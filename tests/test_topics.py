@@ -388,6 +388,8 @@ def test_the_token_prefilter_skips_texts_without_a_first_word() -> None:
     assert first_tokens("café") is None
     assert phrase_anchors(["vote", "café"]) is None
     assert scan_text("İstanbul") is None  # "İ" lower-cases to two characters
+    assert scan_text("kırmızı") is None  # "ı" and "ſ": IGNORECASE matches them to ASCII
+    assert scan_text("Meſſage") is None
     cafe = scan_text("Café “AI”")
     assert cafe is not None and cafe.tokens == {"café", "ai"}
     anchors = phrase_anchors(["machine learning", "vote"])
