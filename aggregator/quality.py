@@ -114,8 +114,34 @@ _ANY_BOILERPLATE = re.compile(
 )  # one pass instead of one per pattern: a third of the time
 
 
+# Every match of a boilerplate pattern holds one of these (lower-cased), so a text holding
+# none cannot match; unless it holds one of the three characters that IGNORECASE matches to
+# an ASCII letter but str.lower does not turn into it ("İ", "ı", "ſ").
+_BOILERPLATE_WORDS = (
+    "cookie",
+    "javascript",
+    "to continue",
+    "to read",
+    "subscriber",
+    "blocker",
+    "browser",
+    "denied",
+    "not found",
+    "forbidden",
+)
+_CASE_TRAPS = ("\u0130", "\u0131", "\u017f")
+
+
 def is_boilerplate(text: str) -> bool:
-    """True when `text` reads like a cookie, paywall, JavaScript or error notice."""
+    """True when `text` reads like a cookie, paywall, JavaScript or error notice.
+
+    Most texts hold none of the words the patterns need: substring searches rule them
+    out (~1 us) before the pattern runs (~25 us for an excerpt)."""
+    lowered = text.lower()
+    if not any(word in lowered for word in _BOILERPLATE_WORDS) and not any(
+        trap in text for trap in _CASE_TRAPS
+    ):
+        return False
     return _ANY_BOILERPLATE.search(text) is not None
 
 

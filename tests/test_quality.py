@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import re
+import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from aggregator.models import Image, Provider, Record
 from aggregator.quality import (
@@ -231,3 +235,60 @@ def test_every_boilerplate_pattern_is_caught_by_the_one_pass(notice: str) -> Non
     assert is_boilerplate(notice)
     assert is_boilerplate(f"News. {notice.upper()}!")
     assert not is_boilerplate(notice.replace(" ", "_"))
+
+
+def test_only_three_characters_match_an_ascii_letter_ignoring_case_but_do_not_lower_to_it() -> None:
+    from aggregator.quality import _CASE_TRAPS
+
+    every = "".join(chr(code) for code in range(128, sys.maxunicode + 1))
+    matched = re.findall("[a-z]", every, re.IGNORECASE)
+    assert {char for char in matched if not char.lower().isascii()} == set(_CASE_TRAPS)
+
+
+_NOTICE_PIECES = st.sampled_from(
+    [
+        "we use cookies",
+        "This website uses COOKIES",
+        "accept all cookies",
+        "cookie policy",
+        "turn on JavaScript",
+        "javascript is disabled",
+        "Log in to continue",
+        "register to read",
+        "already a subscriber",
+        "disable your ad blocker",
+        "your browser is not supported",
+        "Access denied",
+        "page not found",
+        "404 Not Found",
+        "cookies",
+        "read",
+        "continue",
+        "enable javaſcript",
+        "already a ſubscriber",
+        "403 forbıdden",
+        "accept all cookİes",
+        "İ",
+        "ı",
+        "ſ",
+        "\u212a",
+        "javaſcript",
+        "cooKie policy",
+        "Cookie Policy",
+        "ſign in to read",
+        "news",
+        "the",
+        " ",
+        ". ",
+        "_",
+        "\n",
+    ]
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.one_of(_NOTICE_PIECES, st.text(max_size=8)), max_size=12).map(" ".join))
+def test_the_word_prefilter_never_changes_the_answer(text: str) -> None:
+    from aggregator.quality import _ANY_BOILERPLATE
+
+    assert is_boilerplate(text) == (_ANY_BOILERPLATE.search(text) is not None)
