@@ -87,6 +87,10 @@ _TRUNCATION_MARKER = re.compile(
     re.I,
 )
 _TRUNCATION_TAIL_CHARS = 400
+# Every marker holds one of these (in lower case): a tail holding none cannot end in one,
+# unless it holds a character IGNORECASE matches to the "i" of "reading" ("İ", "ı").
+_TRUNCATION_WORDS = ("…", "...", "reading", "more")
+_TRUNCATION_TRAPS = ("\u0130", "\u0131")
 _NOT_IMAGE_EXT = (".mp3", ".mp4", ".m4a", ".m4v", ".mov", ".webm", ".ogg", ".wav", ".m3u8")
 _DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _JSONFEED_VERSION = "https://jsonfeed.org/version/"
@@ -423,12 +427,23 @@ def _clean_summary(markup: str) -> tuple[str, bool]:
     """Plain text of a summary, and whether it ended in a "…" / "Continue reading" tail."""
     text = html_to_text(markup)
     tail_start = max(0, len(text) - _TRUNCATION_TAIL_CHARS)
+    if not _may_hold_a_marker(text[tail_start:]):
+        return text, False
     end = len(text)
     while match := _TRUNCATION_MARKER.search(text, tail_start, end):
         end = match.start()  # the leftmost marker that reaches the end, then the one before
     if end == len(text):
         return text, False
     return text[:end].rstrip(), True
+
+
+def _may_hold_a_marker(tail: str) -> bool:
+    """False when `tail` holds none of the words a truncation marker needs (substring
+    searches: ~1 us, where the marker pattern takes ~15 us over 400 characters)."""
+    lowered = tail.lower()
+    return any(word in lowered for word in _TRUNCATION_WORDS) or any(
+        trap in tail for trap in _TRUNCATION_TRAPS
+    )
 
 
 def _guid(value: object, link: str, title: str, summary: str) -> str:

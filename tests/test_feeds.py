@@ -606,3 +606,51 @@ def test_a_category_past_200_characters_is_dropped() -> None:
     item = ONE_ITEM.format(f"<category>{'x' * 1_000_000}</category><category>Storms</category>")
     (entry,) = parse_feed(_rss(item), url=FEED_URL).entries
     assert entry.categories == ("Storms",)
+
+
+def _plain_clean_summary(markup: str) -> tuple[str, bool]:
+    """`_clean_summary` as it was before its word prefilter: the marker pattern alone."""
+    from aggregator import feeds
+    from aggregator.text import html_to_text
+
+    text = html_to_text(markup)
+    tail_start = max(0, len(text) - feeds._TRUNCATION_TAIL_CHARS)
+    end = len(text)
+    while match := feeds._TRUNCATION_MARKER.search(text, tail_start, end):
+        end = match.start()
+    if end == len(text):
+        return text, False
+    return text[:end].rstrip(), True
+
+
+_SUMMARY_PIECES = st.sampled_from(
+    [
+        "…",
+        "...",
+        "[…]",
+        "[ ... ]",
+        "Continue reading",
+        "KEEP READING »",
+        "read more",
+        "More ›",
+        "more»",
+        "Read More →",
+        "continue readİng",
+        "keep readıng",
+        "reading",
+        "more",
+        "..",
+        "The council met on Tuesday.",
+        "x" * 390,
+        "»",
+        " ",
+        "\n",
+        "é",
+    ]
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.one_of(_SUMMARY_PIECES, st.text(max_size=10)), max_size=10).map(" ".join))
+def test_the_summary_marker_prefilter_never_changes_the_answer(text: str) -> None:
+    assert _clean_summary(text) == _plain_clean_summary(text)
