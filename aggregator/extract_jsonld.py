@@ -41,7 +41,10 @@ def parse_jsonld_blocks(blocks: list[str]) -> list[JsonObject]:
 
 
 def _loads(block: str) -> object | None:
-    text = _WRAPPER.sub("", block.strip()).strip().rstrip(";")
+    text = block.strip()
+    if "<!" in text or "-->" in text or "]]>" in text:  # what every wrapper holds
+        text = _WRAPPER.sub("", text).strip()
+    text = text.rstrip(";")
     if not text:
         return None
     for candidate in (text, _CONTROL.sub(" ", text)):

@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 from lxml import etree
 
 from aggregator.errors import ExtractError
@@ -493,3 +495,54 @@ def test_boilerplate_is_decided_per_paragraph_whatever_its_neighbours_share() ->
     root = lxml.html.document_fromstring(markup)
     kept = [text for _, text in _paragraphs(root)]
     assert kept == ["Lead paragraph", "Second paragraph", "Third paragraph", "Outside any marker"]
+
+
+def _plain_loads(block: str) -> object | None:
+    """`extract_jsonld._loads` as it was: the wrapper pattern run over every block."""
+    from aggregator import extract_jsonld as jsonld
+
+    text = jsonld._WRAPPER.sub("", block.strip()).strip().rstrip(";")
+    if not text:
+        return None
+    for candidate in (text, jsonld._CONTROL.sub(" ", text)):
+        try:
+            data: object = json.loads(candidate, strict=False)
+            return data
+        except (ValueError, RecursionError):
+            continue
+    return None
+
+
+_BLOCK_PIECES = st.sampled_from(
+    [
+        '{"@type": "NewsArticle"}',
+        "<!--",
+        "-->",
+        "<![CDATA[",
+        "]]>",
+        "//",
+        "// ]]>",
+        "<!x",
+        ";",
+        " ",
+        "\n",
+        "\x01",
+        '"',
+        "{",
+        "}",
+        "[1]",
+    ]
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(st.one_of(_BLOCK_PIECES, st.text(max_size=5)), max_size=8).map("".join))
+@example('{"@type": "NewsArticle"}]]>')  # each wrapper alone
+@example('{"@type": "NewsArticle"} -->')
+@example('<!-- {"@type": "NewsArticle"}')
+@example('//<![CDATA[\n{"@type": "NewsArticle"}\n//]]>;')
+def test_json_ld_blocks_read_as_with_the_wrapper_pattern_alone(block: str) -> None:
+    from aggregator.extract_jsonld import _loads
+
+    assert _loads(block) == _plain_loads(block)
+    assert _loads(f"<!--\n{block}\n-->") == _plain_loads(f"<!--\n{block}\n-->")
