@@ -119,3 +119,21 @@ def test_invalid_utf8_line_names_its_number(tmp_path: Path) -> None:
 def test_missing_file_is_an_export_error(tmp_path: Path) -> None:
     with pytest.raises(ExportError, match="cannot read"):
         list(iter_jsonl(tmp_path / "absent.jsonl"))
+
+
+_LINE_PIECES = st.sampled_from(
+    ["plain", "é", "“quoted”", "\x85", "\u2028", "\u2029", "\ud800", "\udfff", "\\", '"', " "]
+)
+
+
+@settings(max_examples=800, deadline=None)
+@given(st.lists(st.one_of(_LINE_PIECES, st.text(max_size=6)), max_size=8).map("".join))
+def test_lines_escape_exactly_what_the_plain_substitution_escapes(value: str) -> None:
+    from aggregator.export.jsonl import _ENCODER, _MUST_ESCAPE, public_to_json_line
+
+    public = {"title": value, "excerpt": f"a {value} b"}
+    plain = _MUST_ESCAPE.sub(lambda m: f"\\u{ord(m.group()):04x}", _ENCODER.encode(public))
+    line = public_to_json_line(public)
+    assert line == plain
+    if not any("\ud800" <= char <= "\udfff" for char in value):  # JSON pairs "\\ud800\\udfff"
+        assert json.loads(line) == public
