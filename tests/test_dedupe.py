@@ -237,3 +237,10 @@ def test_the_identity_query_reads_the_rows_of_the_plain_or_of_in_terms(tmp_path:
     assert len(expected) == 5  # g1 by text, g2 by AMP URL, g3 by title, g4 and g5 by guid
     assert list(index.rows.values()) == expected
     assert [index.match_rule(record)[1] for record in batch] == [4, 3, 5, 1, 0, 1]
+
+
+def test_the_edge_punctuation_stripped_before_the_word_check_holds_no_word_character() -> None:
+    from aggregator.dedupe import _EDGE_PUNCTUATION
+
+    assert not any(char.isalnum() for char in _EDGE_PUNCTUATION)
+    assert normalise_words("(Fed), “rates”; «again»… [U.S.]") == "fed rates again u s"
