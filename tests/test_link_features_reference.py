@@ -280,3 +280,8 @@ def test_features_equal_the_reference_on_the_eval_articles(eval_dir: Path) -> No
         text, url = article.get("text") or "", article.get("url") or ""
         expected = reference_features(title, excerpt, text, url)
         assert link_features(title, excerpt, text, url) == expected, path.name
+
+
+def test_the_edge_punctuation_of_sentence_tokens_holds_no_token_character() -> None:
+    assert not any(feats._WORD.match(char) for char in feats._EDGE_PUNCTUATION)
+    assert not any(char.isalnum() or char in "£$€¥" for char in feats._EDGE_PUNCTUATION)
