@@ -285,3 +285,13 @@ def test_features_equal_the_reference_on_the_eval_articles(eval_dir: Path) -> No
 def test_the_edge_punctuation_of_sentence_tokens_holds_no_token_character() -> None:
     assert not any(feats._WORD.match(char) for char in feats._EDGE_PUNCTUATION)
     assert not any(char.isalnum() or char in "£$€¥" for char in feats._EDGE_PUNCTUATION)
+
+
+def test_the_edge_punctuation_of_entity_tokens_holds_no_token_character() -> None:
+    assert not any(ents._TOKEN_SPLIT.match(char) for char in ents._EDGE_PUNCTUATION)
+    assert not any(char.isalnum() or char in "£$€¥" for char in ents._EDGE_PUNCTUATION)
+    assert ents._tokens("(Said), “North” Korea—") == [
+        ("Said", False, True),
+        ("North", False, True),
+        ("Korea", False, True),
+    ]
