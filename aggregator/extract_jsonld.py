@@ -40,11 +40,18 @@ def parse_jsonld_blocks(blocks: list[str]) -> list[JsonObject]:
     return objects[:_MAX_OBJECTS]
 
 
-def _loads(block: str) -> object | None:
+def _unwrapped(block: str) -> str:
+    """The JSON text of a script block: HTML comment or CDATA wrappers and a trailing ";"
+    taken off. The wrapper pattern runs only on blocks holding what every wrapper holds
+    ("<!", "-->" or "]]>"): its closing alternatives are tried at every position."""
     text = block.strip()
-    if "<!" in text or "-->" in text or "]]>" in text:  # what every wrapper holds
+    if "<!" in text or "-->" in text or "]]>" in text:
         text = _WRAPPER.sub("", text).strip()
-    text = text.rstrip(";")
+    return text.rstrip(";")
+
+
+def _loads(block: str) -> object | None:
+    text = _unwrapped(block)
     if not text:
         return None
     for candidate in (text, _CONTROL.sub(" ", text)):
