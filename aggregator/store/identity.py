@@ -163,13 +163,13 @@ def _identity_query(records: Sequence[Record]) -> tuple[Select[Any], dict[str, A
     titles = {title_key(r.title) for r in records} - {""}
     keyed = {"urls": urls, "amp_urls": urls, "texts": texts, "titles": titles}
     params.update((name, sorted(values)) for name, values in keyed.items() if values)
-    return _identity_statement(len(guids), tuple(keyed), frozenset(params)), params
+    return _identity_statement(len(guids), frozenset(params)), params
 
 
 @functools.lru_cache(maxsize=64)
-def _identity_statement(sources: int, keyed: tuple[str, ...], given: frozenset[str]) -> Select[Any]:
-    """The identity SELECT for `sources` (source, guids) pairs and the `keyed` lists
-    among the `given` parameters, in the order of the plain OR of IN terms."""
+def _identity_statement(sources: int, given: frozenset[str]) -> Select[Any]:
+    """The identity SELECT for `sources` (source, guids) pairs and the key lists among the
+    `given` parameters, in the order of the plain OR of IN terms."""
     columns = _RECORDS.c
     terms: list[ColumnElement[bool]] = [
         and_(
@@ -184,5 +184,5 @@ def _identity_statement(sources: int, keyed: tuple[str, ...], given: frozenset[s
         "texts": columns.text_hash,
         "titles": columns.title_key,
     }
-    terms += [in_param(keyed_columns[name], name) for name in keyed if name in given]
+    terms += [in_param(column, name) for name, column in keyed_columns.items() if name in given]
     return select(_RECORDS).where(or_(*terms))
