@@ -21,13 +21,13 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from aggregator.models import Image, Record
+from aggregator.prefilter import EDGE_PUNCTUATION
 
 DUPLICATE_WINDOW = timedelta(hours=72)
 MIN_FINGERPRINT_CHARS = 200
 BODY_CHARS = 1000  # normalised characters from which a text is a body, not a lead
 
 _WORD = re.compile(r"[^\W_]+")
-_EDGE_PUNCTUATION = ".,;:!?\"'()[]“”‘’«»…-–—"  # non-word characters only
 
 
 def normalise_words(text: str) -> str:
@@ -45,7 +45,7 @@ def normalise_words(text: str) -> str:
         if chunk.isalnum():
             words.append(chunk)
             continue
-        inner = chunk.strip(_EDGE_PUNCTUATION)  # "word," or "(word)": one word
+        inner = chunk.strip(EDGE_PUNCTUATION)  # "word," or "(word)": one word
         if inner.isalnum():
             words.append(inner)
         else:

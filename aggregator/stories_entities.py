@@ -18,6 +18,7 @@ import functools
 import re
 from dataclasses import dataclass
 
+from aggregator.prefilter import EDGE_PUNCTUATION
 from aggregator.stories_features import STOPWORDS
 
 TITLE_WEIGHT = 1.5
@@ -57,9 +58,6 @@ _TOKEN_SPLIT = re.compile(
     r"|[^\W\d_]+(?:['’][^\W\d_]+)*(?:-[^\W\d_]+)*)"
 )
 _DIGIT = re.compile(r"\d")  # what a number token starts with, after its currency sign
-# Marks that a token never holds at its ends, nor starts with (no currency sign, letter or
-# digit): a chunk of letters with only these around them is one token.
-_EDGE_PUNCTUATION = ".,;:!?\"'()[]“”‘’«»…-–—"
 _CURRENCIES = frozenset("£$€¥")
 _SCALE = {"million": "m", "billion": "bn", " ": ""}
 Tokens = list[tuple[str, bool, bool]]  # (text, is a number, follows punctuation)
@@ -106,7 +104,7 @@ def _tokens(sentence: str) -> Tokens:
     Most sentences hold no digit, hence no number, whose token may span a space ("52
     million"); their word tokens never hold whitespace, so they are read chunk by chunk:
     a chunk of letters only is one token whole (`[^\\W\\d_]` is every letter), and so
-    are the letters of a chunk with `_EDGE_PUNCTUATION` around them only;
+    are the letters of a chunk with `EDGE_PUNCTUATION` around them only;
     `_TOKEN_SPLIT` reads the other chunks. Punctuation before a token is what is left of
     the chunks since the previous one.
     """
@@ -120,7 +118,7 @@ def _tokens(sentence: str) -> Tokens:
             tokens.append((chunk, False, follows))
             follows = False
             continue
-        word = chunk.strip(_EDGE_PUNCTUATION)
+        word = chunk.strip(EDGE_PUNCTUATION)
         if word.isalpha():  # "word," or "(word)": the letters between marks are the token
             tokens.append((word, False, follows or not chunk.startswith(word)))
             follows = not chunk.endswith(word)

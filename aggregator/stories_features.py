@@ -18,6 +18,8 @@ import re
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
+from aggregator.prefilter import EDGE_PUNCTUATION
+
 TITLE_WEIGHT = 3.0
 EXCERPT_WEIGHT = 2.0
 TEXT_WEIGHT = 1.0
@@ -49,9 +51,6 @@ _WORD = re.compile(
 )
 _NUMBER = re.compile(r"[£$€¥]?\d")
 _SENTENCE_ENDS = frozenset('.!?:;"“”')  # the look-behind class of `_SENTENCE_SPLIT`
-# Marks that never belong to a `_WORD` token at a chunk's edge: a chunk of letters with only
-# these around them is that one token (neither a currency sign nor a letter or digit here).
-_EDGE_PUNCTUATION = ".,;:!?\"'()[]“”‘’«»…-–—"
 TokenKind = tuple[str | None, bool, bool, bool]
 
 
@@ -135,7 +134,7 @@ def sentence_tokens(text: str) -> list[list[str]]:
     No token holds whitespace, so a sentence ends exactly at a newline or after a
     whitespace-delimited chunk ending in `_SENTENCE_ENDS`; a chunk of letters only is one
     token whole (`[^\\W\\d_]` is every letter), and so are the letters of a chunk that has
-    `_EDGE_PUNCTUATION` around them only; `_WORD` reads the other chunks, at half the cost
+    `EDGE_PUNCTUATION` around them only; `_WORD` reads the other chunks, at half the cost
     of running it over whole sentences.
     """
     sentences: list[list[str]] = []
@@ -146,7 +145,7 @@ def sentence_tokens(text: str) -> list[list[str]]:
         for chunk in line.split():
             if chunk.isalpha():
                 tokens.append(chunk)
-            elif (inner := chunk.strip(_EDGE_PUNCTUATION)).isalpha():
+            elif (inner := chunk.strip(EDGE_PUNCTUATION)).isalpha():
                 tokens.append(inner)  # "word," or "(word)": letters between marks
             else:
                 tokens += findall(chunk)

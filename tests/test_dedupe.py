@@ -240,7 +240,7 @@ def test_the_identity_query_reads_the_rows_of_the_plain_or_of_in_terms(tmp_path:
 
 
 def test_the_edge_punctuation_stripped_before_the_word_check_holds_no_word_character() -> None:
-    from aggregator.dedupe import _EDGE_PUNCTUATION
+    from aggregator.prefilter import EDGE_PUNCTUATION
 
-    assert not any(char.isalnum() for char in _EDGE_PUNCTUATION)
+    assert not any(char.isalnum() for char in EDGE_PUNCTUATION)
     assert normalise_words("(Fed), “rates”; «again»… [U.S.]") == "fed rates again u s"

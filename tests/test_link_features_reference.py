@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from aggregator import stories_entities as ents
 from aggregator import stories_features as feats
 from aggregator.feeds import parse_feed
+from aggregator.prefilter import EDGE_PUNCTUATION
 from aggregator.stories_prepare import link_features
 from aggregator.stories_types import LinkFeatures
 from aggregator.text import html_to_text
@@ -283,13 +284,13 @@ def test_features_equal_the_reference_on_the_eval_articles(eval_dir: Path) -> No
 
 
 def test_the_edge_punctuation_of_sentence_tokens_holds_no_token_character() -> None:
-    assert not any(feats._WORD.match(char) for char in feats._EDGE_PUNCTUATION)
-    assert not any(char.isalnum() or char in "£$€¥" for char in feats._EDGE_PUNCTUATION)
+    assert not any(feats._WORD.match(char) for char in EDGE_PUNCTUATION)
+    assert not any(char.isalnum() or char in "£$€¥" for char in EDGE_PUNCTUATION)
 
 
 def test_the_edge_punctuation_of_entity_tokens_holds_no_token_character() -> None:
-    assert not any(ents._TOKEN_SPLIT.match(char) for char in ents._EDGE_PUNCTUATION)
-    assert not any(char.isalnum() or char in "£$€¥" for char in ents._EDGE_PUNCTUATION)
+    assert not any(ents._TOKEN_SPLIT.match(char) for char in EDGE_PUNCTUATION)
+    assert not any(char.isalnum() or char in "£$€¥" for char in EDGE_PUNCTUATION)
     assert ents._tokens("(Said), “North” Korea—") == [
         ("Said", False, True),
         ("North", False, True),

@@ -238,11 +238,11 @@ def test_every_boilerplate_pattern_is_caught_by_the_one_pass(notice: str) -> Non
 
 
 def test_only_three_characters_match_an_ascii_letter_ignoring_case_but_do_not_lower_to_it() -> None:
-    from aggregator.quality import _CASE_TRAPS
+    from aggregator.prefilter import IGNORECASE_TRAPS
 
     every = "".join(chr(code) for code in range(128, sys.maxunicode + 1))
     matched = re.findall("[a-z]", every, re.IGNORECASE)
-    assert {char for char in matched if not char.lower().isascii()} == set(_CASE_TRAPS)
+    assert {char for char in matched if not char.lower().isascii()} == set(IGNORECASE_TRAPS)
 
 
 _NOTICE_PIECES = st.sampled_from(
